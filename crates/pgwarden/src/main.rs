@@ -1,0 +1,2 @@
+//! The pgwarden binary.
+fn main() {}
