@@ -1,1 +1,69 @@
-//! Placeholder: filled by the storage work.
+//! pgwarden's durable storage for its Raft group member: one redb file per member.
+//!
+//! Owns: the on-disk schema ([`schema`], with a format version checked at open), the openraft
+//! type configuration ([`TypeConfig`]), the Raft log store ([`LogStore`]: entries, vote,
+//! committed id, purge point) and the state machine ([`StateMachine`]) with its snapshots.
+//!
+//! Durability model: the etcd keyspace (`mvcc::Store`) lives in memory. It is durable through the
+//! Raft log (every entry fsynced by redb before openraft is told it is written) plus snapshots
+//! (the store's encoded bytes, the last applied log id and the membership, written in one redb
+//! transaction). On restart the member loads the latest snapshot and openraft re-applies the
+//! committed log entries after it; the committed id is saved for exactly that purpose.
+//!
+//! Must not know: gRPC, the peer transport, HA, PostgreSQL. Only this crate knows redb.
+
+#![cfg_attr(test, allow(clippy::unwrap_used, reason = "tests fail loudly"))]
+
+mod codec;
+mod db;
+mod error;
+mod log_store;
+mod mvcc_shim;
+pub mod schema;
+mod state_machine;
+mod types;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use codec::{CodecError, Entry, LogId, decode_entry, encode_entry, log_id};
+pub use db::Db;
+pub use error::StorageError;
+pub use log_store::LogStore;
+/// The etcd keyspace held by the state machine.
+pub use mvcc_shim::Store;
+pub use state_machine::{
+    AppliedState, Membership, SharedState, Snapshot, SnapshotMeta, StateMachine,
+};
+pub use types::{AppliedEvents, MemberIdentity, MemberNode, RaftReply, RaftRequest, TypeConfig};
+
+/// Default capacity of the applied-events channel: how far a watcher may fall behind before it
+/// is told it lagged.
+pub const DEFAULT_EVENT_CAPACITY: usize = 16 * 1024;
+
+/// A member's opened storage: what openraft needs plus the shared applied state.
+pub struct Storage {
+    pub db: Db,
+    pub log_store: LogStore,
+    pub state_machine: StateMachine,
+    pub shared: Arc<SharedState>,
+}
+
+impl Storage {
+    /// Opens (or creates) the storage in `data_dir`.
+    pub fn open(data_dir: &Path, event_capacity: usize) -> Result<Storage, StorageError> {
+        let db = Db::open(data_dir)?;
+        let log_store = LogStore::open(db.clone())?;
+        let state_machine = StateMachine::open(db.clone(), event_capacity)?;
+        let shared = state_machine.shared();
+        Ok(Storage {
+            db,
+            log_store,
+            state_machine,
+            shared,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,267 @@
+//! The Raft state machine: the etcd keyspace (`mvcc::Store`) in memory, made durable by the Raft
+//! log plus snapshots in redb.
+//!
+//! Apply takes the write lock for one entry at a time, applies its commands in order, answers the
+//! entry's responder with one response per command, then publishes each command's watch events
+//! in log order. Readers take the read lock for a consistent point in time.
+//! On restart the latest snapshot is loaded and openraft re-applies the committed log after it.
+
+use std::io;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use etcd_proto::raftcmd::RaftBatchResponse;
+use futures::{Stream, StreamExt};
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::type_config::alias::{SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
+use openraft::{EntryPayload, OptionalSend, StoredMembership};
+use redb::ReadableDatabase;
+use tokio::sync::{broadcast, watch};
+
+use crate::Store;
+use crate::codec::LogId;
+use crate::db::Db;
+use crate::error::StorageError;
+use crate::schema;
+use crate::types::{AppliedEvents, RaftReply, TypeConfig};
+
+/// openraft's snapshot: meta plus the state machine's bytes.
+pub type Snapshot = SnapshotOf<TypeConfig, Vec<u8>>;
+/// Snapshot meta (last included log id, membership).
+pub type SnapshotMeta = SnapshotMetaOf<TypeConfig>;
+/// Membership as applied, with the log id that introduced it.
+pub type Membership = StoredMembershipOf<TypeConfig>;
+
+/// The applied state, shared between openraft's apply and the member's readers.
+pub struct SharedState {
+    /// The store plus what was applied to it. A std lock: held only for in-memory work, never
+    /// across `.await`, taken for writing by apply and snapshot install only.
+    state: RwLock<AppliedState>,
+    /// Applied commands' events in log order. Sent by apply; receivers are watch streams.
+    events: broadcast::Sender<Arc<AppliedEvents>>,
+    /// The last applied log index, for waiters (read barrier, forwarded proposals).
+    applied_index: watch::Sender<u64>,
+}
+
+/// The store and how far the log has been applied to it.
+pub struct AppliedState {
+    pub store: Store,
+    pub last_applied: Option<LogId>,
+    pub membership: Membership,
+}
+
+impl SharedState {
+    /// A consistent read of the applied state.
+    pub fn read(&self) -> RwLockReadGuard<'_, AppliedState> {
+        // Apply never leaves the state half-written across a panic point that matters for
+        // readers (a panicking apply aborts the member), so a poisoned lock is still readable.
+        self.state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, AppliedState> {
+        self.state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Applied events in log order. A receiver that falls behind gets `Lagged`.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<AppliedEvents>> {
+        self.events.subscribe()
+    }
+
+    /// The last applied log index, changing as entries are applied.
+    pub fn watch_applied_index(&self) -> watch::Receiver<u64> {
+        self.applied_index.subscribe()
+    }
+}
+
+/// The state machine handed to openraft.
+#[derive(Clone)]
+pub struct StateMachine {
+    db: Db,
+    shared: Arc<SharedState>,
+}
+
+impl StateMachine {
+    /// Loads the latest snapshot (or an empty store) from `db`.
+    pub(crate) fn open(db: Db, event_capacity: usize) -> Result<StateMachine, StorageError> {
+        let (store, last_applied, membership) = match load_snapshot(&db)? {
+            Some(snapshot) => {
+                let store = Store::decode_snapshot(&snapshot.snapshot)
+                    .map_err(|e| StorageError::Corrupt(format!("snapshot: {e}")))?;
+                (
+                    store,
+                    snapshot.meta.last_log_id,
+                    snapshot.meta.last_membership,
+                )
+            }
+            None => (Store::new(), None, StoredMembership::default()),
+        };
+        let applied = last_applied.as_ref().map(|id| id.index).unwrap_or(0);
+        let (events, _) = broadcast::channel(event_capacity.max(1));
+        Ok(StateMachine {
+            db,
+            shared: Arc::new(SharedState {
+                state: RwLock::new(AppliedState {
+                    store,
+                    last_applied,
+                    membership,
+                }),
+                events,
+                applied_index: watch::Sender::new(applied),
+            }),
+        })
+    }
+
+    pub fn shared(&self) -> Arc<SharedState> {
+        self.shared.clone()
+    }
+
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), io::Error> {
+        let meta = serde_json::to_vec(&snapshot.meta).map_err(io::Error::other)?;
+        let data = snapshot.snapshot.clone();
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), StorageError> {
+            let txn = db.database.begin_write()?;
+            {
+                let mut table = txn.open_table(schema::SNAPSHOT)?;
+                table.insert(schema::SNAPSHOT_META_KEY, meta.as_slice())?;
+                table.insert(schema::SNAPSHOT_DATA_KEY, data.as_slice())?;
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| io::Error::other(format!("snapshot task failed: {e}")))?
+        .map_err(StorageError::into_io)
+    }
+}
+
+/// Reads the stored snapshot, if any.
+pub(crate) fn load_snapshot(db: &Db) -> Result<Option<Snapshot>, StorageError> {
+    let txn = db.database.begin_read()?;
+    let table = txn.open_table(schema::SNAPSHOT)?;
+    let (Some(meta), Some(data)) = (
+        table.get(schema::SNAPSHOT_META_KEY)?,
+        table.get(schema::SNAPSHOT_DATA_KEY)?,
+    ) else {
+        return Ok(None);
+    };
+    let meta: SnapshotMeta = serde_json::from_slice(meta.value())
+        .map_err(|e| StorageError::Corrupt(format!("snapshot meta: {e}")))?;
+    Ok(Some(Snapshot {
+        meta,
+        snapshot: data.value().to_vec(),
+    }))
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    type SnapshotData = Vec<u8>;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let snapshot = {
+            let state = self.shared.read();
+            Snapshot {
+                meta: SnapshotMeta {
+                    last_log_id: state.last_applied,
+                    last_membership: state.membership.clone(),
+                },
+                snapshot: state.store.encode_snapshot(),
+            }
+        };
+        self.save_snapshot(&snapshot).await?;
+        tracing::info!(meta = %snapshot.meta, bytes = snapshot.snapshot.len(), "built snapshot");
+        Ok(snapshot)
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = Vec<u8>;
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, Membership), io::Error> {
+        let state = self.shared.read();
+        Ok((state.last_applied, state.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        while let Some(item) = entries.next().await {
+            let (entry, responder) = item?;
+            let mut published = Vec::new();
+            let mut responses = RaftBatchResponse::default();
+            let index = entry.log_id.index;
+            {
+                let mut state = self.shared.write();
+                match entry.payload {
+                    EntryPayload::Blank => {}
+                    EntryPayload::Normal(request) => {
+                        responses.responses.reserve(request.0.commands.len());
+                        for command in &request.0.commands {
+                            let applied = state.store.apply(command);
+                            if !applied.events.is_empty() {
+                                published.push(Arc::new(AppliedEvents {
+                                    revision: applied.revision,
+                                    events: applied.events,
+                                }));
+                            }
+                            responses.responses.push(applied.response);
+                        }
+                    }
+                    EntryPayload::Membership(membership) => {
+                        state.membership = StoredMembership::new(Some(entry.log_id), membership);
+                    }
+                }
+                state.last_applied = Some(entry.log_id);
+            }
+            for events in published {
+                // No receiver is fine: nobody watches yet.
+                let _ = self.shared.events.send(events);
+            }
+            self.shared.applied_index.send_replace(index);
+            if let Some(responder) = responder {
+                responder.send(RaftReply(responses));
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Vec<u8>,
+    ) -> Result<(), io::Error> {
+        let store = Store::decode_snapshot(&snapshot)
+            .map_err(|e| io::Error::other(format!("snapshot: {e}")))?;
+        let snapshot = Snapshot {
+            meta: meta.clone(),
+            snapshot,
+        };
+        self.save_snapshot(&snapshot).await?;
+        let index = meta.last_log_id.as_ref().map(|id| id.index).unwrap_or(0);
+        {
+            let mut state = self.shared.write();
+            state.store = store;
+            state.last_applied = meta.last_log_id;
+            state.membership = meta.last_membership.clone();
+        }
+        self.shared.applied_index.send_replace(index);
+        tracing::info!(meta = %meta, "installed snapshot");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || load_snapshot(&db))
+            .await
+            .map_err(|e| io::Error::other(format!("snapshot task failed: {e}")))?
+            .map_err(StorageError::into_io)
+    }
+}

@@ -1,0 +1,203 @@
+//! Storage-level tests: what is written survives a reopen, and foreign formats are refused.
+
+use std::collections::BTreeMap;
+
+use etcd_proto::etcdserverpb::PutRequest;
+use etcd_proto::raftcmd::{RaftBatch, RaftCommand, raft_command::Command};
+use futures::stream;
+use openraft::storage::{IOFlushed, RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{EntryPayload, Membership as RaftMembership, RaftLogReader, Vote};
+use redb::ReadableDatabase;
+
+use super::*;
+
+fn put(key: &str, value: &str) -> RaftCommand {
+    RaftCommand {
+        command: Some(Command::Put(PutRequest {
+            key: key.to_string().into(),
+            value: value.to_string().into(),
+            ..Default::default()
+        })),
+    }
+}
+
+fn normal(index: u64, commands: Vec<RaftCommand>) -> Entry {
+    Entry {
+        log_id: log_id(1, 1, index),
+        payload: EntryPayload::Normal(RaftRequest(RaftBatch { commands })),
+    }
+}
+
+fn membership_entry(index: u64) -> Entry {
+    let nodes = BTreeMap::from([(1u64, MemberNode::default())]);
+    Entry {
+        log_id: log_id(1, 1, index),
+        payload: EntryPayload::Membership(RaftMembership::new(vec![[1u64].into()], nodes).unwrap()),
+    }
+}
+
+#[tokio::test]
+async fn log_vote_committed_and_snapshot_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries: Vec<Entry> = std::iter::once(membership_entry(1))
+        .chain((2..=20).map(|i| normal(i, vec![put(&format!("k{i}"), "v")])))
+        .collect();
+    let vote = Vote::new_committed(1, 1);
+    {
+        let mut storage = Storage::open(dir.path(), 16).unwrap();
+        storage.log_store.save_vote(&vote).await.unwrap();
+        storage
+            .log_store
+            .append(entries.clone(), IOFlushed::noop())
+            .await
+            .unwrap();
+        storage
+            .log_store
+            .save_committed(Some(log_id(1, 1, 10)))
+            .await
+            .unwrap();
+        // Apply the first ten entries and snapshot them.
+        let to_apply: Vec<_> = entries[..10]
+            .iter()
+            .cloned()
+            .map(|e| Ok((e, None)))
+            .collect();
+        storage
+            .state_machine
+            .apply(stream::iter(to_apply))
+            .await
+            .unwrap();
+        let snapshot = storage.state_machine.build_snapshot().await.unwrap();
+        assert_eq!(snapshot.meta.last_log_id, Some(log_id(1, 1, 10)));
+        // A vote after the committed id makes the committed id durable too.
+        storage.log_store.save_vote(&vote).await.unwrap();
+    }
+    let mut storage = Storage::open(dir.path(), 16).unwrap();
+    assert_eq!(storage.log_store.read_vote().await.unwrap(), Some(vote));
+    assert_eq!(
+        storage.log_store.read_committed().await.unwrap(),
+        Some(log_id(1, 1, 10))
+    );
+    let state = storage.log_store.get_log_state().await.unwrap();
+    assert_eq!(state.last_log_id, Some(log_id(1, 1, 20)));
+    assert_eq!(state.last_purged_log_id, None);
+    assert_eq!(
+        storage.log_store.try_get_log_entries(1..=20).await.unwrap(),
+        entries
+    );
+    let (applied, membership) = storage.state_machine.applied_state().await.unwrap();
+    assert_eq!(applied, Some(log_id(1, 1, 10)));
+    assert_eq!(membership.log_id(), &Some(log_id(1, 1, 1)));
+    assert_eq!(storage.shared.read().store.revision(), 9);
+    let current = storage
+        .state_machine
+        .get_current_snapshot()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(current.meta.last_log_id, Some(log_id(1, 1, 10)));
+}
+
+#[tokio::test]
+async fn truncate_and_purge_move_the_log_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut storage = Storage::open(dir.path(), 16).unwrap();
+    let entries: Vec<Entry> = (1..=10).map(|i| normal(i, vec![put("k", "v")])).collect();
+    storage
+        .log_store
+        .append(entries.clone(), IOFlushed::noop())
+        .await
+        .unwrap();
+    storage
+        .log_store
+        .truncate_after(Some(log_id(1, 1, 7)))
+        .await
+        .unwrap();
+    storage.log_store.purge(log_id(1, 1, 3)).await.unwrap();
+    let state = storage.log_store.get_log_state().await.unwrap();
+    assert_eq!(state.last_log_id, Some(log_id(1, 1, 7)));
+    assert_eq!(state.last_purged_log_id, Some(log_id(1, 1, 3)));
+    assert_eq!(
+        storage.log_store.try_get_log_entries(0..100).await.unwrap(),
+        entries[3..7].to_vec()
+    );
+    drop(storage);
+    let mut storage = Storage::open(dir.path(), 16).unwrap();
+    let state = storage.log_store.get_log_state().await.unwrap();
+    assert_eq!(state.last_log_id, Some(log_id(1, 1, 7)));
+    assert_eq!(state.last_purged_log_id, Some(log_id(1, 1, 3)));
+    assert_eq!(
+        storage.log_store.try_get_log_entries(0..100).await.unwrap(),
+        entries[3..7].to_vec()
+    );
+}
+
+#[tokio::test]
+async fn apply_answers_every_command_and_publishes_events_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut storage = Storage::open(dir.path(), 16).unwrap();
+    let mut events = storage.shared.subscribe();
+    let batch = normal(1, vec![put("a", "1"), put("b", "2"), put("c", "3")]);
+    storage
+        .state_machine
+        .apply(stream::iter(vec![Ok((batch, None))]))
+        .await
+        .unwrap();
+    let revisions: Vec<i64> = (0..3)
+        .map(|_| events.try_recv().unwrap().revision)
+        .collect();
+    assert_eq!(revisions, vec![1, 2, 3]);
+    assert_eq!(*storage.shared.watch_applied_index().borrow(), 1);
+}
+
+#[test]
+fn identity_is_persisted() {
+    let dir = tempfile::tempdir().unwrap();
+    let identity = MemberIdentity {
+        member_id: 7,
+        cluster_id: 9,
+    };
+    {
+        let storage = Storage::open(dir.path(), 16).unwrap();
+        assert_eq!(storage.db.identity().unwrap(), None);
+        storage.db.save_identity(&identity).unwrap();
+    }
+    let storage = Storage::open(dir.path(), 16).unwrap();
+    assert_eq!(storage.db.identity().unwrap(), Some(identity));
+}
+
+#[test]
+fn another_format_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let storage = Storage::open(dir.path(), 16).unwrap();
+        let txn = storage.db.database.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(schema::META).unwrap();
+            meta.insert(schema::FORMAT_VERSION_KEY, 99u32.to_be_bytes().as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    match Storage::open(dir.path(), 16) {
+        Err(StorageError::FormatMismatch {
+            found, expected, ..
+        }) => {
+            assert_eq!(found, Some(99));
+            assert_eq!(expected, schema::FORMAT_VERSION);
+        }
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("a foreign format was opened"),
+    }
+    // The refused file is left as it was.
+    let database = redb::Database::open(dir.path().join(schema::DB_FILE_NAME)).unwrap();
+    let txn = database.begin_read().unwrap();
+    let meta = txn.open_table(schema::META).unwrap();
+    assert_eq!(
+        meta.get(schema::FORMAT_VERSION_KEY)
+            .unwrap()
+            .unwrap()
+            .value(),
+        99u32.to_be_bytes()
+    );
+}
