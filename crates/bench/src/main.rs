@@ -1,0 +1,165 @@
+//! `pgwarden-bench`: runs the same store load against a 3-member pgwarden and a 3-member real etcd on
+//! this machine, alternating between them in one invocation, and prints both and their ratios.
+//!
+//! Workloads (etcd's `tools/benchmark` shapes): put of 256-byte values with 1, 16 and 256 concurrent
+//! clients, and linearizable get with 64 clients; optionally, resident memory after loading N keys.
+//! Every client is an `etcd-client` connection to the Raft leader's client URL, for both targets.
+//!
+//! Build both binaries in release first:
+//! `cargo build --release -p pgwarden -p pgwarden-bench && target/release/pgwarden-bench`
+
+mod load;
+mod report;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use pgwarden_tests::Cluster;
+use pgwarden_tests::ClusterOptions;
+use pgwarden_tests::Target;
+
+use crate::load::Sample;
+use crate::load::Workload;
+use crate::report::Report;
+
+/// Same load, both stores, alternating rounds, one table.
+#[derive(Debug, Parser)]
+#[command(name = "pgwarden-bench", version)]
+struct Args {
+    /// Rounds; each round starts a fresh cluster of each target, in alternating order.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// Measured seconds per workload (after a short warm-up).
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Concurrent clients for the put workloads.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,256")]
+    put_clients: Vec<usize>,
+    /// Concurrent clients for the linearizable get workloads.
+    #[arg(long, value_delimiter = ',', default_value = "64")]
+    get_clients: Vec<usize>,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 256)]
+    value_size: usize,
+    /// After the timed workloads, load this many distinct keys and report the members' resident memory (0 = skip).
+    #[arg(long, default_value_t = 0)]
+    load_keys: usize,
+    /// Members per cluster.
+    #[arg(long, default_value_t = 3)]
+    members: usize,
+    /// Run only one target (etcd or pgwarden), e.g. to check the harness; the comparison needs both.
+    #[arg(long)]
+    only: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
+    anyhow::ensure!(args.seconds > 0, "--seconds must be at least 1");
+    anyhow::ensure!(args.members > 0, "--members must be at least 1");
+    if let Some(only) = &args.only {
+        anyhow::ensure!(
+            only == "etcd" || only == "pgwarden",
+            "--only must be etcd or pgwarden, got {only:?}"
+        );
+    }
+    let mut workloads: Vec<Workload> = args
+        .put_clients
+        .iter()
+        .map(|&clients| Workload::Put { clients })
+        .collect();
+    workloads.extend(
+        args.get_clients
+            .iter()
+            .map(|&clients| Workload::LinearizableGet { clients }),
+    );
+    anyhow::ensure!(
+        workloads.iter().all(|w| w.clients() > 0),
+        "client counts must be positive"
+    );
+
+    let mut report = Report::default();
+    for round in 0..args.rounds {
+        let order = if round % 2 == 0 {
+            [Target::Pgwarden, Target::Etcd]
+        } else {
+            [Target::Etcd, Target::Pgwarden]
+        };
+        for target in order {
+            if args
+                .only
+                .as_ref()
+                .is_some_and(|only| *only != target.to_string())
+            {
+                continue;
+            }
+            eprintln!("round {}/{}: {target}", round + 1, args.rounds);
+            let cluster = Cluster::start(target, ClusterOptions::members(args.members))
+                .await
+                .with_context(|| format!("start a {}-member {target} cluster", args.members))?;
+            let leader = cluster
+                .leader_index()
+                .await
+                .context("find the Raft leader")?;
+            let endpoint = cluster.member(leader).spec.client_url();
+            for workload in &workloads {
+                let sample = load::run(
+                    &endpoint,
+                    *workload,
+                    Duration::from_secs(args.seconds),
+                    args.value_size,
+                )
+                .await
+                .with_context(|| format!("{workload} against {target}"))?;
+                eprintln!("  {workload}: {}", sample.summary());
+                report.add(target, *workload, sample);
+            }
+            if args.load_keys > 0 && round == 0 {
+                load::fill(&endpoint, args.load_keys, args.value_size)
+                    .await
+                    .with_context(|| format!("load {} keys into {target}", args.load_keys))?;
+                let rss = resident_kib(&cluster);
+                eprintln!(
+                    "  resident memory after {} keys: {} MiB (all members)",
+                    args.load_keys,
+                    rss / 1024
+                );
+                report.add_memory(target, rss);
+            }
+        }
+    }
+    println!(
+        "{}",
+        report.render(args.members, args.value_size, args.load_keys)
+    );
+    Ok(())
+}
+
+/// Sum of the members' resident set sizes in KiB, read from /proc.
+fn resident_kib(cluster: &Cluster) -> u64 {
+    (0..cluster.len())
+        .filter_map(|index| cluster.member(index).pid())
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .filter_map(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmRSS:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<u64>().ok())
+        })
+        .sum()
+}
+
+impl Sample {
+    fn summary(&self) -> String {
+        format!(
+            "{:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+            self.ops_per_second(),
+            self.percentile_ms(0.50),
+            self.percentile_ms(0.99),
+            self.errors
+        )
+    }
+}
