@@ -1,0 +1,134 @@
+//! History: compaction, watch replay from key histories, and HashKV.
+
+use etcd_proto::errors::{self, EtcdError};
+use etcd_proto::mvccpb::{Event, event::EventType};
+
+use crate::keyspace::histories_in;
+use crate::store::Store;
+
+impl Store {
+    /// Physically removes superseded versions below `revision`: per key the newest version at or
+    /// below it survives, unless it is a tombstone, in which case the key's history up to it goes
+    /// (and the key itself when nothing newer exists). The caller checked the revision's bounds.
+    pub(crate) fn compact(&mut self, revision: i64) {
+        self.keys.retain(|_, history| {
+            let at_or_below = history
+                .entries
+                .partition_point(|entry| entry.revision <= revision);
+            if at_or_below == 0 {
+                return true;
+            }
+            let newest = &history.entries[at_or_below - 1];
+            let drop = if newest.is_tombstone() {
+                at_or_below
+            } else {
+                at_or_below - 1
+            };
+            if drop > 0 {
+                history.entries.drain(..drop);
+                if history.entries.capacity() > 2 * history.entries.len() + 4 {
+                    history.entries.shrink_to_fit();
+                }
+            }
+            !history.entries.is_empty()
+        });
+        self.compact_revision = revision;
+    }
+
+    /// Events with revision in `[from, to]` for keys selected by (`key`, `range_end`) (etcd range
+    /// conventions; empty `range_end` = one key), in (revision, sub-revision) order, each with
+    /// `prev_kv` when the key had a live version just before (always still in history: compaction
+    /// keeps the newest version at or below the compact revision). `from <= 0` means "from the
+    /// oldest revision still in history"; `to` beyond the store revision is clamped.
+    /// `COMPACTED` when `0 < from <= compact_revision`.
+    ///
+    /// Cost: one binary search per key of the selection, so replaying a narrow window over a wide
+    /// prefix scans that prefix's keys; recent events are meant to come from the watch hub.
+    pub fn events(
+        &self,
+        key: &[u8],
+        range_end: &[u8],
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Event>, EtcdError> {
+        if from > 0 && from <= self.compact_revision {
+            return Err(errors::COMPACTED);
+        }
+        let from = from.max(self.compact_revision + 1);
+        let to = to.min(self.revision);
+        let mut found: Vec<(i64, u32, Event)> = Vec::new();
+        if from > to {
+            return Ok(Vec::new());
+        }
+        for (stored_key, history) in histories_in(&self.keys, key, range_end) {
+            let first = history
+                .entries
+                .partition_point(|entry| entry.revision < from);
+            for index in first..history.entries.len() {
+                let entry = &history.entries[index];
+                if entry.revision > to {
+                    break;
+                }
+                let prev_kv = index
+                    .checked_sub(1)
+                    .map(|previous| &history.entries[previous])
+                    .filter(|previous| !previous.is_tombstone())
+                    .map(|previous| previous.to_key_value(stored_key));
+                let event_type = if entry.is_tombstone() {
+                    EventType::Delete
+                } else {
+                    EventType::Put
+                };
+                found.push((
+                    entry.revision,
+                    entry.sub,
+                    Event {
+                        r#type: event_type as i32,
+                        kv: Some(entry.to_key_value(stored_key)),
+                        prev_kv,
+                    },
+                ));
+            }
+        }
+        found.sort_by_key(|(revision, sub, _)| (*revision, *sub));
+        Ok(found.into_iter().map(|(_, _, event)| event).collect())
+    }
+
+    /// etcd HashKV: a CRC-32 of every stored version with revision <= `revision` (0 = current), key by
+    /// key in order. Members that applied the same log (compactions included) agree.
+    /// Returns (hash, compact revision, the revision hashed).
+    pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64), EtcdError> {
+        let revision = if revision <= 0 {
+            self.revision
+        } else {
+            revision
+        };
+        if revision > self.revision {
+            return Err(errors::FUTURE_REV);
+        }
+        if revision < self.compact_revision {
+            return Err(errors::COMPACTED);
+        }
+        let mut hasher = crc32fast::Hasher::new();
+        for (key, history) in &self.keys {
+            let upto = history
+                .entries
+                .partition_point(|entry| entry.revision <= revision);
+            if upto == 0 {
+                continue;
+            }
+            hasher.update(&(key.len() as u64).to_le_bytes());
+            hasher.update(key);
+            for entry in &history.entries[..upto] {
+                hasher.update(&entry.revision.to_le_bytes());
+                hasher.update(&entry.sub.to_le_bytes());
+                hasher.update(&entry.create_revision.to_le_bytes());
+                hasher.update(&entry.version.to_le_bytes());
+                hasher.update(&entry.lease.to_le_bytes());
+                hasher.update(&(entry.value.len() as u64).to_le_bytes());
+                hasher.update(&entry.value);
+            }
+        }
+        Ok((hasher.finalize(), self.compact_revision, revision))
+    }
+}

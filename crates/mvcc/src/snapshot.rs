@@ -1,0 +1,268 @@
+//! The snapshot encoding: the whole store (history since compaction included) as bytes.
+//!
+//! Layout (all integers little-endian):
+//! `MAGIC` (8 bytes) · format version u32 · revision i64 · compact revision i64 ·
+//! key count u64 · per key { key length u32, key, version count u32, per version { revision i64,
+//! sub u32, create_revision i64, version i64, lease i64, value length u32, value } } ·
+//! lease count u64 · per lease { id i64, ttl i64 } · alarm count u64 · per alarm { member u64, alarm i32 } ·
+//! CRC-32 (IEEE) of everything before it, u32.
+//! Lease attachments are not stored: they are rebuilt from each key's current version.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+
+use crate::keyspace::{Entry, KeyHistory, KeyIndex};
+use crate::store::{Lease, Store};
+
+/// First bytes of every snapshot.
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"PGWMVCC\0";
+/// The format [`Store::encode_snapshot`] writes and the only one [`Store::decode_snapshot`] reads.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+
+/// Why snapshot bytes were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("not an mvcc snapshot (bad magic)")]
+    BadMagic,
+    #[error("unsupported mvcc snapshot format version {found} (this build reads {supported})")]
+    UnsupportedVersion { found: u32, supported: u32 },
+    #[error(
+        "mvcc snapshot checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): corrupted"
+    )]
+    Checksum { stored: u32, computed: u32 },
+    #[error("mvcc snapshot truncated")]
+    Truncated,
+    #[error("mvcc snapshot malformed: {0}")]
+    Malformed(&'static str),
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, count: usize) -> Result<&'a [u8], SnapshotError> {
+        if self.bytes.len() < count {
+            return Err(SnapshotError::Truncated);
+        }
+        let (head, rest) = self.bytes.split_at(count);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], SnapshotError> {
+        let mut array = [0u8; N];
+        array.copy_from_slice(self.take(N)?);
+        Ok(array)
+    }
+
+    fn u32(&mut self) -> Result<u32, SnapshotError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn i32(&mut self) -> Result<i32, SnapshotError> {
+        Ok(i32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, SnapshotError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    fn i64(&mut self) -> Result<i64, SnapshotError> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+
+    fn blob(&mut self) -> Result<Bytes, SnapshotError> {
+        let length = self.u32()? as usize;
+        Ok(Bytes::copy_from_slice(self.take(length)?))
+    }
+
+    /// A count that cannot exceed what the remaining bytes could hold, so a corrupt count cannot
+    /// make decode reserve huge amounts of memory.
+    fn count(&mut self, min_item_size: usize) -> Result<usize, SnapshotError> {
+        let count = usize::try_from(self.u64()?).map_err(|_| SnapshotError::Truncated)?;
+        if count.saturating_mul(min_item_size) > self.bytes.len() {
+            return Err(SnapshotError::Truncated);
+        }
+        Ok(count)
+    }
+}
+
+fn put_blob(out: &mut Vec<u8>, blob: &[u8]) {
+    // Keys and values are bounded by the request size limit (far below 4 GiB).
+    out.extend_from_slice(&(blob.len() as u32).to_le_bytes());
+    out.extend_from_slice(blob);
+}
+
+impl Store {
+    /// A versioned, self-checking binary encoding of the whole state (see the module docs).
+    pub fn encode_snapshot(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.keys.len() * 64);
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&self.revision.to_le_bytes());
+        out.extend_from_slice(&self.compact_revision.to_le_bytes());
+        out.extend_from_slice(&(self.keys.len() as u64).to_le_bytes());
+        for (key, history) in &self.keys {
+            put_blob(&mut out, key);
+            out.extend_from_slice(&(history.entries.len() as u32).to_le_bytes());
+            for entry in &history.entries {
+                out.extend_from_slice(&entry.revision.to_le_bytes());
+                out.extend_from_slice(&entry.sub.to_le_bytes());
+                out.extend_from_slice(&entry.create_revision.to_le_bytes());
+                out.extend_from_slice(&entry.version.to_le_bytes());
+                out.extend_from_slice(&entry.lease.to_le_bytes());
+                put_blob(&mut out, &entry.value);
+            }
+        }
+        out.extend_from_slice(&(self.leases.len() as u64).to_le_bytes());
+        for (id, lease) in &self.leases {
+            out.extend_from_slice(&id.to_le_bytes());
+            out.extend_from_slice(&lease.ttl.to_le_bytes());
+        }
+        out.extend_from_slice(&(self.alarms.len() as u64).to_le_bytes());
+        for (member, alarm) in &self.alarms {
+            out.extend_from_slice(&member.to_le_bytes());
+            out.extend_from_slice(&alarm.to_le_bytes());
+        }
+        let checksum = crc32fast::hash(&out);
+        out.extend_from_slice(&checksum.to_le_bytes());
+        out
+    }
+
+    /// Rebuilds a store from [`Store::encode_snapshot`] bytes; refuses another format version, a
+    /// checksum mismatch, truncation, and contents that break the store's invariants.
+    pub fn decode_snapshot(bytes: &[u8]) -> Result<Store, SnapshotError> {
+        if bytes.len() < SNAPSHOT_MAGIC.len() || &bytes[..SNAPSHOT_MAGIC.len()] != SNAPSHOT_MAGIC {
+            return Err(SnapshotError::BadMagic);
+        }
+        let mut header = Reader {
+            bytes: &bytes[SNAPSHOT_MAGIC.len()..],
+        };
+        let found = header.u32()?;
+        if found != SNAPSHOT_FORMAT_VERSION {
+            return Err(SnapshotError::UnsupportedVersion {
+                found,
+                supported: SNAPSHOT_FORMAT_VERSION,
+            });
+        }
+        if bytes.len() < SNAPSHOT_MAGIC.len() + 8 {
+            return Err(SnapshotError::Truncated);
+        }
+        let (body, trailer) = bytes.split_at(bytes.len() - 4);
+        let mut stored = [0u8; 4];
+        stored.copy_from_slice(trailer);
+        let stored = u32::from_le_bytes(stored);
+        let computed = crc32fast::hash(body);
+        if stored != computed {
+            return Err(SnapshotError::Checksum { stored, computed });
+        }
+        let mut reader = Reader {
+            bytes: &body[SNAPSHOT_MAGIC.len() + 4..],
+        };
+        let mut store = Store::new();
+        store.revision = reader.i64()?;
+        store.compact_revision = reader.i64()?;
+        if store.revision < 1
+            || store.compact_revision < 0
+            || store.compact_revision > store.revision
+        {
+            return Err(SnapshotError::Malformed(
+                "revision or compact revision out of range",
+            ));
+        }
+
+        let key_count = reader.count(8)?;
+        let mut keys = KeyIndex::new();
+        let mut attachments: Vec<(i64, Bytes)> = Vec::new();
+        let mut previous_key: Option<Bytes> = None;
+        for _ in 0..key_count {
+            let key = reader.blob()?;
+            if key.is_empty()
+                || previous_key
+                    .as_ref()
+                    .is_some_and(|previous| *previous >= key)
+            {
+                return Err(SnapshotError::Malformed(
+                    "keys empty or not strictly ascending",
+                ));
+            }
+            let entry_count = reader.u32()? as usize;
+            if entry_count == 0 || entry_count.saturating_mul(40) > reader.bytes.len() {
+                return Err(SnapshotError::Malformed(
+                    "key without versions or bad version count",
+                ));
+            }
+            let mut history = KeyHistory {
+                entries: Vec::with_capacity(entry_count),
+            };
+            for _ in 0..entry_count {
+                let entry = Entry {
+                    revision: reader.i64()?,
+                    sub: reader.u32()?,
+                    create_revision: reader.i64()?,
+                    version: reader.i64()?,
+                    lease: reader.i64()?,
+                    value: reader.blob()?,
+                };
+                let ordered = history
+                    .entries
+                    .last()
+                    .is_none_or(|last| (last.revision, last.sub) < (entry.revision, entry.sub));
+                if !ordered || entry.revision > store.revision || entry.revision < 2 {
+                    return Err(SnapshotError::Malformed(
+                        "versions out of order or out of range",
+                    ));
+                }
+                history.entries.push(entry);
+            }
+            if let Some(current) = history.latest_live() {
+                store.live_keys += 1;
+                if current.lease != 0 {
+                    attachments.push((current.lease, key.clone()));
+                }
+            }
+            previous_key = Some(key.clone());
+            keys.insert(key, history);
+        }
+        store.keys = keys;
+
+        let lease_count = reader.count(16)?;
+        for _ in 0..lease_count {
+            let id = reader.i64()?;
+            let ttl = reader.i64()?;
+            if store
+                .leases
+                .insert(
+                    id,
+                    Lease {
+                        ttl,
+                        keys: BTreeSet::new(),
+                    },
+                )
+                .is_some()
+            {
+                return Err(SnapshotError::Malformed("duplicate lease"));
+            }
+        }
+        for (id, key) in attachments {
+            let lease = store
+                .leases
+                .get_mut(&id)
+                .ok_or(SnapshotError::Malformed("key attached to an unknown lease"))?;
+            lease.keys.insert(key);
+        }
+
+        let alarm_count = reader.count(12)?;
+        for _ in 0..alarm_count {
+            let member = reader.u64()?;
+            let alarm = reader.i32()?;
+            store.alarms.insert((member, alarm));
+        }
+        if !reader.bytes.is_empty() {
+            return Err(SnapshotError::Malformed("trailing bytes"));
+        }
+        Ok(store)
+    }
+}

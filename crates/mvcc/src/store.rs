@@ -1,0 +1,531 @@
+//! The store: key index, revisions, leases and alarms, and the apply entry point.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use etcd_proto::errors::{self, EtcdError};
+use etcd_proto::etcdserverpb::{
+    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, CompactionResponse,
+    DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, ResponseHeader,
+    alarm_request,
+};
+use etcd_proto::mvccpb::{Event, KeyValue, event::EventType};
+use etcd_proto::raftcmd::{
+    ApplyError, LeaseExpire, LeaseExpireResponse, RaftCommand, RaftResponse, raft_command::Command,
+    raft_response::Response,
+};
+
+use crate::keyspace::{Entry, KeyHistory, KeyIndex, histories_in};
+use crate::validate::{validate_delete_range, validate_put};
+
+/// etcd's `MaxLeaseTTL`: a grant above it is refused with `LEASE_TTL_TOO_LARGE`.
+pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
+
+/// The etcd keyspace as a deterministic state machine: every key's history since the compact
+/// revision, the store revision, the lease table (IDs, granted TTLs, attached keys; no timers) and
+/// the alarm list. Reads take `&self`; only [`Store::apply`] mutates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Store {
+    pub(crate) keys: KeyIndex,
+    /// Revision of the last write; 1 for an empty new store, so the first write yields 2.
+    pub(crate) revision: i64,
+    /// Reads and watches below this revision answer `COMPACTED`; 0 until the first compaction.
+    pub(crate) compact_revision: i64,
+    pub(crate) leases: BTreeMap<i64, Lease>,
+    /// Active alarms as (member ID, alarm type).
+    pub(crate) alarms: BTreeSet<(u64, i32)>,
+    /// Number of live keys at the current revision.
+    pub(crate) live_keys: usize,
+}
+
+/// A lease as replicated data: its granted TTL and the keys currently attached to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Lease {
+    pub ttl: i64,
+    pub keys: BTreeSet<Bytes>,
+}
+
+/// What a lease looks like to readers (LeaseTimeToLive, LeaseLeases).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseView {
+    pub id: i64,
+    /// The TTL (seconds) the lease was granted with.
+    pub granted_ttl: i64,
+    /// Attached keys in ascending order.
+    pub keys: Vec<Bytes>,
+}
+
+/// The outcome of applying one command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// The answer for the proposer; `RaftResponse::Error` when apply refused the command (nothing changed).
+    pub response: RaftResponse,
+    /// Watch events this command produced, in (revision, sub-revision) order: PUT kvs full, DELETE kvs
+    /// with key + mod_revision, `prev_kv` filled when a previous version existed. Empty when nothing
+    /// changed. All share one revision, except for `lease_expire`, where each revoked lease that had
+    /// keys is its own revision (read it from each event's `kv.mod_revision`).
+    pub events: Vec<Event>,
+    /// Store revision after apply.
+    pub revision: i64,
+}
+
+/// Changes being made under one new main revision.
+pub(crate) struct Pending {
+    /// The revision the changes get: store revision + 1.
+    pub main: i64,
+    /// Next sub-revision; also the number of changes made so far.
+    pub sub: u32,
+    pub events: Vec<Event>,
+}
+
+impl Pending {
+    pub fn changed(&self) -> bool {
+        self.sub > 0
+    }
+}
+
+pub(crate) fn header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader {
+        revision,
+        ..ResponseHeader::default()
+    })
+}
+
+pub(crate) fn error_response(error: EtcdError) -> RaftResponse {
+    RaftResponse {
+        response: Some(Response::Error(ApplyError {
+            code: error.code as i32,
+            message: error.message.to_string(),
+        })),
+    }
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Store {
+    /// An empty store at revision 1.
+    pub fn new() -> Store {
+        Store {
+            keys: KeyIndex::new(),
+            revision: 1,
+            compact_revision: 0,
+            leases: BTreeMap::new(),
+            alarms: BTreeSet::new(),
+            live_keys: 0,
+        }
+    }
+
+    /// Applies one command of the replicated log. Deterministic: the same sequence of commands gives
+    /// the same state and the same answers on every member. A refused command changes nothing.
+    pub fn apply(&mut self, command: &RaftCommand) -> Applied {
+        let mut events = Vec::new();
+        let response = match &command.command {
+            Some(Command::Put(put)) => self.apply_put(put, &mut events).map(Response::Put),
+            Some(Command::DeleteRange(delete)) => self
+                .apply_delete_range(delete, &mut events)
+                .map(Response::DeleteRange),
+            Some(Command::Txn(txn)) => self.apply_txn(txn, &mut events).map(Response::Txn),
+            Some(Command::Compaction(compaction)) => {
+                self.apply_compaction(compaction).map(Response::Compaction)
+            }
+            Some(Command::LeaseGrant(grant)) => {
+                self.apply_lease_grant(grant).map(Response::LeaseGrant)
+            }
+            Some(Command::LeaseRevoke(revoke)) => self
+                .apply_lease_revoke(revoke, &mut events)
+                .map(Response::LeaseRevoke),
+            Some(Command::LeaseExpire(expire)) => self
+                .apply_lease_expire(expire, &mut events)
+                .map(Response::LeaseExpire),
+            Some(Command::Alarm(alarm)) => Ok(Response::Alarm(self.apply_alarm(alarm))),
+            // An empty command (for example from a newer proposer's unknown variant) changes nothing.
+            None => Ok(Response::Compaction(CompactionResponse {
+                header: header(self.revision),
+            })),
+        };
+        let response = match response {
+            Ok(response) => RaftResponse {
+                response: Some(response),
+            },
+            Err(error) => {
+                events.clear();
+                error_response(error)
+            }
+        };
+        Applied {
+            response,
+            events,
+            revision: self.revision,
+        }
+    }
+
+    /// Current store revision (revision of the last write; 1 when empty and new).
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    /// The revision of the last compaction (0 if never compacted).
+    pub fn compact_revision(&self) -> i64 {
+        self.compact_revision
+    }
+
+    /// Number of live keys at the current revision.
+    pub fn key_count(&self) -> usize {
+        self.live_keys
+    }
+
+    pub fn lease(&self, id: i64) -> Option<LeaseView> {
+        self.leases.get(&id).map(|lease| LeaseView {
+            id,
+            granted_ttl: lease.ttl,
+            keys: lease.keys.iter().cloned().collect(),
+        })
+    }
+
+    /// Every lease as (ID, granted TTL), sorted by ID.
+    pub fn leases(&self) -> Vec<(i64, i64)> {
+        self.leases
+            .iter()
+            .map(|(id, lease)| (*id, lease.ttl))
+            .collect()
+    }
+
+    /// Active alarms sorted by (member ID, alarm type).
+    pub fn alarms(&self) -> Vec<AlarmMember> {
+        self.alarms
+            .iter()
+            .map(|(member_id, alarm)| AlarmMember {
+                member_id: *member_id,
+                alarm: *alarm,
+            })
+            .collect()
+    }
+
+    fn alarm_active(&self, alarm: AlarmType) -> bool {
+        self.alarms
+            .iter()
+            .any(|(_, active)| *active == alarm as i32)
+    }
+
+    /// etcd's capped and corrupt appliers: with CORRUPT active every KV/lease write is refused;
+    /// with NOSPACE active writes that add data (`adds_data`) are refused.
+    pub(crate) fn check_alarms(&self, adds_data: bool) -> Result<(), EtcdError> {
+        if self.alarm_active(AlarmType::Corrupt) {
+            return Err(errors::CORRUPT);
+        }
+        if adds_data && self.alarm_active(AlarmType::Nospace) {
+            return Err(errors::NO_SPACE);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn begin(&self) -> Pending {
+        Pending {
+            main: self.revision + 1,
+            sub: 0,
+            events: Vec::new(),
+        }
+    }
+
+    /// Ends a write: the store revision advances only when something changed.
+    pub(crate) fn commit(&mut self, pending: Pending, events: &mut Vec<Event>) {
+        if pending.changed() {
+            self.revision = pending.main;
+        }
+        events.extend(pending.events);
+    }
+
+    fn apply_put(
+        &mut self,
+        request: &PutRequest,
+        events: &mut Vec<Event>,
+    ) -> Result<PutResponse, EtcdError> {
+        validate_put(request)?;
+        self.check_alarms(true)?;
+        if request.lease != 0 && !self.leases.contains_key(&request.lease) {
+            return Err(errors::LEASE_NOT_FOUND);
+        }
+        if (request.ignore_value || request.ignore_lease) && self.current(&request.key).is_none() {
+            return Err(errors::KEY_NOT_FOUND);
+        }
+        let mut pending = self.begin();
+        let response = self.put_checked(&mut pending, request);
+        self.commit(pending, events);
+        Ok(response)
+    }
+
+    /// A put whose checks passed (lease exists, key exists when ignore_* is set).
+    pub(crate) fn put_checked(
+        &mut self,
+        pending: &mut Pending,
+        request: &PutRequest,
+    ) -> PutResponse {
+        let previous = self.current(&request.key).cloned();
+        // After the checks `previous` exists whenever ignore_* is set; the fallbacks are never taken.
+        let value = match (&previous, request.ignore_value) {
+            (Some(previous), true) => previous.value.clone(),
+            // One copy per write: the stored value must not pin the log entry's decode buffer.
+            _ => Bytes::copy_from_slice(&request.value),
+        };
+        let lease = match (&previous, request.ignore_lease) {
+            (Some(previous), true) => previous.lease,
+            _ => request.lease,
+        };
+        let prev_kv = self.write_put(pending, &request.key, value, lease);
+        PutResponse {
+            header: header(pending.main),
+            prev_kv: if request.prev_kv { prev_kv } else { None },
+        }
+    }
+
+    /// The key's current live version.
+    pub(crate) fn current(&self, key: &[u8]) -> Option<&Entry> {
+        self.keys.get(key).and_then(KeyHistory::latest_live)
+    }
+
+    /// Records a put of `key` under the pending revision; returns the previous live version.
+    fn write_put(
+        &mut self,
+        pending: &mut Pending,
+        key: &[u8],
+        value: Bytes,
+        lease: i64,
+    ) -> Option<KeyValue> {
+        let stored_key = match self.keys.get_key_value(key) {
+            Some((stored_key, _)) => stored_key.clone(),
+            None => Bytes::copy_from_slice(key),
+        };
+        let history = self.keys.entry(stored_key.clone()).or_default();
+        let previous = history.latest_live().cloned();
+        let entry = Entry {
+            value,
+            revision: pending.main,
+            create_revision: previous
+                .as_ref()
+                .map_or(pending.main, |p| p.create_revision),
+            version: previous.as_ref().map_or(1, |p| p.version + 1),
+            lease,
+            sub: pending.sub,
+        };
+        let kv = entry.to_key_value(&stored_key);
+        history.entries.push(entry);
+        pending.sub += 1;
+        if previous.is_none() {
+            self.live_keys += 1;
+        }
+        let old_lease = previous.as_ref().map_or(0, |p| p.lease);
+        if old_lease != 0
+            && old_lease != lease
+            && let Some(old) = self.leases.get_mut(&old_lease)
+        {
+            old.keys.remove(&stored_key);
+        }
+        if lease != 0
+            && let Some(new) = self.leases.get_mut(&lease)
+        {
+            new.keys.insert(stored_key.clone());
+        }
+        let prev_kv = previous.map(|p| p.to_key_value(&stored_key));
+        pending.events.push(Event {
+            r#type: EventType::Put as i32,
+            kv: Some(kv),
+            prev_kv: prev_kv.clone(),
+        });
+        prev_kv
+    }
+
+    fn apply_delete_range(
+        &mut self,
+        request: &DeleteRangeRequest,
+        events: &mut Vec<Event>,
+    ) -> Result<DeleteRangeResponse, EtcdError> {
+        validate_delete_range(request)?;
+        self.check_alarms(false)?;
+        let mut pending = self.begin();
+        let response = self.delete_range_checked(&mut pending, request);
+        self.commit(pending, events);
+        Ok(response)
+    }
+
+    pub(crate) fn delete_range_checked(
+        &mut self,
+        pending: &mut Pending,
+        request: &DeleteRangeRequest,
+    ) -> DeleteRangeResponse {
+        let doomed: Vec<Bytes> = histories_in(&self.keys, &request.key, &request.range_end)
+            .filter(|(_, history)| history.latest_live().is_some())
+            .map(|(key, _)| key.clone())
+            .collect();
+        let mut prev_kvs = Vec::new();
+        for key in &doomed {
+            if let Some(deleted) = self.write_delete(pending, key)
+                && request.prev_kv
+            {
+                prev_kvs.push(deleted);
+            }
+        }
+        DeleteRangeResponse {
+            header: header(if pending.changed() {
+                pending.main
+            } else {
+                self.revision
+            }),
+            deleted: doomed.len() as i64,
+            prev_kvs,
+        }
+    }
+
+    /// Tombstones a live key under the pending revision; returns the deleted version.
+    fn write_delete(&mut self, pending: &mut Pending, key: &Bytes) -> Option<KeyValue> {
+        let history = self.keys.get_mut(key)?;
+        let previous = history.latest_live()?.clone();
+        let tombstone = Entry {
+            value: Bytes::new(),
+            revision: pending.main,
+            create_revision: 0,
+            version: 0,
+            lease: 0,
+            sub: pending.sub,
+        };
+        let kv = tombstone.to_key_value(key);
+        history.entries.push(tombstone);
+        pending.sub += 1;
+        self.live_keys -= 1;
+        if previous.lease != 0
+            && let Some(lease) = self.leases.get_mut(&previous.lease)
+        {
+            lease.keys.remove(key);
+        }
+        let prev_kv = previous.to_key_value(key);
+        pending.events.push(Event {
+            r#type: EventType::Delete as i32,
+            kv: Some(kv),
+            prev_kv: Some(prev_kv.clone()),
+        });
+        Some(prev_kv)
+    }
+
+    fn apply_compaction(
+        &mut self,
+        request: &CompactionRequest,
+    ) -> Result<CompactionResponse, EtcdError> {
+        self.check_alarms(false)?;
+        if request.revision <= self.compact_revision {
+            return Err(errors::COMPACTED);
+        }
+        if request.revision > self.revision {
+            return Err(errors::FUTURE_REV);
+        }
+        self.compact(request.revision);
+        Ok(CompactionResponse {
+            header: header(self.revision),
+        })
+    }
+
+    fn apply_lease_grant(
+        &mut self,
+        request: &LeaseGrantRequest,
+    ) -> Result<LeaseGrantResponse, EtcdError> {
+        self.check_alarms(true)?;
+        // The proposer picks a non-zero ID; 0 here is what etcd's lessor answers for "no lease".
+        if request.id == 0 {
+            return Err(errors::LEASE_NOT_FOUND);
+        }
+        if request.ttl > MAX_LEASE_TTL {
+            return Err(errors::LEASE_TTL_TOO_LARGE);
+        }
+        if self.leases.contains_key(&request.id) {
+            return Err(errors::LEASE_EXIST);
+        }
+        self.leases.insert(
+            request.id,
+            Lease {
+                ttl: request.ttl,
+                keys: BTreeSet::new(),
+            },
+        );
+        Ok(LeaseGrantResponse {
+            header: header(self.revision),
+            id: request.id,
+            ttl: request.ttl,
+            error: String::new(),
+        })
+    }
+
+    fn apply_lease_revoke(
+        &mut self,
+        request: &LeaseRevokeRequest,
+        events: &mut Vec<Event>,
+    ) -> Result<LeaseRevokeResponse, EtcdError> {
+        self.check_alarms(false)?;
+        if !self.revoke(request.id, events) {
+            return Err(errors::LEASE_NOT_FOUND);
+        }
+        Ok(LeaseRevokeResponse {
+            header: header(self.revision),
+        })
+    }
+
+    fn apply_lease_expire(
+        &mut self,
+        request: &LeaseExpire,
+        events: &mut Vec<Event>,
+    ) -> Result<LeaseExpireResponse, EtcdError> {
+        self.check_alarms(false)?;
+        let ids = request
+            .ids
+            .iter()
+            .copied()
+            .filter(|id| self.revoke(*id, events))
+            .collect();
+        Ok(LeaseExpireResponse { ids })
+    }
+
+    /// Deletes the lease's keys (in key order, one revision if any) and removes the lease.
+    /// Returns false when the lease does not exist.
+    fn revoke(&mut self, id: i64, events: &mut Vec<Event>) -> bool {
+        let Some(lease) = self.leases.remove(&id) else {
+            return false;
+        };
+        let mut pending = self.begin();
+        for key in &lease.keys {
+            self.write_delete(&mut pending, key);
+        }
+        self.commit(pending, events);
+        true
+    }
+
+    fn apply_alarm(&mut self, request: &AlarmRequest) -> AlarmResponse {
+        let member = (request.member_id, request.alarm);
+        let alarms = match alarm_request::AlarmAction::try_from(request.action) {
+            Ok(alarm_request::AlarmAction::Get) => self
+                .alarms()
+                .into_iter()
+                .filter(|m| request.alarm == AlarmType::None as i32 || m.alarm == request.alarm)
+                .collect(),
+            Ok(alarm_request::AlarmAction::Activate) if request.alarm != AlarmType::None as i32 => {
+                self.alarms.insert(member);
+                vec![AlarmMember {
+                    member_id: member.0,
+                    alarm: member.1,
+                }]
+            }
+            Ok(alarm_request::AlarmAction::Deactivate) if self.alarms.remove(&member) => {
+                vec![AlarmMember {
+                    member_id: member.0,
+                    alarm: member.1,
+                }]
+            }
+            _ => Vec::new(),
+        };
+        AlarmResponse {
+            header: header(self.revision),
+            alarms,
+        }
+    }
+}

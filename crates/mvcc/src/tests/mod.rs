@@ -1,0 +1,6 @@
+//! In-crate tests: rule tables, a reference model and property tests against it.
+
+mod helpers;
+mod rules_kv;
+mod rules_lease;
+mod rules_txn;
