@@ -1,1 +1,33 @@
-//! Placeholder: filled by the etcd-server work.
+//! The etcd v3 API over pgwarden's replicated store.
+//!
+//! Owns: the store service (propose-and-wait, read barrier, response headers) in [`service`];
+//! one thin gRPC adapter per etcd service in [`grpc`] (validate → call service → map error);
+//! the watch sessions fed by the member's applied-event feed in [`watch`]; the leader-only
+//! lease keeper and the follower's keepalive forwarding in [`lease`]; `/version` and
+//! `/health` in [`http`]; and [`serve`]-ing all of it on one listener.
+//! Errors become gRPC statuses in exactly one function, [`error::to_status`], backed by
+//! etcd's catalogue in `etcd_proto::errors`.
+//!
+//! Must not know: redb or any storage detail, openraft internals, HA decisions, PostgreSQL.
+//! It sees the member only through the small [`backend::Backend`] / [`backend::StoreRead`]
+//! traits, so the service layer stays transport-free for a second (JSON gateway) adapter.
+
+pub mod backend;
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod lease;
+pub mod server;
+pub mod service;
+mod validate;
+pub mod watch;
+
+#[cfg(test)]
+mod testing;
+
+pub use backend::{AppliedEvents, Backend, LeaseView, NodeStatus, StoreRead};
+pub use config::ServerConfig;
+pub use error::{ServiceError, to_status};
+pub use server::{ServeError, serve_backend, serve_with_tokio_clock};
+pub use service::Service;

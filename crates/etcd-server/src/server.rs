@@ -1,0 +1,135 @@
+//! Serving every etcd service on one listener: gRPC (HTTP/2) and the plain HTTP endpoints
+//! (HTTP/1.1) share the port, so a JSON gateway can later be merged into the same router.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use etcd_proto::etcdserverpb::auth_server::AuthServer;
+use etcd_proto::etcdserverpb::cluster_server::ClusterServer;
+use etcd_proto::etcdserverpb::kv_server::KvServer;
+use etcd_proto::etcdserverpb::lease_server::LeaseServer;
+use etcd_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use etcd_proto::etcdserverpb::watch_server::WatchServer;
+use etcd_proto::v3electionpb::election_server::ElectionServer;
+use etcd_proto::v3lockpb::lock_server::LockServer;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::service::Routes;
+
+use crate::backend::Backend;
+use crate::config::ServerConfig;
+use crate::grpc::auth::AuthApi;
+use crate::grpc::cluster::ClusterApi;
+use crate::grpc::election::ElectionApi;
+use crate::grpc::kv::KvApi;
+use crate::grpc::lease::LeaseApi;
+use crate::grpc::lock::LockApi;
+use crate::grpc::maintenance::MaintenanceApi;
+use crate::grpc::watch::WatchApi;
+use crate::lease::{Clock, TokioClock};
+use crate::service::Service;
+
+/// Why serving stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("serving the etcd API: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Every gRPC service of the etcd API plus `/version` and `/health`, as one axum router.
+pub fn router<B: Backend>(service: &Service<B>) -> axum::Router {
+    let max_receive = service.config().grpc_max_receive_bytes();
+    let routes = Routes::new(
+        KvServer::new(KvApi {
+            service: service.clone(),
+        })
+        .max_decoding_message_size(max_receive),
+    )
+    .add_service(
+        WatchServer::new(WatchApi {
+            service: service.clone(),
+        })
+        .max_decoding_message_size(max_receive),
+    )
+    .add_service(
+        LeaseServer::new(LeaseApi {
+            service: service.clone(),
+        })
+        .max_decoding_message_size(max_receive),
+    )
+    .add_service(
+        ClusterServer::new(ClusterApi {
+            service: service.clone(),
+        })
+        .max_decoding_message_size(max_receive),
+    )
+    .add_service(
+        MaintenanceServer::new(MaintenanceApi {
+            service: service.clone(),
+        })
+        .max_decoding_message_size(max_receive),
+    )
+    .add_service(
+        AuthServer::new(AuthApi {
+            service: service.clone(),
+        })
+        .max_decoding_message_size(max_receive),
+    )
+    .add_service(
+        LockServer::new(LockApi {
+            service: service.clone(),
+        })
+        .max_decoding_message_size(max_receive),
+    )
+    .add_service(
+        ElectionServer::new(ElectionApi {
+            service: service.clone(),
+        })
+        .max_decoding_message_size(max_receive),
+    );
+    crate::http::router(service.clone()).merge(routes.into_axum_router())
+}
+
+/// Serves the etcd API of `node` on `listener` until `shutdown` resolves, with the lease
+/// keeper running alongside. On shutdown, open watch and keepalive streams end, the lease
+/// keeper stops, and the call returns once every task it started has finished.
+pub async fn serve_backend<B: Backend>(
+    listener: tokio::net::TcpListener,
+    node: B,
+    config: ServerConfig,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let tasks = TaskTracker::new();
+    let stop = CancellationToken::new();
+    let lease_check_interval = config.lease_check_interval;
+    let service = Service::new(node, config, clock, tasks.clone(), stop.clone());
+    tasks.spawn(
+        service
+            .lease_keeper()
+            .clone()
+            .run(lease_check_interval, stop.clone()),
+    );
+    let app = router(&service);
+    let stop_on_signal = stop.clone();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stop_on_signal.cancel();
+        })
+        .await;
+    stop.cancel();
+    tasks.close();
+    tasks.wait().await;
+    result.map_err(ServeError::Io)
+}
+
+/// [`serve_backend`] with tokio's clock.
+pub async fn serve_with_tokio_clock<B: Backend>(
+    listener: tokio::net::TcpListener,
+    node: B,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    serve_backend(listener, node, config, Arc::new(TokioClock), shutdown).await
+}

@@ -1,0 +1,139 @@
+//! The store service: transport-free async functions over the member, shared by the gRPC
+//! adapters (and, later, the HTTP JSON gateway).
+//!
+//! Each function validates, proposes-and-waits or reads (after a read barrier when the read is
+//! linearizable), and fills the response header. Nothing here knows tonic's request or stream
+//! types; errors are [`ServiceError`]s, mapped to the wire by [`crate::error::to_status`].
+
+mod cluster;
+mod kv;
+mod lease;
+
+use std::sync::Arc;
+
+use etcd_proto::etcdserverpb::ResponseHeader;
+use etcd_proto::raftcmd::RaftCommand;
+use etcd_proto::raftcmd::raft_command::Command;
+use etcd_proto::raftcmd::raft_response::Response;
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::backend::Backend;
+use crate::config::ServerConfig;
+use crate::error::ServiceError;
+use crate::lease::forward::LeaderForwarder;
+use crate::lease::{Clock, LeaseKeeper};
+
+pub use cluster::snapshot_chunks;
+
+/// The store service for one member. Cheap to clone.
+#[derive(Clone)]
+pub struct Service<B: Backend> {
+    node: B,
+    config: Arc<ServerConfig>,
+    leases: LeaseKeeper<B>,
+    forwarder: Arc<LeaderForwarder>,
+    /// Tracks the per-stream tasks (watch streams) so shutdown can wait for them.
+    tasks: TaskTracker,
+    /// Cancelled when the server shuts down; long-lived streams end on it.
+    shutdown: CancellationToken,
+}
+
+impl<B: Backend> Service<B> {
+    pub fn new(
+        node: B,
+        config: ServerConfig,
+        clock: Arc<dyn Clock>,
+        tasks: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let forwarder = Arc::new(LeaderForwarder::new(config.forward_timeout));
+        Service {
+            leases: LeaseKeeper::new(node.clone(), clock),
+            node,
+            config: Arc::new(config),
+            forwarder,
+            tasks,
+            shutdown,
+        }
+    }
+
+    pub fn node(&self) -> &B {
+        &self.node
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    pub fn lease_keeper(&self) -> &LeaseKeeper<B> {
+        &self.leases
+    }
+
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// A header from this member at `revision`: cluster ID, member ID and current Raft term.
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        let status = self.node.status();
+        ResponseHeader {
+            cluster_id: status.cluster_id,
+            member_id: status.member_id,
+            revision,
+            raft_term: status.term,
+        }
+    }
+
+    /// A header at the store's current revision (for replies that carry no revision of their own).
+    pub fn current_header(&self) -> ResponseHeader {
+        let revision = self.node.read(|store| store.revision());
+        self.header(revision)
+    }
+
+    /// Overwrites a header computed by apply with this member's identity, keeping its revision
+    /// (the revision after the write); a missing header gets the current store revision.
+    fn member_header(&self, header: Option<ResponseHeader>) -> ResponseHeader {
+        match header {
+            Some(applied) if applied.revision > 0 => self.header(applied.revision),
+            _ => self.current_header(),
+        }
+    }
+
+    /// Refuses a request whose encoding exceeds the configured limit (etcd checks the proposal).
+    fn check_size(&self, message: &impl Message) -> Result<(), ServiceError> {
+        if message.encoded_len() > self.config.max_request_bytes {
+            return Err(etcd_proto::errors::REQUEST_TOO_LARGE.into());
+        }
+        Ok(())
+    }
+
+    /// Proposes one command and waits until it is applied locally; an apply refusal becomes
+    /// [`ServiceError::Apply`] with etcd's code and message.
+    async fn propose(&self, command: Command) -> Result<Response, ServiceError> {
+        let answer = self
+            .node
+            .propose(RaftCommand {
+                command: Some(command),
+            })
+            .await?;
+        match answer.response {
+            Some(Response::Error(refused)) => Err(ServiceError::Apply(refused)),
+            Some(response) => Ok(response),
+            None => Err(ServiceError::Internal(
+                "apply returned no answer".to_owned(),
+            )),
+        }
+    }
+}
+
+fn unexpected(what: &str) -> ServiceError {
+    ServiceError::Internal(format!(
+        "apply answered a {what} command with another kind of answer"
+    ))
+}

@@ -1,0 +1,332 @@
+//! The watchers of one watch stream as a synchronous state machine: requests and applied
+//! batches in, responses out. No clock, no task, no I/O beyond reads of a store view.
+
+use std::collections::BTreeMap;
+
+use etcd_proto::errors;
+use etcd_proto::etcdserverpb::watch_create_request::FilterType;
+use etcd_proto::etcdserverpb::{ResponseHeader, WatchCreateRequest, WatchResponse};
+use etcd_proto::mvccpb::Event;
+use etcd_proto::mvccpb::event::EventType;
+
+use crate::backend::{AppliedEvents, StoreRead};
+use crate::validate::key_in_range;
+
+/// Most events per catch-up response; a revision is never split across responses.
+const CATCH_UP_EVENTS_PER_RESPONSE: usize = 1000;
+
+#[derive(Debug, Clone)]
+struct Watcher {
+    key: bytes::Bytes,
+    range_end: bytes::Bytes,
+    no_put: bool,
+    no_delete: bool,
+    prev_kv: bool,
+    progress_notify: bool,
+    /// The next revision this watcher needs: everything below it was delivered or skipped
+    /// as not matching.
+    next_rev: i64,
+    /// Set when events were sent since the last progress notification check.
+    sent_since_progress: bool,
+}
+
+impl Watcher {
+    /// Events of interest to this watcher, with `prev_kv` only if asked for.
+    fn select(&self, events: &[Event]) -> Vec<Event> {
+        events
+            .iter()
+            .filter(|event| {
+                let key = event
+                    .kv
+                    .as_ref()
+                    .map(|kv| kv.key.as_ref())
+                    .unwrap_or_default();
+                key_in_range(key, &self.key, &self.range_end)
+            })
+            .filter(|event| {
+                let is_delete = event.r#type == EventType::Delete as i32;
+                !(is_delete && self.no_delete || !is_delete && self.no_put)
+            })
+            .map(|event| {
+                let mut event = event.clone();
+                if !self.prev_kv {
+                    event.prev_kv = None;
+                }
+                event
+            })
+            .collect()
+    }
+}
+
+fn header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader {
+        revision,
+        ..ResponseHeader::default()
+    })
+}
+
+fn event_revision(event: &Event) -> i64 {
+    event
+        .kv
+        .as_ref()
+        .map(|kv| kv.mod_revision)
+        .unwrap_or_default()
+}
+
+/// The watchers of one stream. Responses carry only `header.revision`; the transport fills
+/// cluster ID, member ID and term.
+#[derive(Debug)]
+pub struct WatchSession {
+    watchers: BTreeMap<i64, Watcher>,
+    /// Next ID handed to a create request with `watch_id` 0.
+    next_auto_id: i64,
+    /// Every applied batch up to this revision has been processed by this session.
+    current_rev: i64,
+}
+
+impl WatchSession {
+    /// A session whose feed subscription was taken before reading `current_rev` from the store.
+    pub fn new(current_rev: i64) -> Self {
+        WatchSession {
+            watchers: BTreeMap::new(),
+            next_auto_id: 0,
+            current_rev,
+        }
+    }
+
+    pub fn watcher_count(&self) -> usize {
+        self.watchers.len()
+    }
+
+    /// Handles a create request: the `created` reply first, then any history catch-up.
+    pub fn create(
+        &mut self,
+        store: &dyn StoreRead,
+        request: WatchCreateRequest,
+    ) -> Vec<WatchResponse> {
+        let store_rev = store.revision();
+        if request.start_revision < 0 {
+            return vec![WatchResponse {
+                header: header(store_rev),
+                watch_id: -1,
+                created: true,
+                canceled: true,
+                cancel_reason: errors::COMPACTED.message.to_owned(),
+                ..WatchResponse::default()
+            }];
+        }
+        let watch_id = if request.watch_id == 0 {
+            while self.watchers.contains_key(&self.next_auto_id) {
+                self.next_auto_id += 1;
+            }
+            let id = self.next_auto_id;
+            self.next_auto_id += 1;
+            id
+        } else {
+            request.watch_id
+        };
+        if self.watchers.contains_key(&watch_id) {
+            return vec![WatchResponse {
+                header: header(store_rev),
+                watch_id,
+                created: true,
+                canceled: true,
+                cancel_reason: errors::WATCH_DUPLICATE_ID_REASON.to_owned(),
+                ..WatchResponse::default()
+            }];
+        }
+        let key = if request.key.is_empty() {
+            bytes::Bytes::from_static(b"\0")
+        } else {
+            request.key
+        };
+        let watcher = Watcher {
+            key,
+            range_end: request.range_end,
+            no_put: request.filters.contains(&(FilterType::Noput as i32)),
+            no_delete: request.filters.contains(&(FilterType::Nodelete as i32)),
+            prev_kv: request.prev_kv,
+            progress_notify: request.progress_notify,
+            next_rev: if request.start_revision == 0 {
+                store_rev + 1
+            } else {
+                request.start_revision
+            },
+            sent_since_progress: false,
+        };
+        let mut responses = vec![WatchResponse {
+            header: header(store_rev),
+            watch_id,
+            created: true,
+            ..WatchResponse::default()
+        }];
+        self.watchers.insert(watch_id, watcher);
+        self.catch_up(store, watch_id, store_rev, &mut responses);
+        responses
+    }
+
+    /// Replays history for one watcher up to `to` (inclusive); a watcher whose next needed
+    /// revision was compacted gets one `compact_revision` reply and is removed.
+    fn catch_up(
+        &mut self,
+        store: &dyn StoreRead,
+        watch_id: i64,
+        to: i64,
+        responses: &mut Vec<WatchResponse>,
+    ) {
+        let Some(watcher) = self.watchers.get_mut(&watch_id) else {
+            return;
+        };
+        if watcher.next_rev > to {
+            return;
+        }
+        let store_rev = store.revision();
+        let compact_rev = store.compact_revision();
+        let history = if watcher.next_rev < compact_rev {
+            Err(errors::COMPACTED)
+        } else {
+            store.events(&watcher.key, &watcher.range_end, watcher.next_rev, to)
+        };
+        let events = match history {
+            Ok(events) => events,
+            Err(_) => {
+                self.watchers.remove(&watch_id);
+                responses.push(WatchResponse {
+                    header: header(store_rev),
+                    watch_id,
+                    canceled: true,
+                    compact_revision: compact_rev,
+                    ..WatchResponse::default()
+                });
+                return;
+            }
+        };
+        let selected = watcher.select(&events);
+        watcher.next_rev = to + 1;
+        let mut batch: Vec<Event> = Vec::new();
+        for event in selected {
+            let starts_new_revision = batch
+                .last()
+                .is_some_and(|last| event_revision(last) != event_revision(&event));
+            if batch.len() >= CATCH_UP_EVENTS_PER_RESPONSE && starts_new_revision {
+                responses.push(WatchResponse {
+                    header: header(store_rev),
+                    watch_id,
+                    events: std::mem::take(&mut batch),
+                    ..WatchResponse::default()
+                });
+            }
+            batch.push(event);
+        }
+        if !batch.is_empty() {
+            watcher.sent_since_progress = true;
+            responses.push(WatchResponse {
+                header: header(store_rev),
+                watch_id,
+                events: batch,
+                ..WatchResponse::default()
+            });
+        }
+    }
+
+    /// Cancels a watcher; an unknown ID gets no reply.
+    pub fn cancel(&mut self, watch_id: i64) -> Vec<WatchResponse> {
+        if self.watchers.remove(&watch_id).is_none() {
+            return Vec::new();
+        }
+        vec![WatchResponse {
+            header: header(self.current_rev),
+            watch_id,
+            canceled: true,
+            ..WatchResponse::default()
+        }]
+    }
+
+    /// Delivers one applied batch (one revision) to every watcher that needs it. A watcher
+    /// whose next needed revision is older (the feed skipped something) first replays the
+    /// missing revisions from history.
+    pub fn on_applied(
+        &mut self,
+        store: &dyn StoreRead,
+        batch: &AppliedEvents,
+    ) -> Vec<WatchResponse> {
+        let revision = batch.revision;
+        self.current_rev = self.current_rev.max(revision);
+        let mut responses = Vec::new();
+        let ids: Vec<i64> = self.watchers.keys().copied().collect();
+        for watch_id in ids {
+            let needs_history = self
+                .watchers
+                .get(&watch_id)
+                .is_some_and(|watcher| watcher.next_rev < revision);
+            if needs_history {
+                self.catch_up(store, watch_id, revision - 1, &mut responses);
+            }
+            let Some(watcher) = self.watchers.get_mut(&watch_id) else {
+                continue;
+            };
+            if watcher.next_rev != revision {
+                continue;
+            }
+            watcher.next_rev = revision + 1;
+            let events = watcher.select(&batch.events);
+            if events.is_empty() {
+                continue;
+            }
+            watcher.sent_since_progress = true;
+            responses.push(WatchResponse {
+                header: header(revision),
+                watch_id,
+                events,
+                ..WatchResponse::default()
+            });
+        }
+        responses
+    }
+
+    /// The feed receiver lagged and dropped batches: every watcher replays from history up to
+    /// the store's revision; later batches at or below it are then skipped as already seen.
+    pub fn on_lagged(&mut self, store: &dyn StoreRead) -> Vec<WatchResponse> {
+        let store_rev = store.revision();
+        let mut responses = Vec::new();
+        let ids: Vec<i64> = self.watchers.keys().copied().collect();
+        for watch_id in ids {
+            self.catch_up(store, watch_id, store_rev, &mut responses);
+        }
+        self.current_rev = self.current_rev.max(store_rev);
+        responses
+    }
+
+    /// A progress request: one reply with watch_id -1 at the revision every watcher of the
+    /// stream has been brought up to. Catch-up is done inline, so watchers are always synced
+    /// between calls and the reply is never deferred.
+    pub fn progress_request(&self) -> Vec<WatchResponse> {
+        vec![WatchResponse {
+            header: header(self.current_rev),
+            watch_id: -1,
+            ..WatchResponse::default()
+        }]
+    }
+
+    /// Periodic progress notification: an empty reply for each watcher that asked for
+    /// notifications and had no events since the previous check.
+    pub fn progress_tick(&mut self) -> Vec<WatchResponse> {
+        let current_rev = self.current_rev;
+        let mut responses = Vec::new();
+        for (watch_id, watcher) in &mut self.watchers {
+            if watcher.progress_notify && !watcher.sent_since_progress {
+                responses.push(WatchResponse {
+                    header: header(current_rev),
+                    watch_id: *watch_id,
+                    ..WatchResponse::default()
+                });
+            }
+            watcher.sent_since_progress = false;
+        }
+        responses
+    }
+}
+
+#[cfg(test)]
+#[path = "session_test.rs"]
+mod tests;

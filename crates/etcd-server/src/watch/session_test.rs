@@ -1,0 +1,162 @@
+use etcd_proto::etcdserverpb::WatchCreateRequest;
+use etcd_proto::etcdserverpb::watch_create_request::FilterType;
+use etcd_proto::mvccpb::event::EventType;
+
+use super::*;
+use crate::backend::Backend;
+use crate::testing::FakeNode;
+
+fn create(key: &str, start_revision: i64) -> WatchCreateRequest {
+    WatchCreateRequest {
+        key: bytes::Bytes::copy_from_slice(key.as_bytes()),
+        start_revision,
+        ..WatchCreateRequest::default()
+    }
+}
+
+/// Revisions of every event delivered to `watch_id`, in order.
+fn revisions(responses: &[WatchResponse], watch_id: i64) -> Vec<i64> {
+    responses
+        .iter()
+        .filter(|response| response.watch_id == watch_id)
+        .flat_map(|response| response.events.iter())
+        .map(|event| {
+            event
+                .kv
+                .as_ref()
+                .map(|kv| kv.mod_revision)
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[test]
+fn history_catch_up_then_live_without_gap_or_duplicate() {
+    let node = FakeNode::leader(16);
+    let mut feed = node.subscribe();
+    let mut session = node.read(|store| WatchSession::new(store.revision()));
+    for value in ["1", "2", "3"] {
+        node.apply_put("k", value);
+    }
+    // Batches 2..=4 are queued on the feed; the watcher starts in the past at revision 3.
+    let mut out = node.read(|store| session.create(store, create("k", 3)));
+    assert!(out[0].created);
+    assert_eq!(out[0].header.map(|header| header.revision), Some(4));
+    node.apply_put("k", "4");
+    while let Ok(batch) = feed.try_recv() {
+        out.extend(node.read(|store| session.on_applied(store, &batch)));
+    }
+    assert_eq!(revisions(&out, 0), vec![3, 4, 5]);
+}
+
+#[test]
+fn lagged_feed_replays_from_history() {
+    let node = FakeNode::leader(2);
+    let mut feed = node.subscribe();
+    let mut session = node.read(|store| WatchSession::new(store.revision()));
+    let mut out = node.read(|store| session.create(store, create("k", 0)));
+    for value in 0..6 {
+        node.apply_put("k", &value.to_string());
+    }
+    loop {
+        match feed.try_recv() {
+            Ok(batch) => out.extend(node.read(|store| session.on_applied(store, &batch))),
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {
+                out.extend(node.read(|store| session.on_lagged(store)));
+            }
+            Err(_) => break,
+        }
+    }
+    assert_eq!(revisions(&out, 0), vec![2, 3, 4, 5, 6, 7]);
+}
+
+#[test]
+fn compacted_start_cancels_with_compact_revision() {
+    let node = FakeNode::leader(16);
+    for value in ["1", "2", "3"] {
+        node.apply_put("k", value);
+    }
+    node.state().compact_revision = 3;
+    let mut session = WatchSession::new(4);
+    let out = node.read(|store| session.create(store, create("k", 2)));
+    assert_eq!(out.len(), 2);
+    assert!(out[0].created);
+    assert!(out[1].canceled);
+    assert_eq!(out[1].compact_revision, 3);
+    assert_eq!(session.watcher_count(), 0);
+    let negative = node.read(|store| session.create(store, create("k", -1)));
+    assert_eq!(negative[0].watch_id, -1);
+    assert!(negative[0].created && negative[0].canceled);
+}
+
+#[test]
+fn filters_prev_kv_ids_and_cancel() {
+    let node = FakeNode::leader(16);
+    let mut feed = node.subscribe();
+    let mut session = WatchSession::new(1);
+    let no_put = WatchCreateRequest {
+        filters: vec![FilterType::Noput as i32],
+        prev_kv: true,
+        ..create("k", 0)
+    };
+    let mut out = node.read(|store| session.create(store, no_put));
+    out.extend(node.read(|store| session.create(store, create("k", 0))));
+    let duplicate = WatchCreateRequest {
+        watch_id: 1,
+        ..create("k", 0)
+    };
+    let refused = node.read(|store| session.create(store, duplicate));
+    assert!(refused[0].canceled);
+    assert_eq!(refused[0].cancel_reason, errors::WATCH_DUPLICATE_ID_REASON);
+    node.apply_put("k", "v");
+    node.apply_delete("k");
+    while let Ok(batch) = feed.try_recv() {
+        out.extend(node.read(|store| session.on_applied(store, &batch)));
+    }
+    let deletes: Vec<_> = out
+        .iter()
+        .filter(|response| response.watch_id == 0)
+        .flat_map(|r| r.events.iter())
+        .collect();
+    assert_eq!(deletes.len(), 1);
+    assert_eq!(deletes[0].r#type, EventType::Delete as i32);
+    assert!(deletes[0].prev_kv.is_some());
+    let all: Vec<_> = out
+        .iter()
+        .filter(|response| response.watch_id == 1)
+        .flat_map(|r| r.events.iter())
+        .collect();
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().all(|event| event.prev_kv.is_none()));
+    assert!(session.cancel(1)[0].canceled);
+    assert!(session.cancel(1).is_empty());
+}
+
+#[test]
+fn future_start_waits_and_progress_reports_current_revision() {
+    let node = FakeNode::leader(16);
+    let mut feed = node.subscribe();
+    let mut session = WatchSession::new(1);
+    let notify = WatchCreateRequest {
+        progress_notify: true,
+        ..create("k", 3)
+    };
+    let mut out = node.read(|store| session.create(store, notify));
+    assert_eq!(out.len(), 1);
+    node.apply_put("k", "a");
+    node.apply_put("k", "b");
+    while let Ok(batch) = feed.try_recv() {
+        out.extend(node.read(|store| session.on_applied(store, &batch)));
+    }
+    assert_eq!(revisions(&out, 0), vec![3]);
+    assert!(
+        session.progress_tick().is_empty(),
+        "events were sent since the last check"
+    );
+    let progress = session.progress_tick();
+    assert_eq!(progress.len(), 1);
+    assert_eq!(progress[0].header.map(|header| header.revision), Some(3));
+    let requested = session.progress_request();
+    assert_eq!(requested[0].watch_id, -1);
+    assert_eq!(requested[0].header.map(|header| header.revision), Some(3));
+}

@@ -1,0 +1,160 @@
+//! The task behind one watch stream: it owns a [`WatchSession`], reads client requests and the
+//! applied-event feed, and writes responses in order.
+
+use std::time::Duration;
+
+use etcd_proto::etcdserverpb::watch_request::RequestUnion;
+use etcd_proto::etcdserverpb::{WatchRequest, WatchResponse};
+use futures::{Stream, StreamExt};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::mpsc;
+
+use super::session::WatchSession;
+use crate::backend::Backend;
+use crate::error::{ServiceError, to_status};
+use crate::service::Service;
+
+/// Responses buffered per stream before the task waits for the client to read; while it
+/// waits the feed may lag, which the session then repairs from history.
+pub const RESPONSE_BUFFER: usize = 128;
+
+/// Options of one watch stream.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamOptions {
+    /// The client asked (gRPC metadata `hasleader: true`) to be cut off when the member has
+    /// had no leader for about three election timeouts.
+    pub require_leader: bool,
+}
+
+type Outbound = mpsc::Sender<Result<WatchResponse, tonic::Status>>;
+
+/// Runs one watch stream until the client goes away, the server shuts down, or (with
+/// `require_leader`) the member stays leaderless too long.
+pub async fn run<B, S>(service: Service<B>, inbound: S, outbound: Outbound, options: StreamOptions)
+where
+    B: Backend,
+    S: Stream<Item = Result<WatchRequest, tonic::Status>> + Send + Unpin + 'static,
+{
+    let node = service.node().clone();
+    // Subscribe before reading the revision: every batch above it then reaches this stream.
+    let mut feed = node.subscribe();
+    let mut session = node.read(|store| WatchSession::new(store.revision()));
+    let mut inbound = Some(inbound);
+    let interval = sanitize_interval(service.config().progress_notify_interval);
+    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    let mut status = node.watch_status();
+    let leaderless_limit = service.config().election_timeout * 3;
+    let mut leaderless_since: Option<tokio::time::Instant> = None;
+    let shutdown = service.shutdown_token().clone();
+
+    loop {
+        let leader_deadline = leaderless_since.map(|since| since + leaderless_limit);
+        let responses = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            applied = feed.recv() => match applied {
+                Ok(batch) => node.read(|store| session.on_applied(store, &batch)),
+                Err(RecvError::Lagged(_)) => node.read(|store| session.on_lagged(store)),
+                Err(RecvError::Closed) => {
+                    let _ = outbound.send(Err(to_status(&ServiceError::Stopped))).await;
+                    return;
+                }
+            },
+            request = next_request(&mut inbound) => match request {
+                Some(Ok(request)) => {
+                    // Bring the session up to date first so replies reflect the freshest revision.
+                    let mut responses = drain_feed(&node, &mut feed, &mut session);
+                    responses.extend(handle_request(&node, &mut session, request));
+                    responses
+                }
+                Some(Err(_)) => return,
+                None => {
+                    // The client half-closed: keep streaming, as etcd does.
+                    inbound = None;
+                    Vec::new()
+                }
+            },
+            _ = progress.tick() => session.progress_tick(),
+            changed = status.changed(), if options.require_leader => {
+                if changed.is_err() {
+                    return;
+                }
+                let has_leader = status.borrow_and_update().leader.is_some();
+                leaderless_since = match (has_leader, leaderless_since) {
+                    (true, _) => None,
+                    (false, None) => Some(tokio::time::Instant::now()),
+                    (false, since) => since,
+                };
+                Vec::new()
+            },
+            () = sleep_until(leader_deadline) => {
+                let _ = outbound.send(Err(to_status(&ServiceError::NoLeader))).await;
+                return;
+            },
+        };
+        for mut response in responses {
+            let revision = response
+                .header
+                .map(|header| header.revision)
+                .unwrap_or_default();
+            response.header = Some(service.header(revision));
+            if outbound.send(Ok(response)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+async fn next_request<S>(inbound: &mut Option<S>) -> Option<Result<WatchRequest, tonic::Status>>
+where
+    S: Stream<Item = Result<WatchRequest, tonic::Status>> + Unpin,
+{
+    match inbound {
+        Some(stream) => stream.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn drain_feed<B: Backend>(
+    node: &B,
+    feed: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<crate::backend::AppliedEvents>>,
+    session: &mut WatchSession,
+) -> Vec<WatchResponse> {
+    let mut responses = Vec::new();
+    loop {
+        match feed.try_recv() {
+            Ok(batch) => responses.extend(node.read(|store| session.on_applied(store, &batch))),
+            Err(TryRecvError::Lagged(_)) => {
+                responses.extend(node.read(|store| session.on_lagged(store)));
+            }
+            Err(TryRecvError::Empty | TryRecvError::Closed) => return responses,
+        }
+    }
+}
+
+fn handle_request<B: Backend>(
+    node: &B,
+    session: &mut WatchSession,
+    request: WatchRequest,
+) -> Vec<WatchResponse> {
+    match request.request_union {
+        Some(RequestUnion::CreateRequest(create)) => {
+            node.read(|store| session.create(store, create))
+        }
+        Some(RequestUnion::CancelRequest(cancel)) => session.cancel(cancel.watch_id),
+        Some(RequestUnion::ProgressRequest(_)) => session.progress_request(),
+        None => Vec::new(),
+    }
+}
+
+/// A zero interval would make `tokio::time::interval` panic; clamp it to 1 ms.
+fn sanitize_interval(interval: Duration) -> Duration {
+    interval.max(Duration::from_millis(1))
+}
