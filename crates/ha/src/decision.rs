@@ -1,0 +1,346 @@
+//! What `decide` returns: ordered actions, a typed reason, a Patroni-worded message and the
+//! next wake-up. Code matches on [`Reason`]; humans read [`Decision::message`].
+
+use std::fmt;
+
+use crate::observation::MemberRole;
+use crate::types::{Instant, MemberName, SystemId};
+
+/// One cycle's verdict.
+///
+/// Contract with the shell: actions run in order, and the first one that fails ends the cycle
+/// (later actions are skipped and the shell observes again at once). So `[AcquireLeaderKey,
+/// Promote]` promotes only if the key was won, and `[RenewLease, Promote]` only if the renewal
+/// succeeded (a successful renewal moves our lease deadline past `now`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub actions: Vec<Action>,
+    pub reason: Reason,
+    /// The heartbeat line, e.g. `no action. I am (n1), the leader with the lock`.
+    pub message: String,
+    /// Run the next cycle no later than this (earlier on a watch event or process exit).
+    pub next_wakeup: Instant,
+}
+
+/// An effect for the shell to carry out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Create the leader key bound to our lease (txn `create_revision == 0`).
+    AcquireLeaderKey,
+    /// Keepalive our lease and CAS-refresh the leader key (fails if someone else holds it).
+    RenewLease,
+    /// Delete the leader key if its value is our name.
+    ReleaseLeaderKey,
+    /// Write the leader key unconditionally (only right after our own bootstrap).
+    TakeLeaderKey,
+    /// Create `/initialize` with an empty value (the bootstrap race; create-only).
+    ClaimInitializeKey,
+    /// Write `/initialize` = system identifier.
+    WriteInitializeKey { system_id: SystemId },
+    /// Delete the `/failover` key (consumed or stale).
+    DeleteFailoverKey,
+    /// Ask these members `GET /patroni` and observe again with the answers.
+    QueryPeers { members: Vec<MemberName> },
+    /// Promote the local replica (`pg_promote()` / `pg_ctl promote`).
+    Promote,
+    /// Stop serving as primary in the given mode (see [`DemoteMode`]).
+    Demote { mode: DemoteMode },
+    /// Start the crashed primary in place (crash recovery) while we hold the lock.
+    StartAsPrimary,
+    /// Start in recovery without an upstream (we hold the lock; the next cycle promotes).
+    StartReadOnly,
+    /// Start as a replica streaming from `upstream` (`None` = no upstream known yet).
+    StartAsReplica { upstream: Option<MemberName> },
+    /// Rewrite `primary_conninfo`/slot to follow `upstream` and reload (or restart if needed).
+    RepointTo { upstream: Option<MemberName> },
+    /// Run pg_rewind against `source`, then start as its replica.
+    Rewind { source: MemberName },
+    /// Wipe the data directory and clone again from `source`.
+    Reinitialize { source: MemberName },
+    /// initdb a new cluster (the `initialize` race winner only).
+    Bootstrap,
+    /// Clone a replica from `source` with the configured methods (`None` = a no-leader method).
+    CreateReplica { source: Option<MemberName> },
+    /// Stop and start again without a role change.
+    RestartInPlace,
+    /// Cancel the long action in progress.
+    CancelLongAction,
+    /// Fire a user callback (asynchronously, replacing a still-running one).
+    RunCallback {
+        event: CallbackEvent,
+        role: MemberRole,
+    },
+    /// Stop the agent: continuing could damage data (e.g. system identifier mismatch).
+    ExitFatal,
+}
+
+/// Patroni's demotion modes (patroni.md §1.9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DemoteMode {
+    /// Store unreachable: fast stop, keep the key (let it expire), do not look up a leader.
+    Offline,
+    /// Switchover: checkpoint, fast stop, release the key, then follow the new leader.
+    Graceful,
+    /// Not fit to be primary: immediate stop, release the key, start again as replica.
+    Immediate,
+    /// Lost the lock (or our lease deadline passed): immediate stop, key is not ours to delete.
+    ImmediateNoLock,
+}
+
+impl DemoteMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Offline => "offline",
+            Self::Graceful => "graceful",
+            Self::Immediate => "immediate",
+            Self::ImmediateNoLock => "immediate-nolock",
+        }
+    }
+
+    /// Whether this mode deletes the leader key itself.
+    pub fn releases_leader_key(self) -> bool {
+        matches!(self, Self::Graceful | Self::Immediate)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackEvent {
+    OnStart,
+    OnStop,
+    OnRestart,
+    OnReload,
+    OnRoleChange,
+}
+
+impl CallbackEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OnStart => "on_start",
+            Self::OnStop => "on_stop",
+            Self::OnRestart => "on_restart",
+            Self::OnReload => "on_reload",
+            Self::OnRoleChange => "on_role_change",
+        }
+    }
+}
+
+/// Why a member may not race for the leader key (patroni.md §1.7), in check order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotHealthiest {
+    NoFailoverTag,
+    Starting,
+    TimelineBehind,
+    /// A `/failover` key names another candidate that is healthy.
+    FailoverCandidateIsOther {
+        candidate: MemberName,
+    },
+    /// A switchover in synchronous mode: only synchronous standbys may race.
+    NotSyncStandby,
+    LagTooHigh {
+        lag: u64,
+        maximum: u64,
+    },
+    UnknownWalPosition,
+    PrimaryStillAlive {
+        peer: MemberName,
+    },
+    PeerAhead {
+        peer: MemberName,
+    },
+    PeerHigherPriority {
+        peer: MemberName,
+    },
+    /// After a manual failover the former leader races only if nobody else is healthy.
+    FormerLeaderWaits {
+        healthy_peer: MemberName,
+    },
+}
+
+impl fmt::Display for NotHealthiest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoFailoverTag => f.write_str("nofailover tag is set"),
+            Self::Starting => f.write_str("postgres is still starting"),
+            Self::TimelineBehind => f.write_str("my timeline is behind the cluster timeline"),
+            Self::FailoverCandidateIsOther { candidate } => {
+                write!(f, "manual failover candidate is {candidate}")
+            }
+            Self::NotSyncStandby => f.write_str("i am not a synchronous standby"),
+            Self::LagTooHigh { lag, maximum } => {
+                write!(f, "my lag {lag} exceeds maximum_lag_on_failover {maximum}")
+            }
+            Self::UnknownWalPosition => f.write_str("my WAL position is unknown"),
+            Self::PrimaryStillAlive { peer } => write!(f, "primary {peer} is still alive"),
+            Self::PeerAhead { peer } => write!(f, "{peer} has a higher WAL position"),
+            Self::PeerHigherPriority { peer } => {
+                write!(
+                    f,
+                    "{peer} has the same WAL position and a higher failover_priority"
+                )
+            }
+            Self::FormerLeaderWaits { healthy_peer } => {
+                write!(f, "i am the former leader and {healthy_peer} is healthy")
+            }
+        }
+    }
+}
+
+/// Why the decision is what it is. `Display` renders Patroni's heartbeat wording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    LeaderWithLock { me: MemberName },
+    FollowingLeader { me: MemberName, leader: MemberName },
+    RepointingToLeader { leader: MemberName },
+    PromotedByAcquiringLock,
+    AcquiredLockAsPrimary,
+    PromotingWithLock,
+    NotHealthiest { why: NotHealthiest },
+    AskingPeers,
+    LostRace,
+    LeaseDeadlinePassed,
+    LostLockDemoting,
+    StoreUnreachableDemoting,
+    StoreUnreachable,
+    LongActionWithLock { action: &'static str },
+    LongActionInProgress { action: &'static str },
+    LostLeaderBeforePromote,
+    PrimaryWithoutLockDuringAction,
+    CrashRecoveryTimedOut,
+    StartingWithLock,
+    StartTimedOut,
+    StartFailedReleasingLock,
+    RestartingPrimaryAfterCrash,
+    FailingOverAfterCrash,
+    StartingReadOnlyWithLock,
+    StartingAsReplica,
+    Rewinding { source: MemberName },
+    Reinitializing { source: MemberName },
+    DivergedCannotRewind,
+    BootstrapRace,
+    WaitingForLeaderToBootstrap,
+    CloningFromLeader { leader: MemberName },
+    CloningWithoutLeader,
+    DataDirEmptyReleasingLock,
+    InvalidDataDir,
+    SystemIdMismatch,
+    StartOnPrimaryFirst,
+    AdoptingExistingCluster,
+    Switchover,
+    SwitchoverNoHealthyMembers,
+    SwitchoverScheduled,
+    FailoverKeyStale,
+    BootstrapFinished,
+    WaitingForStart,
+    ReleasedLockNotPrimary,
+    NoLeaderWhilePaused,
+    Paused { inner: Box<Reason> },
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::LeaderWithLock { me } => {
+                write!(f, "no action. I am ({me}), the leader with the lock")
+            }
+            Self::FollowingLeader { me, leader } => write!(
+                f,
+                "no action. I am ({me}), a secondary, and following a leader ({leader})"
+            ),
+            Self::RepointingToLeader { leader } => {
+                write!(f, "following new leader after trying and failing to obtain lock; changing primary_conninfo to {leader}")
+            }
+            Self::PromotedByAcquiringLock => {
+                f.write_str("promoted self to leader by acquiring session lock")
+            }
+            Self::AcquiredLockAsPrimary => f.write_str("acquired session lock as a leader"),
+            Self::PromotingWithLock => f.write_str("promoted self to leader because I had the session lock"),
+            Self::NotHealthiest { why } => write!(
+                f,
+                "following a different leader because i am not the healthiest node ({why})"
+            ),
+            Self::AskingPeers => f.write_str("asking other members before racing for the leader lock"),
+            Self::LostRace => f.write_str("following a different leader because i failed to acquire the lock"),
+            Self::LeaseDeadlinePassed => f.write_str(
+                "demoting self because the leader lease could not be renewed before its deadline",
+            ),
+            Self::LostLockDemoting => {
+                f.write_str("demoting self because i do not have the lock and i was a leader")
+            }
+            Self::StoreUnreachableDemoting => {
+                f.write_str("demoted self because DCS is not accessible and I was a leader")
+            }
+            Self::StoreUnreachable => f.write_str("DCS is not accessible"),
+            Self::LongActionWithLock { action } => {
+                write!(f, "updated leader lock during {action}")
+            }
+            Self::LongActionInProgress { action } => write!(f, "{action} in progress"),
+            Self::LostLeaderBeforePromote => f.write_str("lost leader before promote"),
+            Self::PrimaryWithoutLockDuringAction => f.write_str(
+                "demoting self because i do not have the lock and i was a leader",
+            ),
+            Self::CrashRecoveryTimedOut => f.write_str(
+                "cancelled crash recovery: it took longer than primary_start_timeout",
+            ),
+            Self::StartingWithLock => {
+                f.write_str("updated leader lock during starting after failure")
+            }
+            Self::StartTimedOut => f.write_str(
+                "stopped PostgreSQL to fail over: start took longer than primary_start_timeout",
+            ),
+            Self::StartFailedReleasingLock => {
+                f.write_str("removed leader key because postgres failed to start")
+            }
+            Self::RestartingPrimaryAfterCrash => f.write_str("starting primary after failure"),
+            Self::FailingOverAfterCrash => {
+                f.write_str("stopped PostgreSQL to fail over after a crash")
+            }
+            Self::StartingReadOnlyWithLock => {
+                f.write_str("starting as readonly because i had the session lock")
+            }
+            Self::StartingAsReplica => f.write_str("starting as a secondary"),
+            Self::Rewinding { source } => write!(f, "running pg_rewind from {source}"),
+            Self::Reinitializing { source } => {
+                write!(f, "reinitializing: timelines diverged and rewind is not possible (source {source})")
+            }
+            Self::DivergedCannotRewind => f.write_str(
+                "rewind is not possible; the replica stays diverged until it is reinitialized",
+            ),
+            Self::BootstrapRace => f.write_str("trying to bootstrap a new cluster"),
+            Self::WaitingForLeaderToBootstrap => f.write_str("waiting for leader to bootstrap"),
+            Self::CloningFromLeader { leader } => {
+                write!(f, "trying to bootstrap from leader '{leader}'")
+            }
+            Self::CloningWithoutLeader => f.write_str("trying to bootstrap (without leader)"),
+            Self::DataDirEmptyReleasingLock => {
+                f.write_str("data directory is empty; releasing the leader lock")
+            }
+            Self::InvalidDataDir => f.write_str(
+                "data directory has an invalid pg_control; consider reinitializing this member",
+            ),
+            Self::SystemIdMismatch => f.write_str(
+                "the system identifier of the data directory differs from the cluster's /initialize key",
+            ),
+            Self::StartOnPrimaryFirst => f.write_str(
+                "no initialize key and postgres runs as a replica; start on the primary first",
+            ),
+            Self::AdoptingExistingCluster => {
+                f.write_str("writing the initialize key for the existing primary")
+            }
+            Self::Switchover => f.write_str("switchover: demoting myself"),
+            Self::SwitchoverNoHealthyMembers => f.write_str(
+                "no action. manual failover is not possible: no healthy members found",
+            ),
+            Self::SwitchoverScheduled => {
+                f.write_str("no action. awaiting the scheduled switchover")
+            }
+            Self::FailoverKeyStale => f.write_str("removed a stale or invalid failover key"),
+            Self::BootstrapFinished => f.write_str("initialized a new cluster"),
+            Self::WaitingForStart => f.write_str("postgres is still starting"),
+            Self::ReleasedLockNotPrimary => {
+                f.write_str("removed leader lock because postgres is not running as primary")
+            }
+            Self::NoLeaderWhilePaused => f.write_str("no leader; not promoting while paused"),
+            Self::Paused { inner } => write!(f, "PAUSE: {inner}"),
+        }
+    }
+}
