@@ -1,6 +1,8 @@
 //! In-crate tests: rule tables, a reference model and property tests against it.
 
 mod helpers;
+mod model;
+mod properties;
 mod rules_kv;
 mod rules_lease;
 mod rules_txn;
