@@ -1,17 +1,14 @@
 //! What the etcd API needs from the replicated store, as two small traits.
 //!
-//! [`Backend`] is the member (propose, read barrier, status, membership, applied-event feed);
-//! [`StoreRead`] is a consistent point-in-time view of the applied MVCC state.
-//! Production implements both over `consensus::RaftNode` and `mvcc::Store`; unit tests
-//! implement them over an in-memory fake so the watch hub and lease keeper run without Raft.
+//! [`Backend`] is the member: propose, read barrier, status, membership, the applied-event
+//! feed, and reads of the applied `mvcc::Store` at one consistent point in time.
+//! Production implements it over `consensus::RaftNode`; unit tests over an in-memory member
+//! that applies commands to a real `mvcc::Store` without Raft.
 
 use std::future::Future;
 use std::sync::Arc;
 
-use etcd_proto::errors::EtcdError;
-use etcd_proto::etcdserverpb::{
-    AlarmMember, Member, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
-};
+use etcd_proto::etcdserverpb::Member;
 use etcd_proto::mvccpb::Event;
 use etcd_proto::raftcmd::{RaftCommand, RaftResponse};
 use tokio::sync::{broadcast, watch};
@@ -52,48 +49,11 @@ impl NodeStatus {
 /// One applied command's watch events, published in log order by every member.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AppliedEvents {
-    /// The revision the command created.
+    /// The store revision after the command was applied (a lease expiry that revoked several
+    /// leases with keys spans several revisions, this being the last).
     pub revision: i64,
     /// Events in (revision, sub-revision) order; `prev_kv` filled when a previous version existed.
     pub events: Vec<Event>,
-}
-
-/// A lease as the applied state knows it (no expiry: only the leader's lease keeper tracks time).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LeaseView {
-    pub id: i64,
-    /// TTL in seconds as granted.
-    pub granted_ttl: i64,
-    /// Keys attached to the lease.
-    pub keys: Vec<bytes::Bytes>,
-}
-
-/// A consistent point-in-time view of the applied keyspace.
-pub trait StoreRead {
-    /// Current store revision (1 for an empty new cluster).
-    fn revision(&self) -> i64;
-    /// Revision of the last compaction (0 if never compacted).
-    fn compact_revision(&self) -> i64;
-    /// Range as etcd defines it; the header is filled by the caller.
-    fn range(&self, request: &RangeRequest) -> Result<RangeResponse, EtcdError>;
-    /// Executes a txn whose every op is a range; the header is filled by the caller.
-    fn txn_read_only(&self, request: &TxnRequest) -> Result<TxnResponse, EtcdError>;
-    /// Events on `[key, range_end)` (etcd range conventions) with `from <= revision <= to`,
-    /// in (revision, sub-revision) order, with `prev_kv` where a previous version exists.
-    /// Fails with COMPACTED when `from` is below the compact revision.
-    fn events(
-        &self,
-        key: &[u8],
-        range_end: &[u8],
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<Event>, EtcdError>;
-    fn lease(&self, id: i64) -> Option<LeaseView>;
-    fn leases(&self) -> Vec<LeaseView>;
-    fn alarms(&self) -> Vec<AlarmMember>;
-    /// Deterministic hash of the keyspace history up to `revision` (0 = current) and the
-    /// compact revision it covers; equal on every member at the same revision.
-    fn hash_kv(&self, revision: i64) -> Result<(u32, i64), EtcdError>;
 }
 
 /// The member as the etcd API uses it. Cheap to clone.
@@ -109,7 +69,7 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// Returns once the local applied state includes everything committed before the call.
     fn linearizable_read(&self) -> impl Future<Output = Result<(), ServiceError>> + Send;
     /// Runs `read` against the local applied state at one consistent point in time.
-    fn read<T>(&self, read: impl FnOnce(&dyn StoreRead) -> T) -> T;
+    fn read<T>(&self, read: impl FnOnce(&mvcc::Store) -> T) -> T;
     /// Applied events in log order; a lagging receiver must replay from history.
     fn subscribe(&self) -> broadcast::Receiver<Arc<AppliedEvents>>;
     fn member_add(

@@ -9,8 +9,8 @@
 //! etcd's catalogue in `etcd_proto::errors`.
 //!
 //! Must not know: redb or any storage detail, openraft internals, HA decisions, PostgreSQL.
-//! It sees the member only through the small [`backend::Backend`] / [`backend::StoreRead`]
-//! traits, so the service layer stays transport-free for a second (JSON gateway) adapter.
+//! It sees the member only through the small [`backend::Backend`] trait (reads go to the
+//! applied `mvcc::Store`), so the service layer stays transport-free for a second (JSON gateway) adapter.
 
 pub mod backend;
 pub mod config;
@@ -26,7 +26,7 @@ pub mod watch;
 #[cfg(test)]
 mod testing;
 
-pub use backend::{AppliedEvents, Backend, LeaseView, NodeStatus, StoreRead};
+pub use backend::{AppliedEvents, Backend, NodeStatus};
 pub use config::ServerConfig;
 pub use error::{ServiceError, to_status};
 pub use server::{ServeError, serve_backend, serve_with_tokio_clock};

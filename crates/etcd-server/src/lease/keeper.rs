@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::clock::Clock;
 use super::table::LeaseTable;
-use crate::backend::{Backend, LeaseView, StoreRead};
+use crate::backend::Backend;
 
 /// What `LeaseTimeToLive` answers for one lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,12 +32,8 @@ pub struct LeaseKeeper<B: Backend> {
     table: Arc<Mutex<LeaseTable>>,
 }
 
-fn stored_leases(store: &dyn StoreRead) -> Vec<(i64, i64)> {
-    store
-        .leases()
-        .into_iter()
-        .map(|lease| (lease.id, lease.granted_ttl))
-        .collect()
+fn stored_leases(store: &mvcc::Store) -> Vec<(i64, i64)> {
+    store.leases()
 }
 
 impl<B: Backend> LeaseKeeper<B> {
@@ -84,7 +80,7 @@ impl<B: Backend> LeaseKeeper<B> {
     /// Answers `LeaseTimeToLive` on the leader.
     pub fn time_to_live(&self, id: i64, with_keys: bool) -> TimeToLive {
         self.ensure_primary();
-        let Some(LeaseView {
+        let Some(mvcc::LeaseView {
             granted_ttl, keys, ..
         }) = self.node.read(|store| store.lease(id))
         else {
@@ -200,7 +196,7 @@ mod tests {
     async fn only_the_leader_expires_leases() {
         let node = FakeNode::leader(16);
         node.set_status(|status| status.leader = Some(2));
-        node.add_lease(10, 5);
+        node.grant(10, 5);
         let keeper = LeaseKeeper::new(node.clone(), Arc::new(TokioClock));
         keeper.tick().await;
         tokio::time::advance(Duration::from_secs(60)).await;
@@ -216,13 +212,13 @@ mod tests {
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(keeper.tick().await, vec![10]);
         assert_eq!(expiries(&node), vec![vec![10]]);
-        assert!(node.state().leases.is_empty());
+        assert!(node.read(|store| store.leases()).is_empty());
     }
 
     #[tokio::test(start_paused = true)]
     async fn keepalive_extends_and_new_term_resets() {
         let node = FakeNode::leader(16);
-        node.add_lease(7, 3);
+        node.grant(7, 3);
         let keeper = LeaseKeeper::new(node.clone(), Arc::new(TokioClock));
         keeper.tick().await;
         tokio::time::advance(Duration::from_secs(2)).await;
@@ -247,7 +243,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_expiry_loop_runs_until_shutdown() {
         let node = FakeNode::leader(16);
-        node.add_lease(5, 2);
+        node.grant(5, 2);
         let keeper = LeaseKeeper::new(node.clone(), Arc::new(TokioClock));
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(keeper.run(Duration::from_millis(500), shutdown.clone()));

@@ -192,7 +192,7 @@ impl<B: Backend> Service<B> {
     /// Hash of the whole keyspace at the current revision (equal across members at one revision).
     pub async fn hash(&self) -> Result<HashResponse, ServiceError> {
         let (revision, result) = self.node.read(|store| (store.revision(), store.hash_kv(0)));
-        let (hash, _) = result?;
+        let (hash, _, _) = result?;
         Ok(HashResponse {
             header: Some(self.header(revision)),
             hash,
@@ -203,12 +203,7 @@ impl<B: Backend> Service<B> {
         let (revision, result) = self
             .node
             .read(|store| (store.revision(), store.hash_kv(request.revision)));
-        let (hash, compact_revision) = result?;
-        let hash_revision = if request.revision > 0 {
-            request.revision
-        } else {
-            revision
-        };
+        let (hash, compact_revision, hash_revision) = result?;
         Ok(HashKvResponse {
             header: Some(self.header(revision)),
             hash,

@@ -16,7 +16,7 @@ impl<B: Backend> Service<B> {
     /// Range: serializable reads are local; the default (linearizable) waits for a read barrier.
     /// `header.revision` is the store's current revision at read time, even for past revisions.
     pub async fn range(&self, request: RangeRequest) -> Result<RangeResponse, ServiceError> {
-        validate::range(&request)?;
+        validate::validate_range(&request)?;
         if !request.serializable {
             self.node.linearizable_read().await?;
         }
@@ -29,7 +29,7 @@ impl<B: Backend> Service<B> {
     }
 
     pub async fn put(&self, request: PutRequest) -> Result<PutResponse, ServiceError> {
-        validate::put(&request)?;
+        validate::validate_put(&request)?;
         self.check_size(&request)?;
         match self.propose(Command::Put(request)).await? {
             Response::Put(mut response) => {
@@ -44,7 +44,7 @@ impl<B: Backend> Service<B> {
         &self,
         request: DeleteRangeRequest,
     ) -> Result<DeleteRangeResponse, ServiceError> {
-        validate::delete_range(&request)?;
+        validate::validate_delete_range(&request)?;
         self.check_size(&request)?;
         match self.propose(Command::DeleteRange(request)).await? {
             Response::DeleteRange(mut response) => {
@@ -58,8 +58,8 @@ impl<B: Backend> Service<B> {
     /// Txn: a read-only txn is answered locally (after a read barrier unless every range in it
     /// is serializable); any txn that may write goes through the log.
     pub async fn txn(&self, request: TxnRequest) -> Result<TxnResponse, ServiceError> {
-        validate::txn(&request, self.config.max_txn_ops)?;
-        if validate::txn_is_read_only(&request) {
+        validate::validate_txn(&request, self.config.max_txn_ops)?;
+        if validate::is_read_only_txn(&request) {
             if !validate::txn_is_serializable(&request) {
                 self.node.linearizable_read().await?;
             }

@@ -121,7 +121,7 @@ impl<B: Backend> Service<B> {
     /// Lists the leases of the applied state.
     pub async fn lease_leases(&self) -> Result<LeaseLeasesResponse, ServiceError> {
         let (revision, mut ids) = self.node.read(|store| {
-            let ids: Vec<i64> = store.leases().iter().map(|lease| lease.id).collect();
+            let ids: Vec<i64> = store.leases().iter().map(|(id, _)| *id).collect();
             (store.revision(), ids)
         });
         ids.sort_unstable();

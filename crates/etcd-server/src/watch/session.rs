@@ -9,7 +9,7 @@ use etcd_proto::etcdserverpb::{ResponseHeader, WatchCreateRequest, WatchResponse
 use etcd_proto::mvccpb::Event;
 use etcd_proto::mvccpb::event::EventType;
 
-use crate::backend::{AppliedEvents, StoreRead};
+use crate::backend::AppliedEvents;
 use crate::validate::key_in_range;
 
 /// Most events per catch-up response; a revision is never split across responses.
@@ -101,7 +101,7 @@ impl WatchSession {
     /// Handles a create request: the `created` reply first, then any history catch-up.
     pub fn create(
         &mut self,
-        store: &dyn StoreRead,
+        store: &mvcc::Store,
         request: WatchCreateRequest,
     ) -> Vec<WatchResponse> {
         let store_rev = store.revision();
@@ -169,7 +169,7 @@ impl WatchSession {
     /// revision was compacted gets one `compact_revision` reply and is removed.
     fn catch_up(
         &mut self,
-        store: &dyn StoreRead,
+        store: &mvcc::Store,
         watch_id: i64,
         to: i64,
         responses: &mut Vec<WatchResponse>,
@@ -242,51 +242,76 @@ impl WatchSession {
         }]
     }
 
-    /// Delivers one applied batch (one revision) to every watcher that needs it. A watcher
-    /// whose next needed revision is older (the feed skipped something) first replays the
-    /// missing revisions from history.
-    pub fn on_applied(
-        &mut self,
-        store: &dyn StoreRead,
-        batch: &AppliedEvents,
-    ) -> Vec<WatchResponse> {
-        let revision = batch.revision;
-        self.current_rev = self.current_rev.max(revision);
+    /// Delivers one applied batch to every watcher that needs it, one response per revision
+    /// (a batch normally holds one revision; a lease expiry revoking several leases with keys
+    /// holds one per lease). A watcher whose next needed revision is older than the batch (the
+    /// feed skipped something) first replays the missing revisions from history.
+    pub fn on_applied(&mut self, store: &mvcc::Store, batch: &AppliedEvents) -> Vec<WatchResponse> {
+        let first_rev = batch
+            .events
+            .iter()
+            .map(event_revision)
+            .min()
+            .unwrap_or(batch.revision);
+        let last_rev = batch
+            .events
+            .iter()
+            .map(event_revision)
+            .max()
+            .unwrap_or(batch.revision)
+            .max(batch.revision);
+        self.current_rev = self.current_rev.max(last_rev);
         let mut responses = Vec::new();
         let ids: Vec<i64> = self.watchers.keys().copied().collect();
         for watch_id in ids {
             let needs_history = self
                 .watchers
                 .get(&watch_id)
-                .is_some_and(|watcher| watcher.next_rev < revision);
+                .is_some_and(|watcher| watcher.next_rev < first_rev);
             if needs_history {
-                self.catch_up(store, watch_id, revision - 1, &mut responses);
+                self.catch_up(store, watch_id, first_rev - 1, &mut responses);
             }
             let Some(watcher) = self.watchers.get_mut(&watch_id) else {
                 continue;
             };
-            if watcher.next_rev != revision {
+            if watcher.next_rev > last_rev {
                 continue;
             }
-            watcher.next_rev = revision + 1;
-            let events = watcher.select(&batch.events);
+            let from = watcher.next_rev;
+            watcher.next_rev = last_rev + 1;
+            let unseen: Vec<Event> = batch
+                .events
+                .iter()
+                .filter(|event| event_revision(event) >= from)
+                .cloned()
+                .collect();
+            let events = watcher.select(&unseen);
             if events.is_empty() {
                 continue;
             }
             watcher.sent_since_progress = true;
-            responses.push(WatchResponse {
-                header: header(revision),
-                watch_id,
-                events,
-                ..WatchResponse::default()
-            });
+            let mut start = 0;
+            while start < events.len() {
+                let revision = event_revision(&events[start]);
+                let end = events[start..]
+                    .iter()
+                    .position(|event| event_revision(event) != revision)
+                    .map_or(events.len(), |offset| start + offset);
+                responses.push(WatchResponse {
+                    header: header(revision),
+                    watch_id,
+                    events: events[start..end].to_vec(),
+                    ..WatchResponse::default()
+                });
+                start = end;
+            }
         }
         responses
     }
 
     /// The feed receiver lagged and dropped batches: every watcher replays from history up to
     /// the store's revision; later batches at or below it are then skipped as already seen.
-    pub fn on_lagged(&mut self, store: &dyn StoreRead) -> Vec<WatchResponse> {
+    pub fn on_lagged(&mut self, store: &mvcc::Store) -> Vec<WatchResponse> {
         let store_rev = store.revision();
         let mut responses = Vec::new();
         let ids: Vec<i64> = self.watchers.keys().copied().collect();

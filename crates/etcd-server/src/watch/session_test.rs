@@ -1,6 +1,7 @@
 use etcd_proto::etcdserverpb::WatchCreateRequest;
 use etcd_proto::etcdserverpb::watch_create_request::FilterType;
 use etcd_proto::mvccpb::event::EventType;
+use tokio::sync::broadcast;
 
 use super::*;
 use crate::backend::Backend;
@@ -20,14 +21,26 @@ fn revisions(responses: &[WatchResponse], watch_id: i64) -> Vec<i64> {
         .iter()
         .filter(|response| response.watch_id == watch_id)
         .flat_map(|response| response.events.iter())
-        .map(|event| {
-            event
-                .kv
-                .as_ref()
-                .map(|kv| kv.mod_revision)
-                .unwrap_or_default()
-        })
+        .map(event_revision)
         .collect()
+}
+
+/// Feeds everything queued on `feed` to the session, as the stream task does.
+fn drain(
+    node: &FakeNode,
+    feed: &mut broadcast::Receiver<std::sync::Arc<AppliedEvents>>,
+    session: &mut WatchSession,
+) -> Vec<WatchResponse> {
+    let mut out = Vec::new();
+    loop {
+        match feed.try_recv() {
+            Ok(batch) => out.extend(node.read(|store| session.on_applied(store, &batch))),
+            Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                out.extend(node.read(|store| session.on_lagged(store)));
+            }
+            Err(_) => return out,
+        }
+    }
 }
 
 #[test]
@@ -36,16 +49,14 @@ fn history_catch_up_then_live_without_gap_or_duplicate() {
     let mut feed = node.subscribe();
     let mut session = node.read(|store| WatchSession::new(store.revision()));
     for value in ["1", "2", "3"] {
-        node.apply_put("k", value);
+        node.put("k", value);
     }
-    // Batches 2..=4 are queued on the feed; the watcher starts in the past at revision 3.
+    // Batches 2..=4 are still queued on the feed; the watcher starts in the past at revision 3.
     let mut out = node.read(|store| session.create(store, create("k", 3)));
     assert!(out[0].created);
     assert_eq!(out[0].header.map(|header| header.revision), Some(4));
-    node.apply_put("k", "4");
-    while let Ok(batch) = feed.try_recv() {
-        out.extend(node.read(|store| session.on_applied(store, &batch)));
-    }
+    node.put("k", "4");
+    out.extend(drain(&node, &mut feed, &mut session));
     assert_eq!(revisions(&out, 0), vec![3, 4, 5]);
 }
 
@@ -56,27 +67,56 @@ fn lagged_feed_replays_from_history() {
     let mut session = node.read(|store| WatchSession::new(store.revision()));
     let mut out = node.read(|store| session.create(store, create("k", 0)));
     for value in 0..6 {
-        node.apply_put("k", &value.to_string());
+        node.put("k", &value.to_string());
     }
-    loop {
-        match feed.try_recv() {
-            Ok(batch) => out.extend(node.read(|store| session.on_applied(store, &batch))),
-            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {
-                out.extend(node.read(|store| session.on_lagged(store)));
-            }
-            Err(_) => break,
-        }
-    }
+    out.extend(drain(&node, &mut feed, &mut session));
     assert_eq!(revisions(&out, 0), vec![2, 3, 4, 5, 6, 7]);
+}
+
+#[test]
+fn one_batch_spanning_revisions_is_split_per_revision() {
+    let node = FakeNode::leader(16);
+    let mut session = WatchSession::new(3);
+    node.put("a", "1");
+    node.put("b", "2");
+    let mut out = node.read(|store| session.create(store, create("a", 0)));
+    let batch = AppliedEvents {
+        revision: 5,
+        events: node
+            .read(|store| store.events(b"a", b"\0", 2, 3))
+            .unwrap_or_default(),
+    };
+    out.extend(node.read(|store| session.on_applied(store, &batch)));
+    assert!(
+        revisions(&out, 0).is_empty(),
+        "revisions at or below creation are skipped"
+    );
+    let mut fresh = WatchSession::new(1);
+    let from_two = WatchCreateRequest {
+        range_end: bytes::Bytes::from_static(b"\0"),
+        ..create("a", 4)
+    };
+    let _ = node.read(|store| fresh.create(store, from_two));
+    node.put("c", "3");
+    node.put("d", "4");
+    let both = AppliedEvents {
+        revision: 5,
+        events: node
+            .read(|store| store.events(b"a", b"\0", 4, 5))
+            .unwrap_or_default(),
+    };
+    let out = node.read(|store| fresh.on_applied(store, &both));
+    assert_eq!(out.len(), 2, "one response per revision");
+    assert_eq!(revisions(&out, 0), vec![4, 5]);
 }
 
 #[test]
 fn compacted_start_cancels_with_compact_revision() {
     let node = FakeNode::leader(16);
     for value in ["1", "2", "3"] {
-        node.apply_put("k", value);
+        node.put("k", value);
     }
-    node.state().compact_revision = 3;
+    node.compact(3);
     let mut session = WatchSession::new(4);
     let out = node.read(|store| session.create(store, create("k", 2)));
     assert_eq!(out.len(), 2);
@@ -108,15 +148,13 @@ fn filters_prev_kv_ids_and_cancel() {
     let refused = node.read(|store| session.create(store, duplicate));
     assert!(refused[0].canceled);
     assert_eq!(refused[0].cancel_reason, errors::WATCH_DUPLICATE_ID_REASON);
-    node.apply_put("k", "v");
-    node.apply_delete("k");
-    while let Ok(batch) = feed.try_recv() {
-        out.extend(node.read(|store| session.on_applied(store, &batch)));
-    }
+    node.put("k", "v");
+    node.delete("k");
+    out.extend(drain(&node, &mut feed, &mut session));
     let deletes: Vec<_> = out
         .iter()
         .filter(|response| response.watch_id == 0)
-        .flat_map(|r| r.events.iter())
+        .flat_map(|response| response.events.iter())
         .collect();
     assert_eq!(deletes.len(), 1);
     assert_eq!(deletes[0].r#type, EventType::Delete as i32);
@@ -124,7 +162,7 @@ fn filters_prev_kv_ids_and_cancel() {
     let all: Vec<_> = out
         .iter()
         .filter(|response| response.watch_id == 1)
-        .flat_map(|r| r.events.iter())
+        .flat_map(|response| response.events.iter())
         .collect();
     assert_eq!(all.len(), 2);
     assert!(all.iter().all(|event| event.prev_kv.is_none()));
@@ -143,11 +181,9 @@ fn future_start_waits_and_progress_reports_current_revision() {
     };
     let mut out = node.read(|store| session.create(store, notify));
     assert_eq!(out.len(), 1);
-    node.apply_put("k", "a");
-    node.apply_put("k", "b");
-    while let Ok(batch) = feed.try_recv() {
-        out.extend(node.read(|store| session.on_applied(store, &batch)));
-    }
+    node.put("k", "a");
+    node.put("k", "b");
+    out.extend(drain(&node, &mut feed, &mut session));
     assert_eq!(revisions(&out, 0), vec![3]);
     assert!(
         session.progress_tick().is_empty(),
