@@ -26,6 +26,10 @@ pub mod watch;
 #[cfg(test)]
 mod testing;
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+mod server_test;
+
 pub use backend::{AppliedEvents, Backend, NodeStatus};
 pub use config::ServerConfig;
 pub use error::{ServiceError, to_status};

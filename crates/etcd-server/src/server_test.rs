@@ -1,0 +1,227 @@
+//! The whole server over a real socket, against the in-memory member, driven by the
+//! generated tonic clients and plain HTTP/1.1.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use etcd_proto::etcdserverpb::kv_client::KvClient;
+use etcd_proto::etcdserverpb::lease_client::LeaseClient;
+use etcd_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use etcd_proto::etcdserverpb::watch_client::WatchClient;
+use etcd_proto::etcdserverpb::watch_request::RequestUnion;
+use etcd_proto::etcdserverpb::{
+    LeaseGrantRequest, LeaseKeepAliveRequest, LeaseTimeToLiveRequest, PutRequest, RangeRequest,
+    SnapshotRequest, StatusRequest, WatchCreateRequest, WatchRequest,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+use crate::config::ServerConfig;
+use crate::lease::TokioClock;
+use crate::server::serve_backend;
+use crate::testing::FakeNode;
+
+struct Running {
+    address: std::net::SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<Result<(), crate::ServeError>>,
+}
+
+impl Running {
+    async fn start(node: FakeNode) -> Running {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("local address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(serve_backend(
+            listener,
+            node,
+            ServerConfig::default(),
+            Arc::new(TokioClock),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Running {
+            address,
+            stop: Some(stop),
+            server,
+        }
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.address))
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    async fn http_get(&self, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(self.address)
+            .await
+            .expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("read");
+        response
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let result = tokio::time::timeout(Duration::from_secs(10), self.server)
+            .await
+            .expect("server stops within 10 s");
+        assert!(matches!(result, Ok(Ok(()))), "server ended with {result:?}");
+    }
+}
+
+#[tokio::test]
+async fn kv_watch_lease_and_maintenance_over_grpc() {
+    let node = FakeNode::leader(64);
+    let running = Running::start(node.clone()).await;
+    let channel = running.channel().await;
+    let mut kv = KvClient::new(channel.clone());
+    let mut watch = WatchClient::new(channel.clone());
+    let mut lease = LeaseClient::new(channel.clone());
+    let mut maintenance = MaintenanceClient::new(channel);
+
+    // A watch from revision 1 sees the put made after it started.
+    let (requests, inbound) = tokio::sync::mpsc::channel(4);
+    requests
+        .send(WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                key: Bytes::from_static(b"a"),
+                start_revision: 0,
+                ..WatchCreateRequest::default()
+            })),
+        })
+        .await
+        .expect("send create");
+    let mut responses = watch
+        .watch(tokio_stream::wrappers::ReceiverStream::new(inbound))
+        .await
+        .expect("watch")
+        .into_inner();
+    let created = responses
+        .message()
+        .await
+        .expect("created")
+        .expect("created reply");
+    assert!(created.created);
+    assert_eq!(created.header.map(|header| header.member_id), Some(1));
+
+    let put = kv
+        .put(PutRequest {
+            key: Bytes::from_static(b"a"),
+            value: Bytes::from_static(b"1"),
+            ..PutRequest::default()
+        })
+        .await
+        .expect("put")
+        .into_inner();
+    assert_eq!(
+        put.header
+            .map(|header| (header.revision, header.cluster_id)),
+        Some((2, 100))
+    );
+    let range = kv
+        .range(RangeRequest {
+            key: Bytes::from_static(b"a"),
+            ..RangeRequest::default()
+        })
+        .await
+        .expect("range")
+        .into_inner();
+    assert_eq!(range.kvs.len(), 1);
+    let empty_key = kv
+        .range(RangeRequest::default())
+        .await
+        .expect_err("empty key");
+    assert_eq!(empty_key.message(), "etcdserver: key is not provided");
+
+    let event = responses
+        .message()
+        .await
+        .expect("event")
+        .expect("event reply");
+    assert_eq!(event.events.len(), 1);
+    assert_eq!(event.header.map(|header| header.revision), Some(2));
+
+    // Lease: TTL raised to the minimum, keepalive answered from the leader's memory.
+    let granted = lease
+        .lease_grant(LeaseGrantRequest { ttl: 1, id: 0 })
+        .await
+        .expect("grant")
+        .into_inner();
+    assert!(granted.id > 0);
+    assert_eq!(granted.ttl, 2);
+    let keepalives = tokio_stream::iter([
+        LeaseKeepAliveRequest { id: granted.id },
+        LeaseKeepAliveRequest { id: 12345 },
+    ]);
+    let mut answers = lease
+        .lease_keep_alive(keepalives)
+        .await
+        .expect("keepalive")
+        .into_inner();
+    let first = answers
+        .message()
+        .await
+        .expect("first")
+        .expect("first answer");
+    assert_eq!((first.id, first.ttl), (granted.id, 2));
+    let second = answers
+        .message()
+        .await
+        .expect("second")
+        .expect("second answer");
+    assert_eq!(second.ttl, 0, "an unknown lease answers TTL 0");
+    let unknown = lease
+        .lease_time_to_live(LeaseTimeToLiveRequest {
+            id: 999,
+            keys: false,
+        })
+        .await
+        .expect("time to live")
+        .into_inner();
+    assert_eq!(unknown.ttl, -1);
+
+    let status = maintenance
+        .status(StatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    assert_eq!(status.version, "3.5.17");
+    assert_eq!(status.leader, 1);
+    let mut snapshot = maintenance
+        .snapshot(SnapshotRequest {})
+        .await
+        .expect("snapshot")
+        .into_inner();
+    let mut total = 0usize;
+    while let Some(chunk) = snapshot.message().await.expect("snapshot chunk") {
+        total += chunk.blob.len();
+    }
+    assert_eq!(total % 512, 32);
+
+    let version = running.http_get("/version").await;
+    assert!(version.starts_with("HTTP/1.1 200"), "{version}");
+    assert!(version.contains(r#""etcdserver":"3.5.17""#), "{version}");
+    let health = running.http_get("/health").await;
+    assert!(health.contains(r#""health":"true""#), "{health}");
+    node.set_status(|status| status.leader = None);
+    let leaderless = running.http_get("/health").await;
+    assert!(leaderless.starts_with("HTTP/1.1 503"), "{leaderless}");
+    assert!(leaderless.contains("RAFT NO LEADER"), "{leaderless}");
+
+    drop(requests);
+    drop(responses);
+    running.stop().await;
+}
