@@ -1,1 +1,41 @@
-//! Placeholder: filled by the consensus work.
+//! pgwarden's Raft group member: openraft wired to `storage`, the peer transport, group commit,
+//! the read barrier and etcd's Cluster API operations.
+//!
+//! Owns: the openraft configuration derived from etcd-style settings, member and cluster IDs,
+//! bootstrap (new cluster, restart, join), the peer gRPC service and its reconnecting clients
+//! (`proto/pgwarden/peer.proto`), the proposer that turns concurrent proposals into one log
+//! entry (one append, one fsync, one replication round), follower forwarding, the batched
+//! read-index barrier, membership changes with etcd's errors, and the member's status.
+//!
+//! Must not know: redb or the on-disk layout (only `storage` does), the etcd client API
+//! (`etcd-server` adapts to it), HA or PostgreSQL.
+//!
+//! Timeouts: `propose`, `linearizable_read` and membership changes give up after
+//! `NodeConfig::request_timeout` with `Timeout` (a leader is known but could not commit or
+//! confirm) or `NoLeader`, so a member cut off from the majority answers with errors instead of
+//! hanging or serving stale data. A write is acknowledged only after openraft committed it.
+
+#![cfg_attr(test, allow(clippy::unwrap_used, reason = "tests fail loudly"))]
+
+mod bootstrap;
+mod config;
+mod error;
+pub mod ids;
+mod membership;
+mod network;
+mod node;
+mod proposer;
+mod reads;
+mod server;
+mod status;
+
+/// Generated peer-transport types (`proto/pgwarden/peer.proto`).
+#[allow(clippy::all, missing_docs)]
+pub(crate) mod pb {
+    tonic::include_proto!("pgwarden.peer");
+}
+
+pub use config::{DEFAULT_REQUEST_TIMEOUT, InitialClusterState, MemberId, NodeConfig, RaftStatus};
+pub use error::ConsensusError;
+pub use node::RaftNode;
+pub use storage::AppliedEvents;

@@ -1,0 +1,292 @@
+//! The client half of the peer transport: openraft's network (append entries, votes, snapshots,
+//! leader transfer) and the channels used to forward proposals and reads to the leader.
+//!
+//! Every peer gets one lazily connected tonic channel that reconnects by itself; every call is
+//! bounded by a timeout, so a dead peer costs only its own replication task, never the others.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::type_config::alias::VoteOf;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use storage::{MemberNode, Snapshot, TypeConfig};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::ConsensusError;
+use crate::pb;
+use crate::pb::peer_client::PeerClient;
+
+/// Size of one snapshot chunk on the wire.
+const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// One channel per peer URL, shared by replication and forwarding.
+#[derive(Clone)]
+pub(crate) struct PeerChannels {
+    /// Guarded by a std mutex: only map lookups happen under it.
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    connect_timeout: Duration,
+}
+
+impl PeerChannels {
+    pub(crate) fn new(connect_timeout: Duration) -> PeerChannels {
+        PeerChannels {
+            channels: Arc::new(Mutex::new(HashMap::new())),
+            connect_timeout,
+        }
+    }
+
+    /// A client for the first reachable URL form of `peer_urls` (the first URL is used).
+    pub(crate) fn client(
+        &self,
+        peer_urls: &[String],
+    ) -> Result<PeerClient<Channel>, ConsensusError> {
+        let url = peer_urls
+            .first()
+            .ok_or_else(|| ConsensusError::Internal("member has no peer URL".to_string()))?;
+        let mut channels = self
+            .channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(channel) = channels.get(url) {
+            return Ok(PeerClient::new(channel.clone()));
+        }
+        let channel = Endpoint::from_shared(url.clone())
+            .map_err(|e| ConsensusError::Internal(format!("bad peer URL {url}: {e}")))?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .connect_lazy();
+        channels.insert(url.clone(), channel.clone());
+        Ok(PeerClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
+    }
+}
+
+/// openraft's network factory: one [`PeerConnection`] per target.
+pub(crate) struct Network {
+    pub(crate) channels: PeerChannels,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: u64, node: &MemberNode) -> PeerConnection {
+        PeerConnection {
+            target,
+            client: self.channels.client(&node.peer_urls),
+        }
+    }
+}
+
+/// The connection openraft uses to replicate to one peer.
+pub(crate) struct PeerConnection {
+    target: u64,
+    client: Result<PeerClient<Channel>, ConsensusError>,
+}
+
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing openraft's plain data types to JSON cannot fail (no maps with non-string keys
+    // reach here except through serde's own handling); an empty message would be refused remotely.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+pub(crate) fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(bytes).map_err(|e| format!("decode peer message: {e}"))
+}
+
+fn network_error(message: impl ToString) -> RPCError<TypeConfig> {
+    RPCError::Network(NetworkError::from_string(message))
+}
+
+impl PeerConnection {
+    fn client(&self) -> Result<PeerClient<Channel>, RPCError<TypeConfig>> {
+        self.client.clone().map_err(|e| {
+            RPCError::Unreachable(Unreachable::from_string(format!(
+                "peer {}: {e}",
+                self.target
+            )))
+        })
+    }
+
+    /// Runs one unary call with the RPC's deadline and decodes the JSON reply.
+    async fn call<T, F, Fut>(&self, option: &RPCOption, call: F) -> Result<T, RPCError<TypeConfig>>
+    where
+        T: DeserializeOwned,
+        F: FnOnce(PeerClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<pb::JsonMessage>, tonic::Status>>,
+    {
+        let client = self.client()?;
+        let reply = tokio::time::timeout(option.soft_ttl(), call(client))
+            .await
+            .map_err(|_| {
+                network_error(format!(
+                    "peer {}: timed out after {:?}",
+                    self.target,
+                    option.soft_ttl()
+                ))
+            })?
+            .map_err(|status| network_error(format!("peer {}: {}", self.target, status.message())))?
+            .into_inner();
+        if !reply.error.is_empty() {
+            return Err(network_error(format!(
+                "peer {}: {}",
+                self.target, reply.error
+            )));
+        }
+        from_json(&reply.json).map_err(network_error)
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerConnection {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let mut entries = Vec::with_capacity(rpc.entries.len());
+        for entry in &rpc.entries {
+            entries.push(storage::encode_entry(entry).map_err(network_error)?.into());
+        }
+        let request = pb::AppendEntriesRequest {
+            vote: to_json(&rpc.vote).into(),
+            prev_log_id: to_json(&rpc.prev_log_id).into(),
+            leader_commit: to_json(&rpc.leader_commit).into(),
+            entries,
+        };
+        self.call(&option, |mut client| async move {
+            client.append_entries(request).await
+        })
+        .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let request = pb::JsonMessage {
+            json: to_json(&rpc).into(),
+            error: String::new(),
+        };
+        self.call(
+            &option,
+            |mut client| async move { client.vote(request).await },
+        )
+        .await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let request = pb::JsonMessage {
+            json: to_json(&rpc).into(),
+            error: String::new(),
+        };
+        self.call(&option, |mut client| async move {
+            client.pre_vote(request).await
+        })
+        .await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        rpc: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let request = pb::JsonMessage {
+            json: to_json(&rpc).into(),
+            error: String::new(),
+        };
+        self.call(&option, |mut client| async move {
+            client.transfer_leader(request).await
+        })
+        .await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: VoteOf<TypeConfig>,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let mut client = self.client.clone().map_err(|e| {
+            StreamingError::Unreachable(Unreachable::from_string(format!(
+                "peer {}: {e}",
+                self.target
+            )))
+        })?;
+        let meta = to_json(&snapshot.meta);
+        let vote = to_json(&vote);
+        let data = snapshot.snapshot;
+        let mut chunks = Vec::with_capacity(data.len() / SNAPSHOT_CHUNK_BYTES + 1);
+        let mut first = true;
+        let mut rest: &[u8] = &data;
+        while first || !rest.is_empty() {
+            let take = rest.len().min(SNAPSHOT_CHUNK_BYTES);
+            let (chunk, tail) = rest.split_at(take);
+            chunks.push(pb::SnapshotChunk {
+                vote: if first {
+                    vote.clone().into()
+                } else {
+                    Default::default()
+                },
+                meta: if first {
+                    meta.clone().into()
+                } else {
+                    Default::default()
+                },
+                data: chunk.to_vec().into(),
+            });
+            rest = tail;
+            first = false;
+        }
+        let target = self.target;
+        // A snapshot may be large: allow a generous multiple of the RPC deadline.
+        let deadline = option.hard_ttl().max(Duration::from_secs(30));
+        let send = async move {
+            let reply = tokio::time::timeout(
+                deadline,
+                client.install_snapshot(futures::stream::iter(chunks)),
+            )
+            .await
+            .map_err(|_| {
+                StreamingError::Network(NetworkError::from_string(format!(
+                    "peer {target}: snapshot timed out"
+                )))
+            })?
+            .map_err(|status| {
+                StreamingError::Network(NetworkError::from_string(format!(
+                    "peer {target}: {}",
+                    status.message()
+                )))
+            })?
+            .into_inner();
+            if !reply.error.is_empty() {
+                return Err(StreamingError::Network(NetworkError::from_string(format!(
+                    "peer {target}: {}",
+                    reply.error
+                ))));
+            }
+            from_json::<SnapshotResponse<TypeConfig>>(&reply.json)
+                .map_err(|e| StreamingError::Network(NetworkError::from_string(e)))
+        };
+        tokio::select! {
+            result = send => result,
+            closed = cancel => Err(StreamingError::Closed(closed)),
+        }
+    }
+}
