@@ -1,0 +1,219 @@
+//! One member process: its flags, its log file, and the signals the suites send it.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::Child;
+use std::process::Command;
+use std::process::ExitStatus;
+use std::process::Stdio;
+use std::time::Duration;
+use std::time::Instant;
+
+use anyhow::Context;
+use nix::sys::signal::Signal;
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+
+use crate::target::Target;
+
+/// How long a member gets to exit after SIGTERM before it is killed.
+const TERMINATE_GRACE: Duration = Duration::from_secs(10);
+/// How many trailing log lines a failure report shows per member.
+const LOG_TAIL_LINES: usize = 40;
+
+/// The etcd flags of one member; the same for both targets.
+#[derive(Debug, Clone)]
+pub struct MemberSpec {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+    pub log_path: PathBuf,
+    /// `name=peer URL` for every initial member, comma-separated (etcd's `--initial-cluster`).
+    pub initial_cluster: String,
+    pub initial_cluster_state: &'static str,
+    pub initial_cluster_token: String,
+    pub heartbeat_ms: u64,
+    pub election_ms: u64,
+    pub snapshot_count: u64,
+}
+
+impl MemberSpec {
+    pub fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    /// The command line a script would use for etcd; pgwarden gets the same after `etcd`.
+    pub fn flags(&self) -> Vec<String> {
+        vec![
+            format!("--name={}", self.name),
+            format!("--data-dir={}", self.data_dir.display()),
+            format!("--listen-client-urls={}", self.client_url()),
+            format!("--advertise-client-urls={}", self.client_url()),
+            format!("--listen-peer-urls={}", self.peer_url()),
+            format!("--initial-advertise-peer-urls={}", self.peer_url()),
+            format!("--initial-cluster={}", self.initial_cluster),
+            format!("--initial-cluster-state={}", self.initial_cluster_state),
+            format!("--initial-cluster-token={}", self.initial_cluster_token),
+            format!("--heartbeat-interval={}", self.heartbeat_ms),
+            format!("--election-timeout={}", self.election_ms),
+            format!("--snapshot-count={}", self.snapshot_count),
+            // A flag scripts commonly pass: etcd 3.4 uses it, pgwarden accepts and ignores it.
+            "--logger=zap".to_owned(),
+        ]
+    }
+}
+
+/// A member process (or its stopped remains: data dir and log stay for a restart).
+#[derive(Debug)]
+pub struct Member {
+    pub spec: MemberSpec,
+    target: Target,
+    child: Option<Child>,
+    paused: bool,
+}
+
+impl Member {
+    pub fn new(target: Target, spec: MemberSpec) -> Self {
+        Self {
+            spec,
+            target,
+            child: None,
+            paused: false,
+        }
+    }
+
+    /// Starts the process; its stdout and stderr are appended to the member's log file.
+    pub fn spawn(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.child.is_none(),
+            "{} is already running",
+            self.spec.name
+        );
+        let (program, leading_args) = self.target.command()?;
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.spec.log_path)
+            .with_context(|| format!("open {}", self.spec.log_path.display()))?;
+        let log_err = log.try_clone().context("clone the log file handle")?;
+        let child = Command::new(&program)
+            .args(leading_args)
+            .args(self.spec.flags())
+            .env(
+                "RUST_LOG",
+                std::env::var("PGWARDEN_MEMBER_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .with_context(|| format!("spawn {} for {}", program.display(), self.spec.name))?;
+        self.child = Some(child);
+        self.paused = false;
+        Ok(())
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `Some(status)` when the process has exited on its own (the child is then forgotten).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok().flatten()?;
+        self.child = None;
+        Some(status)
+    }
+
+    /// SIGKILL and reap; a no-op when not running.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if self.paused {
+                self.signal_pid(child.id(), Signal::SIGCONT);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.paused = false;
+    }
+
+    /// SIGTERM, then waits up to a grace period; kills and reports an error if it does not exit.
+    pub fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
+        let mut child = self
+            .child
+            .take()
+            .with_context(|| format!("{} is not running", self.spec.name))?;
+        if self.paused {
+            self.signal_pid(child.id(), Signal::SIGCONT);
+            self.paused = false;
+        }
+        self.signal_pid(child.id(), Signal::SIGTERM);
+        let deadline = Instant::now() + TERMINATE_GRACE;
+        loop {
+            if let Some(status) = child.try_wait().context("wait for the member")? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                anyhow::bail!(
+                    "{} did not exit within {TERMINATE_GRACE:?} of SIGTERM",
+                    self.spec.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGSTOP: the process keeps its sockets but answers nothing (a hung host).
+    pub fn pause(&mut self) -> anyhow::Result<()> {
+        let pid = self.pid().context("member is not running")?;
+        self.signal_pid(pid, Signal::SIGSTOP);
+        self.paused = true;
+        Ok(())
+    }
+
+    /// SIGCONT after [`Member::pause`].
+    pub fn resume(&mut self) {
+        if let (Some(pid), true) = (self.pid(), self.paused) {
+            self.signal_pid(pid, Signal::SIGCONT);
+        }
+        self.paused = false;
+    }
+
+    fn signal_pid(&self, pid: u32, signal: Signal) {
+        let Ok(raw) = i32::try_from(pid) else { return };
+        if let Err(error) = kill(Pid::from_raw(raw), signal) {
+            tracing::warn!(member = %self.spec.name, ?signal, %error, "signal failed");
+        }
+    }
+
+    /// The member's log contains `needle` (case-insensitive).
+    pub fn log_contains(&self, needle: &str) -> bool {
+        std::fs::read_to_string(&self.spec.log_path)
+            .map(|log| log.to_lowercase().contains(&needle.to_lowercase()))
+            .unwrap_or(false)
+    }
+
+    /// The last lines of the member's log, for failure reports.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.spec.log_path).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let start = lines.len().saturating_sub(LOG_TAIL_LINES);
+        lines[start..].join("\n")
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,1 @@
+//! Multi-process fault suites (filled in next).
