@@ -340,7 +340,7 @@ impl RaftNode {
     }
 
     /// Runs `read` against the local applied state (a consistent point in time).
-    pub fn read<T>(&self, read: impl FnOnce(&storage::Store) -> T) -> T {
+    pub fn read<T>(&self, read: impl FnOnce(&mvcc::Store) -> T) -> T {
         let state = self.core.shared.read();
         read(&state.store)
     }

@@ -18,7 +18,6 @@ mod codec;
 mod db;
 mod error;
 mod log_store;
-mod mvcc_shim;
 pub mod schema;
 mod state_machine;
 mod types;
@@ -31,7 +30,7 @@ pub use db::Db;
 pub use error::StorageError;
 pub use log_store::LogStore;
 /// The etcd keyspace held by the state machine.
-pub use mvcc_shim::Store;
+pub use mvcc::Store;
 pub use state_machine::{
     AppliedState, Membership, SharedState, Snapshot, SnapshotMeta, StateMachine,
 };

@@ -69,8 +69,9 @@ impl Member {
         );
     }
 
+    /// Writes applied by this member: its store revision above the empty store's.
     pub fn revision(&self) -> i64 {
-        self.node().read(|store| store.revision())
+        self.node().read(|store| store.revision()) - mvcc::Store::new().revision()
     }
 }
 
