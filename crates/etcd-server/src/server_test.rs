@@ -225,3 +225,139 @@ async fn kv_watch_lease_and_maintenance_over_grpc() {
     drop(responses);
     running.stop().await;
 }
+
+#[tokio::test]
+async fn lock_waits_for_the_holder_and_election_follows_the_leader() {
+    use etcd_proto::v3electionpb::election_client::ElectionClient;
+    use etcd_proto::v3electionpb::{
+        CampaignRequest, LeaderRequest, ProclaimRequest, ResignRequest,
+    };
+    use etcd_proto::v3lockpb::lock_client::LockClient;
+    use etcd_proto::v3lockpb::{LockRequest, UnlockRequest};
+
+    let node = FakeNode::leader(64);
+    let running = Running::start(node.clone()).await;
+    let channel = running.channel().await;
+    let mut lease = LeaseClient::new(channel.clone());
+    let mut lock = LockClient::new(channel.clone());
+    let mut election = ElectionClient::new(channel);
+    let first = lease
+        .lease_grant(LeaseGrantRequest { ttl: 60, id: 0 })
+        .await
+        .expect("grant")
+        .into_inner()
+        .id;
+    let second = lease
+        .lease_grant(LeaseGrantRequest { ttl: 60, id: 0 })
+        .await
+        .expect("grant")
+        .into_inner()
+        .id;
+
+    let held = lock
+        .lock(LockRequest {
+            name: Bytes::from_static(b"l"),
+            lease: first,
+        })
+        .await
+        .expect("first lock")
+        .into_inner();
+    assert_eq!(held.key, Bytes::from(format!("l/{first:x}")));
+    let mut waiter = lock.clone();
+    let contender = tokio::spawn(async move {
+        waiter
+            .lock(LockRequest {
+                name: Bytes::from_static(b"l"),
+                lease: second,
+            })
+            .await
+    });
+    tokio::task::yield_now().await;
+    assert!(
+        !contender.is_finished(),
+        "the second lock waits for the first holder"
+    );
+    lock.unlock(UnlockRequest { key: held.key })
+        .await
+        .expect("unlock");
+    let acquired = tokio::time::timeout(Duration::from_secs(10), contender)
+        .await
+        .expect("second lock acquired within 10 s")
+        .expect("task")
+        .expect("lock");
+    assert_eq!(
+        acquired.into_inner().key,
+        Bytes::from(format!("l/{second:x}"))
+    );
+
+    let campaign = election
+        .campaign(CampaignRequest {
+            name: Bytes::from_static(b"e"),
+            lease: first,
+            value: Bytes::from_static(b"one"),
+        })
+        .await
+        .expect("campaign")
+        .into_inner();
+    let leader_key = campaign.leader.expect("leader key");
+    let mut observed = election
+        .observe(LeaderRequest {
+            name: Bytes::from_static(b"e"),
+        })
+        .await
+        .expect("observe")
+        .into_inner();
+    let initial = observed.message().await.expect("observe").expect("leader");
+    assert_eq!(
+        initial.kv.map(|kv| kv.value),
+        Some(Bytes::from_static(b"one"))
+    );
+    election
+        .proclaim(ProclaimRequest {
+            leader: Some(leader_key.clone()),
+            value: Bytes::from_static(b"two"),
+        })
+        .await
+        .expect("proclaim");
+    let changed = observed
+        .message()
+        .await
+        .expect("observe")
+        .expect("new value");
+    assert_eq!(
+        changed.kv.map(|kv| kv.value),
+        Some(Bytes::from_static(b"two"))
+    );
+    let leader = election
+        .leader(LeaderRequest {
+            name: Bytes::from_static(b"e"),
+        })
+        .await
+        .expect("leader")
+        .into_inner();
+    assert_eq!(leader.kv.map(|kv| kv.key), Some(leader_key.key.clone()));
+    election
+        .resign(ResignRequest {
+            leader: Some(leader_key.clone()),
+        })
+        .await
+        .expect("resign");
+    let gone = election
+        .leader(LeaderRequest {
+            name: Bytes::from_static(b"e"),
+        })
+        .await
+        .expect_err("no leader");
+    assert_eq!(gone.message(), "election: no leader");
+    let stale = election
+        .proclaim(ProclaimRequest {
+            leader: Some(leader_key),
+            value: Bytes::from_static(b"three"),
+        })
+        .await
+        .expect_err("not leader");
+    assert_eq!(stale.message(), "election: not leader");
+
+    drop(observed);
+    running.stop().await;
+}

@@ -1,10 +1,10 @@
-//! `v3lockpb.Lock`: not implemented yet (clients such as `etcdctl lock` use the client-side
-//! recipe over KV, lease and watch instead, which works).
+//! `v3lockpb.Lock`: etcd's server-side lock over the store service (see `service::recipes`).
 
 use etcd_proto::v3lockpb::lock_server::Lock;
 use etcd_proto::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
 use tonic::{Request, Response, Status};
 
+use super::reply;
 use crate::backend::Backend;
 use crate::service::Service;
 
@@ -14,18 +14,22 @@ pub struct LockApi<B: Backend> {
 
 #[tonic::async_trait]
 impl<B: Backend> Lock for LockApi<B> {
-    async fn lock(&self, _request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
-        Err(Status::unimplemented(
-            "the v3lock service is not implemented by pgwarden yet",
-        ))
+    async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        let request = request.into_inner();
+        let result = self.service.lock(request.name, request.lease).await;
+        reply(result.map(|(header, key)| LockResponse {
+            header: Some(self.service.header(header.revision)),
+            key,
+        }))
     }
 
     async fn unlock(
         &self,
-        _request: Request<UnlockRequest>,
+        request: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
-        Err(Status::unimplemented(
-            "the v3lock service is not implemented by pgwarden yet",
-        ))
+        let result = self.service.unlock(request.into_inner().key).await;
+        reply(result.map(|header| UnlockResponse {
+            header: Some(header),
+        }))
     }
 }

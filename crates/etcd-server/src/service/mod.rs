@@ -8,6 +8,7 @@
 mod cluster;
 mod kv;
 mod lease;
+pub mod recipes;
 
 use std::sync::Arc;
 
