@@ -6,9 +6,12 @@
 //! Today it has one mode, `pgwarden etcd`: a store-only member configured with etcd's own flags.
 
 mod cli;
+mod etcd_cmd;
 mod etcd_flags;
 mod ignored_flags;
+mod raft_backend;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -16,18 +19,49 @@ use clap::Parser;
 use crate::cli::Cli;
 use crate::cli::Command;
 
+/// Exit code for flags that cannot be used (clap uses the same for unknown or malformed flags).
+const EXIT_USAGE: u8 = 2;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     match cli.command {
-        Command::Etcd(flags) => match flags.validate() {
-            Ok(config) => {
-                eprintln!("{config:?}");
-                ExitCode::SUCCESS
+        Command::Etcd(flags) => {
+            let config = match flags.validate() {
+                Ok(config) => config,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("error: start the async runtime: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(etcd_cmd::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    tracing::error!("{error:#}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(error) => {
-                eprintln!("error: {error}");
-                ExitCode::from(2)
-            }
-        },
+        }
     }
+}
+
+/// Log filter when `RUST_LOG` is unset: pgwarden at info, openraft's per-step chatter only from warn.
+const DEFAULT_LOG_FILTER: &str = "info,openraft=warn";
+
+/// Logs to stderr, filtered by `RUST_LOG`; colours only on a terminal.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
 }

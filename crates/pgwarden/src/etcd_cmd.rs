@@ -1,0 +1,149 @@
+//! `pgwarden etcd`: a store-only member wired from validated etcd flags.
+//!
+//! Order at start: bind every listener first (so a taken port fails before any state changes),
+//! start the Raft member on the peer listener, then serve the etcd API on the client listener(s).
+//! Order at shutdown (SIGINT or SIGTERM, or a listener failing): cancel the one token, so client
+//! listeners stop accepting and their open streams end; wait for the serving tasks; then stop the
+//! Raft member, which stops openraft and the peer server.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use consensus::InitialClusterState;
+use consensus::NodeConfig;
+use consensus::RaftNode;
+use etcd_server::ServerConfig;
+use tokio::net::TcpListener;
+use tokio::signal::unix::SignalKind;
+use tokio::signal::unix::signal;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::etcd_flags::ClusterState;
+use crate::etcd_flags::EtcdConfig;
+use crate::raft_backend::RaftBackend;
+
+/// Runs the member until a signal or a fatal serving error.
+pub async fn run(config: EtcdConfig) -> anyhow::Result<()> {
+    if !config.ignored_flags.is_empty() {
+        tracing::info!(
+            "ignoring etcd flags pgwarden does not implement: {}",
+            config.ignored_flags.join(" ")
+        );
+    }
+    let peer_listener = TcpListener::bind(config.listen_peer.addr)
+        .await
+        .with_context(|| format!("bind --listen-peer-urls {}", config.listen_peer.url))?;
+    let mut client_listeners = Vec::new();
+    for listen in &config.listen_client {
+        let listener = TcpListener::bind(listen.addr)
+            .await
+            .with_context(|| format!("bind --listen-client-urls {}", listen.url))?;
+        client_listeners.push((listen.url.clone(), listener));
+    }
+
+    let node = RaftNode::start(node_config(&config), peer_listener)
+        .await
+        .context("start the Raft member")?;
+    tracing::info!(
+        name = %config.name,
+        member_id = %format!("{:x}", node.member_id()),
+        cluster_id = %format!("{:x}", node.cluster_id()),
+        data_dir = %config.data_dir.display(),
+        "Raft member started"
+    );
+
+    let shutdown = CancellationToken::new();
+    let background = TaskTracker::new();
+    let backend = RaftBackend::new(node.clone(), &background, shutdown.clone());
+    let mut serving = JoinSet::new();
+    for (url, listener) in client_listeners {
+        let backend = backend.clone();
+        let server_config = server_config(&config);
+        let stop = shutdown.clone();
+        serving.spawn(async move {
+            let result =
+                etcd_server::serve_with_tokio_clock(listener, backend, server_config, async move {
+                    stop.cancelled().await
+                })
+                .await;
+            (url, result)
+        });
+    }
+    // etcd prints this line when clients can connect; scripts and harnesses wait for it.
+    tracing::info!(
+        client_urls = %config.advertise_client_urls.join(","),
+        "ready to serve client requests"
+    );
+
+    let outcome = wait_for_stop(&mut serving).await;
+    shutdown.cancel();
+    let teardown = async {
+        while let Some(joined) = serving.join_next().await {
+            if let Ok((url, Err(error))) = joined {
+                tracing::error!(%url, %error, "client listener stopped with an error");
+            }
+        }
+        background.close();
+        background.wait().await;
+        node.shutdown().await.context("stop the Raft member")
+    };
+    tokio::time::timeout(SHUTDOWN_GRACE, teardown)
+        .await
+        .with_context(|| format!("graceful stop took longer than {SHUTDOWN_GRACE:?}"))??;
+    tracing::info!("stopped");
+    outcome
+}
+
+/// Resolves on SIGINT/SIGTERM (Ok) or when a client listener stops on its own (Err).
+async fn wait_for_stop(
+    serving: &mut JoinSet<(String, Result<(), etcd_server::ServeError>)>,
+) -> anyhow::Result<()> {
+    let mut interrupt = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
+    tokio::select! {
+        _ = interrupt.recv() => {
+            tracing::info!("SIGINT received; shutting down");
+            Ok(())
+        }
+        _ = terminate.recv() => {
+            tracing::info!("SIGTERM received; shutting down");
+            Ok(())
+        }
+        Some(joined) = serving.join_next() => match joined {
+            Ok((url, Ok(()))) => Err(anyhow::anyhow!("client listener {url} stopped unexpectedly")),
+            Ok((url, Err(error))) => Err(anyhow::Error::new(error).context(format!("serve {url}"))),
+            Err(error) => Err(anyhow::Error::new(error).context("client listener task failed")),
+        },
+    }
+}
+
+fn node_config(config: &EtcdConfig) -> NodeConfig {
+    NodeConfig {
+        name: config.name.clone(),
+        data_dir: config.data_dir.clone(),
+        peer_urls: config.initial_advertise_peer_urls.clone(),
+        client_urls: config.advertise_client_urls.clone(),
+        initial_cluster: config.initial_cluster.clone(),
+        initial_cluster_state: match config.initial_cluster_state {
+            ClusterState::New => InitialClusterState::New,
+            ClusterState::Existing => InitialClusterState::Existing,
+        },
+        initial_cluster_token: config.initial_cluster_token.clone(),
+        heartbeat_interval: config.heartbeat_interval,
+        election_timeout: config.election_timeout,
+        snapshot_count: config.snapshot_count,
+        request_timeout: consensus::DEFAULT_REQUEST_TIMEOUT,
+    }
+}
+
+fn server_config(config: &EtcdConfig) -> ServerConfig {
+    ServerConfig {
+        election_timeout: config.election_timeout,
+        ..ServerConfig::default()
+    }
+}
+
+/// Upper bound on how long a graceful stop may take before the process exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
