@@ -10,27 +10,36 @@ impl Store {
     /// Physically removes superseded versions below `revision`: per key the newest version at or
     /// below it survives, unless it is a tombstone, in which case the key's history up to it goes
     /// (and the key itself when nothing newer exists). The caller checked the revision's bounds.
+    /// Only keys in the compactable set are visited, so the cost follows the keys written since the
+    /// last compaction rather than the size of the keyspace.
     pub(crate) fn compact(&mut self, revision: i64) {
-        self.keys.retain(|_, history| {
+        let keys = &mut self.keys;
+        self.compactable.retain(|key| {
+            let Some(history) = keys.get_mut(key) else {
+                return false;
+            };
             let at_or_below = history
                 .entries
                 .partition_point(|entry| entry.revision <= revision);
-            if at_or_below == 0 {
-                return true;
-            }
-            let newest = &history.entries[at_or_below - 1];
-            let drop = if newest.is_tombstone() {
-                at_or_below
-            } else {
-                at_or_below - 1
-            };
-            if drop > 0 {
-                history.entries.drain(..drop);
-                if history.entries.capacity() > 2 * history.entries.len() + 4 {
-                    history.entries.shrink_to_fit();
+            if at_or_below > 0 {
+                let newest = &history.entries[at_or_below - 1];
+                let drop = if newest.is_tombstone() {
+                    at_or_below
+                } else {
+                    at_or_below - 1
+                };
+                if drop > 0 {
+                    history.entries.drain(..drop);
+                    if history.entries.capacity() > 2 * history.entries.len() + 2 {
+                        history.entries.shrink_to_fit();
+                    }
                 }
             }
-            !history.entries.is_empty()
+            let still_compactable = history.is_compactable();
+            if history.entries.is_empty() {
+                keys.remove(key);
+            }
+            still_compactable
         });
         self.compact_revision = revision;
     }
@@ -120,12 +129,15 @@ impl Store {
             hasher.update(&(key.len() as u64).to_le_bytes());
             hasher.update(key);
             for entry in &history.entries[..upto] {
-                hasher.update(&entry.revision.to_le_bytes());
-                hasher.update(&entry.sub.to_le_bytes());
-                hasher.update(&entry.create_revision.to_le_bytes());
-                hasher.update(&entry.version.to_le_bytes());
-                hasher.update(&entry.lease.to_le_bytes());
-                hasher.update(&(entry.value.len() as u64).to_le_bytes());
+                // Fixed-size fields first, in one update: crc32fast is fastest on larger chunks.
+                let mut fixed = [0u8; 44];
+                fixed[..8].copy_from_slice(&entry.revision.to_le_bytes());
+                fixed[8..12].copy_from_slice(&entry.sub.to_le_bytes());
+                fixed[12..20].copy_from_slice(&entry.create_revision.to_le_bytes());
+                fixed[20..28].copy_from_slice(&entry.version.to_le_bytes());
+                fixed[28..36].copy_from_slice(&entry.lease.to_le_bytes());
+                fixed[36..].copy_from_slice(&(entry.value.len() as u64).to_le_bytes());
+                hasher.update(&fixed);
                 hasher.update(&entry.value);
             }
         }

@@ -77,6 +77,11 @@ impl KeyHistory {
         self.at(revision).filter(|entry| !entry.is_tombstone())
     }
 
+    /// Whether compaction may have work here: more than one version, or a tombstone as newest.
+    pub fn is_compactable(&self) -> bool {
+        self.entries.len() > 1 || self.entries.last().is_some_and(Entry::is_tombstone)
+    }
+
     /// The key's current value, if live.
     pub fn latest_live(&self) -> Option<&Entry> {
         self.entries.last().filter(|entry| !entry.is_tombstone())

@@ -223,6 +223,9 @@ impl Store {
                     attachments.push((current.lease, key.clone()));
                 }
             }
+            if history.is_compactable() {
+                store.compactable.insert(key.clone());
+            }
             previous_key = Some(key.clone());
             keys.insert(key, history);
         }

@@ -1,6 +1,7 @@
 //! The store: key index, revisions, leases and alarms, and the apply entry point.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 
 use bytes::Bytes;
 use etcd_proto::errors::{self, EtcdError};
@@ -37,6 +38,10 @@ pub struct Store {
     pub(crate) alarms: BTreeSet<(u64, i32)>,
     /// Number of live keys at the current revision.
     pub(crate) live_keys: usize,
+    /// Exactly the keys compaction may have work on: those with more than one version or whose
+    /// newest version is a tombstone. Compaction visits only these, so its cost follows the keys
+    /// written since the last one, not the size of the keyspace.
+    pub(crate) compactable: BTreeSet<Bytes>,
 }
 
 /// A lease as replicated data: its granted TTL and the keys currently attached to it.
@@ -117,6 +122,7 @@ impl Store {
             leases: BTreeMap::new(),
             alarms: BTreeSet::new(),
             live_keys: 0,
+            compactable: BTreeSet::new(),
         }
     }
 
@@ -237,7 +243,11 @@ impl Store {
         if pending.changed() {
             self.revision = pending.main;
         }
-        events.extend(pending.events);
+        if events.is_empty() {
+            *events = pending.events;
+        } else {
+            events.extend(pending.events);
+        }
     }
 
     fn apply_put(
@@ -260,65 +270,74 @@ impl Store {
     }
 
     /// A put whose checks passed (lease exists, key exists when ignore_* is set).
+    /// One key-index lookup for an existing key, two for a new one.
     pub(crate) fn put_checked(
         &mut self,
         pending: &mut Pending,
         request: &PutRequest,
     ) -> PutResponse {
-        let previous = self.current(&request.key).cloned();
-        // After the checks `previous` exists whenever ignore_* is set; the fallbacks are never taken.
-        let value = match (&previous, request.ignore_value) {
+        let key = &request.key[..];
+        let found = self
+            .keys
+            .range_mut::<[u8], _>((Bound::Included(key), Bound::Included(key)))
+            .next();
+        let (stored_key, history) = match found {
+            Some((stored_key, history)) => (stored_key.clone(), history),
+            None => {
+                // One copy per new key: the index must not pin the log entry's decode buffer.
+                let stored_key = Bytes::copy_from_slice(key);
+                let history = self
+                    .keys
+                    .entry(stored_key.clone())
+                    .or_insert_with(|| KeyHistory {
+                        entries: Vec::with_capacity(1),
+                    });
+                (stored_key, history)
+            }
+        };
+        let previous = history.latest_live();
+        let value = match (previous, request.ignore_value) {
             (Some(previous), true) => previous.value.clone(),
-            // One copy per write: the stored value must not pin the log entry's decode buffer.
+            // After the checks `previous` exists whenever ignore_value is set, so this arm is a
+            // fresh value: copied once so the store never pins a log buffer.
             _ => Bytes::copy_from_slice(&request.value),
         };
-        let lease = match (&previous, request.ignore_lease) {
+        let lease = match (previous, request.ignore_lease) {
             (Some(previous), true) => previous.lease,
             _ => request.lease,
         };
-        let prev_kv = self.write_put(pending, &request.key, value, lease);
-        PutResponse {
-            header: header(pending.main),
-            prev_kv: if request.prev_kv { prev_kv } else { None },
+        let prev_kv = previous.map(|previous| previous.to_key_value(&stored_key));
+        let (create_revision, version, old_lease) =
+            previous.map_or((pending.main, 1, 0), |previous| {
+                (
+                    previous.create_revision,
+                    previous.version + 1,
+                    previous.lease,
+                )
+            });
+        // Most keys keep one or two versions: grow one slot at a time up to 4 instead of Vec's
+        // default first step of 4 slots (288 bytes).
+        if history.entries.len() == history.entries.capacity() && history.entries.capacity() < 4 {
+            history.entries.reserve_exact(1);
         }
-    }
-
-    /// The key's current live version.
-    pub(crate) fn current(&self, key: &[u8]) -> Option<&Entry> {
-        self.keys.get(key).and_then(KeyHistory::latest_live)
-    }
-
-    /// Records a put of `key` under the pending revision; returns the previous live version.
-    fn write_put(
-        &mut self,
-        pending: &mut Pending,
-        key: &[u8],
-        value: Bytes,
-        lease: i64,
-    ) -> Option<KeyValue> {
-        let stored_key = match self.keys.get_key_value(key) {
-            Some((stored_key, _)) => stored_key.clone(),
-            None => Bytes::copy_from_slice(key),
-        };
-        let history = self.keys.entry(stored_key.clone()).or_default();
-        let previous = history.latest_live().cloned();
         let entry = Entry {
             value,
             revision: pending.main,
-            create_revision: previous
-                .as_ref()
-                .map_or(pending.main, |p| p.create_revision),
-            version: previous.as_ref().map_or(1, |p| p.version + 1),
+            create_revision,
+            version,
             lease,
             sub: pending.sub,
         };
         let kv = entry.to_key_value(&stored_key);
         history.entries.push(entry);
+        let has_history = history.entries.len() > 1;
         pending.sub += 1;
-        if previous.is_none() {
+        if prev_kv.is_none() {
             self.live_keys += 1;
         }
-        let old_lease = previous.as_ref().map_or(0, |p| p.lease);
+        if has_history {
+            self.compactable.insert(stored_key.clone());
+        }
         if old_lease != 0
             && old_lease != lease
             && let Some(old) = self.leases.get_mut(&old_lease)
@@ -326,17 +345,30 @@ impl Store {
             old.keys.remove(&stored_key);
         }
         if lease != 0
+            && old_lease != lease
             && let Some(new) = self.leases.get_mut(&lease)
         {
-            new.keys.insert(stored_key.clone());
+            new.keys.insert(stored_key);
         }
-        let prev_kv = previous.map(|p| p.to_key_value(&stored_key));
+        let response_prev_kv = if request.prev_kv {
+            prev_kv.clone()
+        } else {
+            None
+        };
         pending.events.push(Event {
             r#type: EventType::Put as i32,
             kv: Some(kv),
-            prev_kv: prev_kv.clone(),
+            prev_kv,
         });
-        prev_kv
+        PutResponse {
+            header: header(pending.main),
+            prev_kv: response_prev_kv,
+        }
+    }
+
+    /// The key's current live version.
+    pub(crate) fn current(&self, key: &[u8]) -> Option<&Entry> {
+        self.keys.get(key).and_then(KeyHistory::latest_live)
     }
 
     fn apply_delete_range(
@@ -394,6 +426,7 @@ impl Store {
         };
         let kv = tombstone.to_key_value(key);
         history.entries.push(tombstone);
+        self.compactable.insert(key.clone());
         pending.sub += 1;
         self.live_keys -= 1;
         if previous.lease != 0

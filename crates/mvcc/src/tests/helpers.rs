@@ -183,3 +183,53 @@ pub fn pairs(store: &Store, key: &str, range_end: &str) -> Vec<(String, String)>
         })
         .collect()
 }
+
+/// Checks every derived structure of the store against the key histories it is derived from.
+pub fn check_invariants(store: &Store) {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut live = 0;
+    let mut compactable = BTreeSet::new();
+    let mut attached: BTreeMap<i64, BTreeSet<Bytes>> = BTreeMap::new();
+    for (key, history) in &store.keys {
+        assert!(!history.entries.is_empty(), "empty history for {key:?}");
+        assert!(
+            history
+                .entries
+                .windows(2)
+                .all(|pair| (pair[0].revision, pair[0].sub) < (pair[1].revision, pair[1].sub)),
+            "versions out of order for {key:?}"
+        );
+        assert!(
+            history
+                .entries
+                .iter()
+                .all(|entry| entry.revision <= store.revision())
+        );
+        if history.is_compactable() {
+            compactable.insert(key.clone());
+        }
+        if let Some(current) = history.latest_live() {
+            live += 1;
+            if current.lease != 0 {
+                attached
+                    .entry(current.lease)
+                    .or_default()
+                    .insert(key.clone());
+            }
+        }
+    }
+    assert_eq!(store.live_keys, live, "live key count");
+    assert_eq!(store.compactable, compactable, "compactable set");
+    for (id, keys) in &attached {
+        assert!(
+            store.leases.contains_key(id),
+            "key attached to unknown lease {id}"
+        );
+        assert_eq!(&store.leases[id].keys, keys, "keys of lease {id}");
+    }
+    for (id, lease) in &store.leases {
+        if !attached.contains_key(id) {
+            assert!(lease.keys.is_empty(), "lease {id} lists detached keys");
+        }
+    }
+}

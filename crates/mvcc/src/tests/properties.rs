@@ -259,6 +259,7 @@ fn run(steps: &[Step]) -> (Store, Vec<RaftCommand>) {
         let (response, events) = model.apply(&command);
         assert_eq!(applied.response, response, "response to {command:?}");
         assert_eq!(applied.events, events, "events of {command:?}");
+        super::helpers::check_invariants(&store);
         assert_eq!(
             applied.revision,
             model.revision(),
