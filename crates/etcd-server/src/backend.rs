@@ -9,51 +9,39 @@ use std::future::Future;
 use std::sync::Arc;
 
 use etcd_proto::etcdserverpb::Member;
-use etcd_proto::mvccpb::Event;
 use etcd_proto::raftcmd::{RaftCommand, RaftResponse};
 use tokio::sync::{broadcast, watch};
 
 use crate::error::ServiceError;
 
-/// What this member knows about the Raft group without a round trip.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct NodeStatus {
-    pub member_id: u64,
-    pub cluster_id: u64,
-    /// Member ID of the current Raft leader, if known.
-    pub leader: Option<u64>,
-    pub term: u64,
-    pub commit_index: u64,
-    pub applied_index: u64,
-    pub is_learner: bool,
-    /// Full member list (names, peer URLs, client URLs, learner flags).
-    pub members: Vec<Member>,
+/// What this member knows about the Raft group without a round trip (consensus' view).
+pub use consensus::RaftStatus as NodeStatus;
+
+/// One applied command's watch events, published in log order by every member. `revision` is
+/// the store revision after the command (a lease expiry that revoked several leases with keys
+/// spans several revisions, this being the last).
+pub use consensus::AppliedEvents;
+
+/// Questions the API layer asks of a member's status.
+pub trait StatusExt {
+    /// True when this member believes it is the Raft leader.
+    fn is_leader(&self) -> bool;
+    /// Client URLs of the current leader, for forwarding leader-only calls (lease keepalive).
+    fn leader_client_urls(&self) -> Option<Vec<String>>;
 }
 
-impl NodeStatus {
-    /// True when this member believes it is the Raft leader.
-    pub fn is_leader(&self) -> bool {
+impl StatusExt for NodeStatus {
+    fn is_leader(&self) -> bool {
         self.leader == Some(self.member_id)
     }
 
-    /// Client URLs of the current leader, for forwarding leader-only calls (lease keepalive).
-    pub fn leader_client_urls(&self) -> Option<Vec<String>> {
+    fn leader_client_urls(&self) -> Option<Vec<String>> {
         let leader = self.leader?;
         self.members
             .iter()
             .find(|member| member.id == leader)
             .map(|member| member.client_ur_ls.clone())
     }
-}
-
-/// One applied command's watch events, published in log order by every member.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct AppliedEvents {
-    /// The store revision after the command was applied (a lease expiry that revoked several
-    /// leases with keys spans several revisions, this being the last).
-    pub revision: i64,
-    /// Events in (revision, sub-revision) order; `prev_kv` filled when a previous version existed.
-    pub events: Vec<Event>,
 }
 
 /// The member as the etcd API uses it. Cheap to clone.

@@ -18,6 +18,7 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod lease;
+mod raft_backend;
 pub mod server;
 pub mod service;
 mod validate;
@@ -30,8 +31,8 @@ mod testing;
 #[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 mod server_test;
 
-pub use backend::{AppliedEvents, Backend, NodeStatus};
+pub use backend::{AppliedEvents, Backend, NodeStatus, StatusExt};
 pub use config::ServerConfig;
 pub use error::{ServiceError, to_status};
-pub use server::{ServeError, serve_backend, serve_with_tokio_clock};
+pub use server::{ServeError, serve, serve_backend};
 pub use service::Service;

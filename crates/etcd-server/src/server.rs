@@ -124,10 +124,11 @@ pub async fn serve_backend<B: Backend>(
     result.map_err(ServeError::Io)
 }
 
-/// [`serve_backend`] with tokio's clock.
-pub async fn serve_with_tokio_clock<B: Backend>(
+/// Serves the etcd API of a Raft member on `listener` until `shutdown` resolves (see
+/// [`serve_backend`]), with tokio's clock for lease expiry.
+pub async fn serve(
     listener: tokio::net::TcpListener,
-    node: B,
+    node: consensus::RaftNode,
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {

@@ -11,7 +11,7 @@ use etcd_proto::etcdserverpb::{
 };
 use tonic::transport::{Channel, Endpoint};
 
-use crate::backend::NodeStatus;
+use crate::backend::{NodeStatus, StatusExt};
 use crate::error::ServiceError;
 
 /// gRPC metadata key marking a call already forwarded once; the receiver never forwards it

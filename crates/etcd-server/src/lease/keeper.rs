@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::clock::Clock;
 use super::table::LeaseTable;
-use crate::backend::Backend;
+use crate::backend::{Backend, StatusExt};
 
 /// What `LeaseTimeToLive` answers for one lease.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use etcd_proto::raftcmd::raft_response::Response;
 use sha2::{Digest, Sha256};
 
 use super::{Service, unexpected};
-use crate::backend::Backend;
+use crate::backend::{Backend, StatusExt};
 use crate::config::SERVER_VERSION;
 use crate::error::ServiceError;
 

@@ -10,7 +10,7 @@ use etcd_proto::raftcmd::raft_command::Command;
 use etcd_proto::raftcmd::raft_response::Response;
 
 use super::{Service, unexpected};
-use crate::backend::Backend;
+use crate::backend::{Backend, StatusExt};
 use crate::error::ServiceError;
 
 /// etcd's largest lease TTL in seconds.
