@@ -91,6 +91,24 @@ impl KeyHistory {
 /// The key index type.
 pub(crate) type KeyIndex = BTreeMap<Bytes, KeyHistory>;
 
+/// The histories of keys selected by etcd's (key, range_end) convention, in key order.
+pub(crate) enum Selection<'index> {
+    /// A single key: found with one lookup (`get`), not a two-bound range search.
+    One(Option<(&'index Bytes, &'index KeyHistory)>),
+    Span(btree_map::Range<'index, Bytes, KeyHistory>),
+}
+
+impl<'index> Iterator for Selection<'index> {
+    type Item = (&'index Bytes, &'index KeyHistory);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Selection::One(found) => found.take(),
+            Selection::Span(range) => range.next(),
+        }
+    }
+}
+
 /// Iterates the histories of keys selected by etcd's (key, range_end) convention:
 /// empty `range_end` = the single key; `"\0"` = every key >= `key`; otherwise `[key, range_end)`
 /// (empty when `range_end <= key`).
@@ -98,9 +116,9 @@ pub(crate) fn histories_in<'index>(
     index: &'index KeyIndex,
     key: &[u8],
     range_end: &[u8],
-) -> btree_map::Range<'index, Bytes, KeyHistory> {
+) -> Selection<'index> {
     let bounds: (Bound<&[u8]>, Bound<&[u8]>) = if range_end.is_empty() {
-        (Bound::Included(key), Bound::Included(key))
+        return Selection::One(index.get_key_value(key));
     } else if range_end == b"\0" {
         (Bound::Included(key), Bound::Unbounded)
     } else if range_end <= key {
@@ -109,7 +127,7 @@ pub(crate) fn histories_in<'index>(
     } else {
         (Bound::Included(key), Bound::Excluded(range_end))
     };
-    index.range::<[u8], _>(bounds)
+    Selection::Span(index.range::<[u8], _>(bounds))
 }
 
 /// Whether `candidate` lies in the (key, range_end) selection, with the same conventions as [`histories_in`].

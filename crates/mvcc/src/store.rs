@@ -149,10 +149,15 @@ impl Store {
                 .apply_lease_expire(expire, &mut events)
                 .map(Response::LeaseExpire),
             Some(Command::Alarm(alarm)) => Ok(Response::Alarm(self.apply_alarm(alarm))),
-            // An empty command (for example from a newer proposer's unknown variant) changes nothing.
-            None => Ok(Response::Compaction(CompactionResponse {
-                header: header(self.revision),
-            })),
+            // An empty command (for example a newer proposer's variant this build does not know)
+            // changes nothing and is answered with an empty response.
+            None => {
+                return Applied {
+                    response: RaftResponse { response: None },
+                    events,
+                    revision: self.revision,
+                };
+            }
         };
         let response = match response {
             Ok(response) => RaftResponse {

@@ -520,3 +520,36 @@ fn snapshot_round_trip_and_rejections() {
     assert!(Store::decode_snapshot(&bytes[..bytes.len() - 9]).is_err());
     assert!(Store::decode_snapshot(&bytes[..10]).is_err());
 }
+
+#[test]
+fn empty_command_changes_nothing() {
+    let mut store = abc_store();
+    let before = store.clone();
+    let applied = store.apply(&etcd_proto::raftcmd::RaftCommand { command: None });
+    assert_eq!(applied.response.response, None);
+    assert!(applied.events.is_empty());
+    assert_eq!(applied.revision, 5);
+    assert_eq!(store, before);
+}
+
+#[test]
+fn refused_commands_produce_no_events_and_keep_the_revision() {
+    let mut store = abc_store();
+    let before = store.clone();
+    for command in [
+        cmd(etcd_proto::raftcmd::raft_command::Command::Put(put_lease(
+            "k", "v", 42,
+        ))),
+        cmd(etcd_proto::raftcmd::raft_command::Command::DeleteRange(
+            delete("", ""),
+        )),
+        revoke(42),
+        compact(99),
+    ] {
+        let applied = store.apply(&command);
+        assert!(refused(&applied).is_some(), "{command:?}");
+        assert!(applied.events.is_empty());
+        assert_eq!(applied.revision, 5);
+    }
+    assert_eq!(store, before);
+}
