@@ -6,3 +6,4 @@ mod properties;
 mod rules_kv;
 mod rules_lease;
 mod rules_txn;
+mod snapshot_format;
