@@ -1,0 +1,427 @@
+//! In-process clusters of real Raft members (1 and 3) serving the etcd API on 127.0.0.1,
+//! driven by the generated tonic clients.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use consensus::{InitialClusterState, NodeConfig, RaftNode};
+use etcd_proto::etcdserverpb::cluster_client::ClusterClient;
+use etcd_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use etcd_proto::etcdserverpb::kv_client::KvClient;
+use etcd_proto::etcdserverpb::lease_client::LeaseClient;
+use etcd_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use etcd_proto::etcdserverpb::request_op::Request as Op;
+use etcd_proto::etcdserverpb::watch_client::WatchClient;
+use etcd_proto::etcdserverpb::watch_request::RequestUnion;
+use etcd_proto::etcdserverpb::{
+    Compare, HashKvRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseTimeToLiveRequest,
+    MemberListRequest, PutRequest, RangeRequest, RequestOp, SnapshotRequest, StatusRequest,
+    TxnRequest, WatchCreateRequest, WatchRequest, WatchResponse,
+};
+use etcd_server::ServerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+const WITHIN: Duration = Duration::from_secs(20);
+
+/// Polls `probe` until it returns Some, failing after `WITHIN`.
+async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+struct Member {
+    node: RaftNode,
+    client_addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), etcd_server::ServeError>>,
+}
+
+struct Cluster {
+    _dir: tempfile::TempDir,
+    members: Vec<Member>,
+}
+
+impl Cluster {
+    async fn start(size: usize) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut peers = Vec::new();
+        let mut clients = Vec::new();
+        for _ in 0..size {
+            peers.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+            clients.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        let peer_addrs: Vec<SocketAddr> = peers.iter().map(|l| l.local_addr().unwrap()).collect();
+        let initial: Vec<(String, Vec<String>)> = peer_addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| (format!("m{i}"), vec![format!("http://{addr}")]))
+            .collect();
+        let election_timeout = Duration::from_millis(300);
+        let mut members = Vec::new();
+        for (i, (peer, client)) in peers.into_iter().zip(clients).enumerate() {
+            let client_addr = client.local_addr().unwrap();
+            let config = NodeConfig {
+                name: format!("m{i}"),
+                data_dir: dir.path().join(format!("m{i}")),
+                peer_urls: vec![format!("http://{}", peer_addrs[i])],
+                client_urls: vec![format!("http://{client_addr}")],
+                initial_cluster: initial.clone(),
+                initial_cluster_state: InitialClusterState::New,
+                initial_cluster_token: "etcd-server-test".to_owned(),
+                heartbeat_interval: Duration::from_millis(50),
+                election_timeout,
+                snapshot_count: 10_000,
+                request_timeout: Duration::from_secs(3),
+            };
+            let node = RaftNode::start(config, peer).await.unwrap();
+            let (stop, stopped) = oneshot::channel::<()>();
+            let server_config = ServerConfig {
+                election_timeout,
+                ..ServerConfig::default()
+            };
+            let server = tokio::spawn(etcd_server::serve(
+                client,
+                node.clone(),
+                server_config,
+                async move {
+                    let _ = stopped.await;
+                },
+            ));
+            members.push(Member {
+                node,
+                client_addr,
+                stop,
+                server,
+            });
+        }
+        let cluster = Cluster { _dir: dir, members };
+        cluster.leader().await;
+        cluster
+    }
+
+    /// Index of the member every member agrees leads.
+    async fn leader(&self) -> usize {
+        eventually("an agreed leader", || async {
+            let leader = self.members[0].node.status().leader?;
+            if self
+                .members
+                .iter()
+                .all(|m| m.node.status().leader == Some(leader))
+            {
+                self.members
+                    .iter()
+                    .position(|m| m.node.member_id() == leader)
+            } else {
+                None
+            }
+        })
+        .await
+    }
+
+    async fn channel(&self, index: usize) -> Channel {
+        Channel::from_shared(format!("http://{}", self.members[index].client_addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    async fn shutdown(self) {
+        for member in self.members {
+            let _ = member.stop.send(());
+            let served = tokio::time::timeout(WITHIN, member.server)
+                .await
+                .expect("server stops");
+            assert!(matches!(served, Ok(Ok(()))), "server ended with {served:?}");
+            member.node.shutdown().await.unwrap();
+        }
+    }
+}
+
+fn put(key: &str, value: &str) -> PutRequest {
+    PutRequest {
+        key: Bytes::copy_from_slice(key.as_bytes()),
+        value: Bytes::copy_from_slice(value.as_bytes()),
+        ..PutRequest::default()
+    }
+}
+
+fn get(key: &str) -> RangeRequest {
+    RangeRequest {
+        key: Bytes::copy_from_slice(key.as_bytes()),
+        ..RangeRequest::default()
+    }
+}
+
+/// Puts through `kv`, retrying while the cluster has no leader yet.
+async fn put_eventually(kv: &KvClient<Channel>, request: PutRequest) -> i64 {
+    eventually("a committed put", || {
+        let mut kv = kv.clone();
+        let request = request.clone();
+        async move {
+            kv.put(request)
+                .await
+                .ok()
+                .and_then(|r| r.into_inner().header)
+                .map(|h| h.revision)
+        }
+    })
+    .await
+}
+
+async fn open_watch(
+    channel: Channel,
+    create: WatchCreateRequest,
+) -> (mpsc::Sender<WatchRequest>, tonic::Streaming<WatchResponse>) {
+    let (requests, inbound) = mpsc::channel(8);
+    requests
+        .send(WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(create)),
+        })
+        .await
+        .unwrap();
+    let mut responses = WatchClient::new(channel)
+        .watch(tokio_stream::wrappers::ReceiverStream::new(inbound))
+        .await
+        .unwrap()
+        .into_inner();
+    let created = responses.message().await.unwrap().unwrap();
+    assert!(created.created);
+    (requests, responses)
+}
+
+/// Collects event revisions from `responses` until `count` were seen.
+async fn event_revisions(
+    responses: &mut tonic::Streaming<WatchResponse>,
+    count: usize,
+) -> Vec<i64> {
+    let mut seen = Vec::new();
+    while seen.len() < count {
+        let response = tokio::time::timeout(WITHIN, responses.message())
+            .await
+            .expect("watch event in time")
+            .unwrap()
+            .expect("stream open");
+        seen.extend(
+            response
+                .events
+                .iter()
+                .map(|e| e.kv.as_ref().unwrap().mod_revision),
+        );
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_member_serves_kv_watch_lease_and_maintenance() {
+    let cluster = Cluster::start(1).await;
+    let channel = cluster.channel(0).await;
+    let mut kv = KvClient::new(channel.clone());
+
+    let (_watch_requests, mut watch) = open_watch(
+        channel.clone(),
+        WatchCreateRequest {
+            key: Bytes::from_static(b"k"),
+            range_end: Bytes::from(mvcc::prefix_range_end(b"k")),
+            ..WatchCreateRequest::default()
+        },
+    )
+    .await;
+    let first = put_eventually(&kv, put("k1", "a")).await;
+    let second = kv
+        .put(put("k2", "b"))
+        .await
+        .unwrap()
+        .into_inner()
+        .header
+        .unwrap()
+        .revision;
+    assert_eq!(second, first + 1);
+    assert_eq!(event_revisions(&mut watch, 2).await, vec![first, second]);
+
+    let range = kv.range(get("k1")).await.unwrap().into_inner();
+    assert_eq!(range.kvs[0].value, Bytes::from_static(b"a"));
+    assert_eq!(range.header.unwrap().revision, second);
+
+    // The Patroni-style leader lock: create only if absent.
+    let absent = Compare {
+        result: CompareResult::Equal as i32,
+        target: CompareTarget::Create as i32,
+        key: Bytes::from_static(b"leader"),
+        range_end: Bytes::new(),
+        target_union: Some(TargetUnion::CreateRevision(0)),
+    };
+    let take = TxnRequest {
+        compare: vec![absent],
+        success: vec![RequestOp {
+            request: Some(Op::RequestPut(put("leader", "m0"))),
+        }],
+        failure: vec![],
+    };
+    assert!(kv.txn(take.clone()).await.unwrap().into_inner().succeeded);
+    assert!(!kv.txn(take).await.unwrap().into_inner().succeeded);
+
+    let mut lease = LeaseClient::new(channel.clone());
+    let granted = lease
+        .lease_grant(LeaseGrantRequest { ttl: 30, id: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut answers = lease
+        .lease_keep_alive(tokio_stream::iter([LeaseKeepAliveRequest {
+            id: granted.id,
+        }]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answers.message().await.unwrap().unwrap().ttl, 30);
+    let ttl = lease
+        .lease_time_to_live(LeaseTimeToLiveRequest {
+            id: granted.id,
+            keys: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ttl.ttl > 0 && ttl.ttl <= 30, "remaining {}", ttl.ttl);
+
+    let members = ClusterClient::new(channel.clone())
+        .member_list(MemberListRequest {
+            linearizable: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(members.members.len(), 1);
+    let mut maintenance = MaintenanceClient::new(channel);
+    let status = maintenance
+        .status(StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.leader, cluster.members[0].node.member_id());
+    assert!(status.errors.is_empty(), "{:?}", status.errors);
+    let mut snapshot = maintenance
+        .snapshot(SnapshotRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut total = 0;
+    while let Some(chunk) = snapshot.message().await.unwrap() {
+        total += chunk.blob.len();
+    }
+    assert_eq!(total % 512, 32);
+
+    drop(watch);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_agree_and_followers_forward_leader_work() {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    let follower_channel = cluster.channel(follower).await;
+    let follower_kv = KvClient::new(follower_channel.clone());
+
+    // A watch on one follower, a write through another, a linearizable read on a third view.
+    let (_watch_requests, mut watch) = open_watch(
+        cluster.channel(other).await,
+        WatchCreateRequest {
+            key: Bytes::from_static(b"x"),
+            ..WatchCreateRequest::default()
+        },
+    )
+    .await;
+    let written = put_eventually(&follower_kv, put("x", "1")).await;
+    let mut other_kv = KvClient::new(cluster.channel(other).await);
+    let read = other_kv.range(get("x")).await.unwrap().into_inner();
+    assert_eq!(
+        read.kvs.len(),
+        1,
+        "a linearizable read sees the acknowledged write"
+    );
+    assert_eq!(event_revisions(&mut watch, 1).await, vec![written]);
+
+    // Keepalive and time-to-live on a follower are answered by the leader.
+    let mut follower_lease = LeaseClient::new(follower_channel.clone());
+    let granted = follower_lease
+        .lease_grant(LeaseGrantRequest { ttl: 20, id: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut answers = follower_lease
+        .lease_keep_alive(tokio_stream::iter([LeaseKeepAliveRequest {
+            id: granted.id,
+        }]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answers.message().await.unwrap().unwrap().ttl, 20);
+    let ttl = follower_lease
+        .lease_time_to_live(LeaseTimeToLiveRequest {
+            id: granted.id,
+            keys: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ttl.ttl > 0 && ttl.ttl <= 20, "remaining {}", ttl.ttl);
+
+    // Every member reports the same leader and, at one revision, the same hash.
+    let leader_id = cluster.members[leader].node.member_id();
+    let mut hashes = Vec::new();
+    for index in 0..3 {
+        let mut maintenance = MaintenanceClient::new(cluster.channel(index).await);
+        let status = maintenance
+            .status(StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(status.leader, leader_id);
+        let hash = eventually("member applied the write", || {
+            let mut maintenance = maintenance.clone();
+            async move {
+                let response = maintenance
+                    .hash_kv(HashKvRequest { revision: written })
+                    .await
+                    .ok()?;
+                Some(response.into_inner().hash)
+            }
+        })
+        .await;
+        hashes.push(hash);
+    }
+    assert!(
+        hashes.windows(2).all(|pair| pair[0] == pair[1]),
+        "{hashes:?}"
+    );
+    let members = ClusterClient::new(follower_channel)
+        .member_list(MemberListRequest { linearizable: true })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(members.members.len(), 3);
+    assert!(members.members.iter().all(|m| !m.client_ur_ls.is_empty()));
+
+    drop(watch);
+    cluster.shutdown().await;
+}
