@@ -207,6 +207,15 @@ impl Cluster {
             .collect()
     }
 
+    /// `127.0.0.1:port` of every running member: the endpoint form without a scheme.
+    pub fn bare_endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|member| member.is_running())
+            .map(|member| format!("127.0.0.1:{}", member.spec.client_port))
+            .collect()
+    }
+
     /// A client over every running member.
     pub async fn client(&self) -> anyhow::Result<Client> {
         connect(&self.endpoints()).await

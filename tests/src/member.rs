@@ -106,7 +106,8 @@ impl Member {
             .args(self.spec.flags())
             .env(
                 "RUST_LOG",
-                std::env::var("PGWARDEN_MEMBER_LOG").unwrap_or_else(|_| "info".to_owned()),
+                std::env::var("PGWARDEN_MEMBER_LOG")
+                    .unwrap_or_else(|_| "info,openraft=warn".to_owned()),
             )
             .stdin(Stdio::null())
             .stdout(log)

@@ -18,11 +18,10 @@ use tokio::signal::unix::SignalKind;
 use tokio::signal::unix::signal;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
+use crate::client_listeners;
 use crate::etcd_flags::ClusterState;
 use crate::etcd_flags::EtcdConfig;
-use crate::raft_backend::RaftBackend;
 
 /// Runs the member until a signal or a fatal serving error.
 pub async fn run(config: EtcdConfig) -> anyhow::Result<()> {
@@ -55,22 +54,30 @@ pub async fn run(config: EtcdConfig) -> anyhow::Result<()> {
     );
 
     let shutdown = CancellationToken::new();
-    let background = TaskTracker::new();
-    let backend = RaftBackend::new(node.clone(), &background, shutdown.clone());
     let mut serving = JoinSet::new();
-    for (url, listener) in client_listeners {
-        let backend = backend.clone();
-        let server_config = server_config(&config);
-        let stop = shutdown.clone();
-        serving.spawn(async move {
-            let result =
-                etcd_server::serve_with_tokio_clock(listener, backend, server_config, async move {
-                    stop.cancelled().await
-                })
-                .await;
-            (url, result)
-        });
-    }
+    let server_config = server_config(&config);
+    let urls: Vec<String> = client_listeners
+        .iter()
+        .map(|(url, _)| url.clone())
+        .collect();
+    let listeners: Vec<TcpListener> = client_listeners.into_iter().map(|(_, l)| l).collect();
+    let serve_node = node.clone();
+    let stop = shutdown.clone();
+    serving.spawn(async move {
+        let result = match <[TcpListener; 1]>::try_from(listeners) {
+            Ok([listener]) => {
+                etcd_server::serve(listener, serve_node, server_config, stop.cancelled_owned())
+                    .await
+                    .map_err(anyhow::Error::new)
+            }
+            Err(listeners) => {
+                client_listeners::serve_all(listeners, serve_node, server_config, stop)
+                    .await
+                    .map_err(anyhow::Error::new)
+            }
+        };
+        (urls.join(","), result)
+    });
     // etcd prints this line when clients can connect; scripts and harnesses wait for it.
     tracing::info!(
         client_urls = %config.advertise_client_urls.join(","),
@@ -82,11 +89,9 @@ pub async fn run(config: EtcdConfig) -> anyhow::Result<()> {
     let teardown = async {
         while let Some(joined) = serving.join_next().await {
             if let Ok((url, Err(error))) = joined {
-                tracing::error!(%url, %error, "client listener stopped with an error");
+                tracing::error!(%url, "client listener stopped with an error: {error:#}");
             }
         }
-        background.close();
-        background.wait().await;
         node.shutdown().await.context("stop the Raft member")
     };
     tokio::time::timeout(SHUTDOWN_GRACE, teardown)
@@ -97,9 +102,7 @@ pub async fn run(config: EtcdConfig) -> anyhow::Result<()> {
 }
 
 /// Resolves on SIGINT/SIGTERM (Ok) or when a client listener stops on its own (Err).
-async fn wait_for_stop(
-    serving: &mut JoinSet<(String, Result<(), etcd_server::ServeError>)>,
-) -> anyhow::Result<()> {
+async fn wait_for_stop(serving: &mut JoinSet<(String, anyhow::Result<()>)>) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
     tokio::select! {
@@ -113,7 +116,7 @@ async fn wait_for_stop(
         }
         Some(joined) = serving.join_next() => match joined {
             Ok((url, Ok(()))) => Err(anyhow::anyhow!("client listener {url} stopped unexpectedly")),
-            Ok((url, Err(error))) => Err(anyhow::Error::new(error).context(format!("serve {url}"))),
+            Ok((url, Err(error))) => Err(error.context(format!("serve {url}"))),
             Err(error) => Err(anyhow::Error::new(error).context("client listener task failed")),
         },
     }

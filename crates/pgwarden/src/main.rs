@@ -6,10 +6,10 @@
 //! Today it has one mode, `pgwarden etcd`: a store-only member configured with etcd's own flags.
 
 mod cli;
+mod client_listeners;
 mod etcd_cmd;
 mod etcd_flags;
 mod ignored_flags;
-mod raft_backend;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

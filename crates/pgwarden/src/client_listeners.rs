@@ -1,0 +1,135 @@
+//! Serving one etcd API on several client listeners (etcd's comma-separated `--listen-client-urls`).
+//!
+//! The listeners must share one `etcd_server::Service`: lease keepalives are kept in the service's
+//! memory, so a second service on another listener would run its own lease keeper and expire leases
+//! that clients keep alive through the first. The single-listener case uses `etcd_server::serve`;
+//! this module builds the same service from etcd-server's public parts and feeds it connections
+//! accepted on every listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use consensus::RaftNode;
+use etcd_server::ServerConfig;
+use etcd_server::Service;
+use etcd_server::lease::TokioClock;
+use tokio::net::TcpListener;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Accepted connections waiting for the HTTP server; small, since it accepts them immediately.
+const ACCEPT_QUEUE: usize = 64;
+/// Pause after a failed accept (e.g. out of file descriptors) before trying again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// Serves `node`'s etcd API on every listener until `shutdown` is cancelled, then waits for the
+/// service's tasks (lease keeper, streams) to finish.
+pub async fn serve_all(
+    listeners: Vec<TcpListener>,
+    node: RaftNode,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let tasks = TaskTracker::new();
+    let stop = CancellationToken::new();
+    let lease_check_interval = config.lease_check_interval;
+    let service = Service::new(
+        node,
+        config,
+        Arc::new(TokioClock),
+        tasks.clone(),
+        stop.clone(),
+    );
+    tasks.spawn(
+        service
+            .lease_keeper()
+            .clone()
+            .run(lease_check_interval, stop.clone()),
+    );
+    let merged = MergedListener::start(listeners, &tasks, &stop)?;
+    let app = etcd_server::server::router(&service);
+    let stop_on_shutdown = stop.clone();
+    let result = axum::serve(merged, app)
+        .with_graceful_shutdown(async move {
+            shutdown.cancelled().await;
+            stop_on_shutdown.cancel();
+        })
+        .await;
+    stop.cancel();
+    tasks.close();
+    tasks.wait().await;
+    result
+}
+
+/// Connections from several TCP listeners, as one `axum::serve::Listener`.
+struct MergedListener {
+    /// Filled by one accept task per listener; those tasks stop with the service's token.
+    accepted: mpsc::Receiver<(TcpStream, SocketAddr)>,
+    local_addr: SocketAddr,
+}
+
+impl MergedListener {
+    fn start(
+        listeners: Vec<TcpListener>,
+        tasks: &TaskTracker,
+        stop: &CancellationToken,
+    ) -> std::io::Result<Self> {
+        let (sender, accepted) = mpsc::channel(ACCEPT_QUEUE);
+        let mut local_addr = None;
+        for listener in listeners {
+            let addr = listener.local_addr()?;
+            local_addr.get_or_insert(addr);
+            let sender = sender.clone();
+            let stop = stop.clone();
+            tasks.spawn(async move {
+                loop {
+                    let accepted = tokio::select! {
+                        () = stop.cancelled() => return,
+                        accepted = listener.accept() => accepted,
+                    };
+                    match accepted {
+                        Ok((stream, peer)) => {
+                            if let Err(error) = stream.set_nodelay(true) {
+                                tracing::debug!(%error, "set TCP_NODELAY");
+                            }
+                            if sender.send((stream, peer)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(%addr, %error, "accept failed");
+                            tokio::time::sleep(ACCEPT_RETRY).await;
+                        }
+                    }
+                }
+            });
+        }
+        let local_addr = local_addr.ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "no client listener")
+        })?;
+        Ok(Self {
+            accepted,
+            local_addr,
+        })
+    }
+}
+
+impl axum::serve::Listener for MergedListener {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.accepted.recv().await {
+            Some(connection) => connection,
+            // Every accept task stopped: shutdown is under way, so no connection will come.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local_addr)
+    }
+}
