@@ -1,0 +1,75 @@
+//! Which OS user PostgreSQL's programs run as. PostgreSQL refuses to run as root, so when the
+//! agent is root every PostgreSQL binary runs as a configured unprivileged user (switching
+//! uid/gid in the child with std's `CommandExt::uid/gid`, which also drops supplementary
+//! groups), and the directories it owns are chowned to that user. When the agent is not root
+//! everything runs as the current user.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::unistd::{Uid, User};
+
+use crate::error::{Error, Result, io};
+
+/// The identity PostgreSQL processes get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    /// `Some` when the agent is root and must switch: (uid, gid, home).
+    switch_to: Option<(u32, u32, PathBuf)>,
+}
+
+impl RunAs {
+    /// Run as whoever the agent is.
+    pub fn current_user() -> Self {
+        Self { switch_to: None }
+    }
+
+    /// Run as `name` when the agent is root; as the current user otherwise.
+    pub fn configured(name: &str) -> Result<Self> {
+        if !Uid::effective().is_root() {
+            return Ok(Self::current_user());
+        }
+        let user = User::from_name(name)
+            .map_err(|source| Error::UserLookup {
+                name: name.to_owned(),
+                source,
+            })?
+            .ok_or_else(|| Error::UserNotFound(name.to_owned()))?;
+        Ok(Self {
+            switch_to: Some((user.uid.as_raw(), user.gid.as_raw(), user.dir)),
+        })
+    }
+
+    /// Whether children switch to another user.
+    pub fn switches_user(&self) -> bool {
+        self.switch_to.is_some()
+    }
+
+    /// A command for a PostgreSQL program with the identity applied, the working directory at
+    /// `/` (the agent's may be unreadable for that user) and `LC_ALL=C` so output can be parsed.
+    pub fn command(&self, program: impl AsRef<Path>) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(program.as_ref());
+        command.current_dir("/").env("LC_ALL", "C").env("LANG", "C");
+        if let Some((uid, gid, home)) = &self.switch_to {
+            command.uid(*uid).gid(*gid).env("HOME", home);
+        }
+        command
+    }
+
+    /// Hands `path` to the PostgreSQL user (no-op when not switching).
+    pub fn chown(&self, path: &Path) -> Result<()> {
+        if let Some((uid, gid, _)) = &self.switch_to {
+            std::os::unix::fs::chown(path, Some(*uid), Some(*gid)).map_err(io("chown", path))?;
+        }
+        Ok(())
+    }
+
+    /// Creates `path` if missing, hands it to the PostgreSQL user and sets `mode`
+    /// (0700 for a data directory: PostgreSQL refuses anything looser).
+    pub fn prepare_dir(&self, path: &Path, mode: u32) -> Result<()> {
+        std::fs::create_dir_all(path).map_err(io("create directory", path))?;
+        self.chown(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(io("chmod", path))
+    }
+}
