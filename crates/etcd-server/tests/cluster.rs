@@ -55,7 +55,19 @@ struct Member {
 
 struct Cluster {
     _dir: tempfile::TempDir,
-    members: Vec<Member>,
+    /// `None` once the test stopped that member.
+    members: Vec<Option<Member>>,
+}
+
+impl Member {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let served = tokio::time::timeout(WITHIN, self.server)
+            .await
+            .expect("server stops");
+        assert!(matches!(served, Ok(Ok(()))), "server ended with {served:?}");
+        self.node.shutdown().await.unwrap();
+    }
 }
 
 impl Cluster {
@@ -104,12 +116,12 @@ impl Cluster {
                     let _ = stopped.await;
                 },
             ));
-            members.push(Member {
+            members.push(Some(Member {
                 node,
                 client_addr,
                 stop,
                 server,
-            });
+            }));
         }
         let cluster = Cluster { _dir: dir, members };
         cluster.leader().await;
@@ -119,15 +131,21 @@ impl Cluster {
     /// Index of the member every member agrees leads.
     async fn leader(&self) -> usize {
         eventually("an agreed leader", || async {
-            let leader = self.members[0].node.status().leader?;
-            if self
+            let running: Vec<(usize, &Member)> = self
                 .members
                 .iter()
-                .all(|m| m.node.status().leader == Some(leader))
+                .enumerate()
+                .filter_map(|(index, member)| member.as_ref().map(|member| (index, member)))
+                .collect();
+            let leader = running[0].1.node.status().leader?;
+            if running
+                .iter()
+                .all(|(_, m)| m.node.status().leader == Some(leader))
             {
-                self.members
+                running
                     .iter()
-                    .position(|m| m.node.member_id() == leader)
+                    .find(|(_, m)| m.node.member_id() == leader)
+                    .map(|(index, _)| *index)
             } else {
                 None
             }
@@ -135,8 +153,18 @@ impl Cluster {
         .await
     }
 
+    fn member(&self, index: usize) -> &Member {
+        self.members[index].as_ref().expect("member is running")
+    }
+
+    async fn stop_member(&mut self, index: usize) {
+        if let Some(member) = self.members[index].take() {
+            member.stop().await;
+        }
+    }
+
     async fn channel(&self, index: usize) -> Channel {
-        Channel::from_shared(format!("http://{}", self.members[index].client_addr))
+        Channel::from_shared(format!("http://{}", self.member(index).client_addr))
             .unwrap()
             .connect()
             .await
@@ -144,13 +172,8 @@ impl Cluster {
     }
 
     async fn shutdown(self) {
-        for member in self.members {
-            let _ = member.stop.send(());
-            let served = tokio::time::timeout(WITHIN, member.server)
-                .await
-                .expect("server stops");
-            assert!(matches!(served, Ok(Ok(()))), "server ended with {served:?}");
-            member.node.shutdown().await.unwrap();
+        for member in self.members.into_iter().flatten() {
+            member.stop().await;
         }
     }
 }
@@ -316,7 +339,7 @@ async fn one_member_serves_kv_watch_lease_and_maintenance() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(status.leader, cluster.members[0].node.member_id());
+    assert_eq!(status.leader, cluster.member(0).node.member_id());
     assert!(status.errors.is_empty(), "{:?}", status.errors);
     let mut snapshot = maintenance
         .snapshot(SnapshotRequest {})
@@ -361,6 +384,24 @@ async fn three_members_agree_and_followers_forward_leader_work() {
     );
     assert_eq!(event_revisions(&mut watch, 1).await, vec![written]);
 
+    // Members publish their client URLs once they run; wait until all three have
+    // (a follower finds the leader for keepalive forwarding by its client URL).
+    let cluster_client = ClusterClient::new(follower_channel.clone());
+    eventually("three members with client URLs", || {
+        let mut cluster_client = cluster_client.clone();
+        async move {
+            let list = cluster_client
+                .member_list(MemberListRequest { linearizable: true })
+                .await
+                .ok()?
+                .into_inner();
+            let complete =
+                list.members.len() == 3 && list.members.iter().all(|m| !m.client_ur_ls.is_empty());
+            complete.then_some(())
+        }
+    })
+    .await;
+
     // Keepalive and time-to-live on a follower are answered by the leader.
     let mut follower_lease = LeaseClient::new(follower_channel.clone());
     let granted = follower_lease
@@ -387,7 +428,7 @@ async fn three_members_agree_and_followers_forward_leader_work() {
     assert!(ttl.ttl > 0 && ttl.ttl <= 20, "remaining {}", ttl.ttl);
 
     // Every member reports the same leader and, at one revision, the same hash.
-    let leader_id = cluster.members[leader].node.member_id();
+    let leader_id = cluster.member(leader).node.member_id();
     let mut hashes = Vec::new();
     for index in 0..3 {
         let mut maintenance = MaintenanceClient::new(cluster.channel(index).await);
@@ -414,13 +455,96 @@ async fn three_members_agree_and_followers_forward_leader_work() {
         hashes.windows(2).all(|pair| pair[0] == pair[1]),
         "{hashes:?}"
     );
-    let members = ClusterClient::new(follower_channel)
-        .member_list(MemberListRequest { linearizable: true })
+
+    drop(watch);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_has_no_gap_or_duplicate_across_a_leader_change() {
+    let mut cluster = Cluster::start(3).await;
+    let old_leader = cluster.leader().await;
+    let survivor = (old_leader + 1) % 3;
+    let survivor_channel = cluster.channel(survivor).await;
+    let kv = KvClient::new(survivor_channel.clone());
+    let (_watch_requests, mut watch) = open_watch(
+        survivor_channel,
+        WatchCreateRequest {
+            key: Bytes::from_static(b"w/"),
+            range_end: Bytes::from(mvcc::prefix_range_end(b"w/")),
+            ..WatchCreateRequest::default()
+        },
+    )
+    .await;
+    let mut written = Vec::new();
+    for index in 0..5 {
+        written.push(put_eventually(&kv, put(&format!("w/{index}"), "before")).await);
+    }
+    cluster.stop_member(old_leader).await;
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, old_leader);
+    for index in 5..10 {
+        written.push(put_eventually(&kv, put(&format!("w/{index}"), "after")).await);
+    }
+    let seen = event_revisions(&mut watch, written.len()).await;
+    assert_eq!(
+        seen, written,
+        "every acknowledged write once, in revision order"
+    );
+
+    drop(watch);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrenewed_lease_expires_and_deletes_its_keys() {
+    use etcd_proto::mvccpb::event::EventType;
+
+    let cluster = Cluster::start(1).await;
+    let channel = cluster.channel(0).await;
+    let kv = KvClient::new(channel.clone());
+    let mut lease = LeaseClient::new(channel.clone());
+    // TTL 1 s is raised to the minimum, ceil(1.5 × 300 ms) = 1 s here.
+    let granted = eventually("a lease grant", || {
+        let mut lease = lease.clone();
+        async move {
+            lease
+                .lease_grant(LeaseGrantRequest { ttl: 1, id: 0 })
+                .await
+                .ok()
+        }
+    })
+    .await
+    .into_inner();
+    let bound = PutRequest {
+        lease: granted.id,
+        ..put("session", "m0")
+    };
+    put_eventually(&kv, bound).await;
+    let (_watch_requests, mut watch) = open_watch(
+        channel,
+        WatchCreateRequest {
+            key: Bytes::from_static(b"session"),
+            ..WatchCreateRequest::default()
+        },
+    )
+    .await;
+    let response = tokio::time::timeout(WITHIN, watch.message())
+        .await
+        .expect("expiry in time")
+        .unwrap()
+        .expect("stream open");
+    assert_eq!(response.events.len(), 1);
+    assert_eq!(response.events[0].r#type, EventType::Delete as i32);
+    let gone = lease
+        .lease_time_to_live(LeaseTimeToLiveRequest {
+            id: granted.id,
+            keys: false,
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(members.members.len(), 3);
-    assert!(members.members.iter().all(|m| !m.client_ur_ls.is_empty()));
+    assert_eq!(gone.ttl, -1);
 
     drop(watch);
     cluster.shutdown().await;

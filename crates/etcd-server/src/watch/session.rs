@@ -73,6 +73,24 @@ fn event_revision(event: &Event) -> i64 {
         .unwrap_or_default()
 }
 
+/// The first and last revision a batch spans (normally one; several for a lease expiry).
+fn batch_revisions(batch: &AppliedEvents) -> (i64, i64) {
+    let first = batch
+        .events
+        .iter()
+        .map(event_revision)
+        .min()
+        .unwrap_or(batch.revision);
+    let last = batch
+        .events
+        .iter()
+        .map(event_revision)
+        .max()
+        .unwrap_or(batch.revision)
+        .max(batch.revision);
+    (first, last)
+}
+
 /// The watchers of one stream. Responses carry only `header.revision`; the transport fills
 /// cluster ID, member ID and term.
 #[derive(Debug)]
@@ -246,20 +264,16 @@ impl WatchSession {
     /// (a batch normally holds one revision; a lease expiry revoking several leases with keys
     /// holds one per lease). A watcher whose next needed revision is older than the batch (the
     /// feed skipped something) first replays the missing revisions from history.
-    pub fn on_applied(&mut self, store: &mvcc::Store, batch: &AppliedEvents) -> Vec<WatchResponse> {
-        let first_rev = batch
-            .events
-            .iter()
-            .map(event_revision)
-            .min()
-            .unwrap_or(batch.revision);
-        let last_rev = batch
-            .events
-            .iter()
-            .map(event_revision)
-            .max()
-            .unwrap_or(batch.revision)
-            .max(batch.revision);
+    ///
+    /// `store` may be `None` when [`Self::needs_history`] said no replay is needed; a watcher
+    /// found behind without a store (a caller bug) is cancelled as compacted rather than
+    /// silently skipping revisions.
+    pub fn on_applied(
+        &mut self,
+        store: Option<&mvcc::Store>,
+        batch: &AppliedEvents,
+    ) -> Vec<WatchResponse> {
+        let (first_rev, last_rev) = batch_revisions(batch);
         self.current_rev = self.current_rev.max(last_rev);
         let mut responses = Vec::new();
         let ids: Vec<i64> = self.watchers.keys().copied().collect();
@@ -269,7 +283,19 @@ impl WatchSession {
                 .get(&watch_id)
                 .is_some_and(|watcher| watcher.next_rev < first_rev);
             if needs_history {
-                self.catch_up(store, watch_id, first_rev - 1, &mut responses);
+                match store {
+                    Some(store) => self.catch_up(store, watch_id, first_rev - 1, &mut responses),
+                    None => {
+                        self.watchers.remove(&watch_id);
+                        responses.push(WatchResponse {
+                            header: header(self.current_rev),
+                            watch_id,
+                            canceled: true,
+                            cancel_reason: errors::COMPACTED.message.to_owned(),
+                            ..WatchResponse::default()
+                        });
+                    }
+                }
             }
             let Some(watcher) = self.watchers.get_mut(&watch_id) else {
                 continue;
@@ -307,6 +333,14 @@ impl WatchSession {
             }
         }
         responses
+    }
+
+    /// True when some watcher is behind the batch and must replay history before it.
+    pub fn needs_history(&self, batch: &AppliedEvents) -> bool {
+        let (first_rev, _) = batch_revisions(batch);
+        self.watchers
+            .values()
+            .any(|watcher| watcher.next_rev < first_rev)
     }
 
     /// The feed receiver lagged and dropped batches: every watcher replays from history up to

@@ -34,7 +34,7 @@ fn drain(
     let mut out = Vec::new();
     loop {
         match feed.try_recv() {
-            Ok(batch) => out.extend(node.read(|store| session.on_applied(store, &batch))),
+            Ok(batch) => out.extend(node.read(|store| session.on_applied(Some(store), &batch))),
             Err(broadcast::error::TryRecvError::Lagged(_)) => {
                 out.extend(node.read(|store| session.on_lagged(store)));
             }
@@ -86,7 +86,7 @@ fn one_batch_spanning_revisions_is_split_per_revision() {
             .read(|store| store.events(b"a", b"\0", 2, 3))
             .unwrap_or_default(),
     };
-    out.extend(node.read(|store| session.on_applied(store, &batch)));
+    out.extend(node.read(|store| session.on_applied(Some(store), &batch)));
     assert!(
         revisions(&out, 0).is_empty(),
         "revisions at or below creation are skipped"
@@ -105,7 +105,7 @@ fn one_batch_spanning_revisions_is_split_per_revision() {
             .read(|store| store.events(b"a", b"\0", 4, 5))
             .unwrap_or_default(),
     };
-    let out = node.read(|store| fresh.on_applied(store, &both));
+    let out = node.read(|store| fresh.on_applied(Some(store), &both));
     assert_eq!(out.len(), 2, "one response per revision");
     assert_eq!(revisions(&out, 0), vec![4, 5]);
 }

@@ -50,10 +50,11 @@ where
     loop {
         let leader_deadline = leaderless_since.map(|since| since + leaderless_limit);
         let responses = tokio::select! {
-            biased;
             () = shutdown.cancelled() => return,
+            // The client went away: nobody reads this stream any more.
+            () = outbound.closed() => return,
             applied = feed.recv() => match applied {
-                Ok(batch) => node.read(|store| session.on_applied(store, &batch)),
+                Ok(batch) => deliver(&node, &mut session, &batch),
                 Err(RecvError::Lagged(_)) => node.read(|store| session.on_lagged(store)),
                 Err(RecvError::Closed) => {
                     let _ = outbound.send(Err(to_status(&ServiceError::Stopped))).await;
@@ -122,6 +123,20 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// Delivers one applied batch; the store is read (under its lock) only when some watcher
+/// must first replay missing revisions from history.
+fn deliver<B: Backend>(
+    node: &B,
+    session: &mut WatchSession,
+    batch: &crate::backend::AppliedEvents,
+) -> Vec<WatchResponse> {
+    if session.needs_history(batch) {
+        node.read(|store| session.on_applied(Some(store), batch))
+    } else {
+        session.on_applied(None, batch)
+    }
+}
+
 fn drain_feed<B: Backend>(
     node: &B,
     feed: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<crate::backend::AppliedEvents>>,
@@ -130,7 +145,7 @@ fn drain_feed<B: Backend>(
     let mut responses = Vec::new();
     loop {
         match feed.try_recv() {
-            Ok(batch) => responses.extend(node.read(|store| session.on_applied(store, &batch))),
+            Ok(batch) => responses.extend(deliver(node, session, &batch)),
             Err(TryRecvError::Lagged(_)) => {
                 responses.extend(node.read(|store| session.on_lagged(store)));
             }
