@@ -6,6 +6,9 @@ use etcd_proto::mvccpb::{Event, event::EventType};
 use crate::keyspace::histories_in;
 use crate::store::Store;
 
+/// Bytes gathered before each CRC update in [`Store::hash_kv`].
+const HASH_CHUNK: usize = 64 * 1024;
+
 impl Store {
     /// Physically removes superseded versions below `revision`: per key the newest version at or
     /// below it survives, unless it is a tombstone, in which case the key's history up to it goes
@@ -119,6 +122,9 @@ impl Store {
             return Err(errors::COMPACTED);
         }
         let mut hasher = crc32fast::Hasher::new();
+        // Fields are gathered into a buffer and hashed in large chunks: crc32fast is fast on long
+        // inputs and slow on many tiny updates.
+        let mut chunk: Vec<u8> = Vec::with_capacity(HASH_CHUNK + 1024);
         for (key, history) in &self.keys {
             let upto = history
                 .entries
@@ -126,21 +132,23 @@ impl Store {
             if upto == 0 {
                 continue;
             }
-            hasher.update(&(key.len() as u64).to_le_bytes());
-            hasher.update(key);
+            chunk.extend_from_slice(&(key.len() as u64).to_le_bytes());
+            chunk.extend_from_slice(key);
             for entry in &history.entries[..upto] {
-                // Fixed-size fields first, in one update: crc32fast is fastest on larger chunks.
-                let mut fixed = [0u8; 44];
-                fixed[..8].copy_from_slice(&entry.revision.to_le_bytes());
-                fixed[8..12].copy_from_slice(&entry.sub.to_le_bytes());
-                fixed[12..20].copy_from_slice(&entry.create_revision.to_le_bytes());
-                fixed[20..28].copy_from_slice(&entry.version.to_le_bytes());
-                fixed[28..36].copy_from_slice(&entry.lease.to_le_bytes());
-                fixed[36..].copy_from_slice(&(entry.value.len() as u64).to_le_bytes());
-                hasher.update(&fixed);
-                hasher.update(&entry.value);
+                chunk.extend_from_slice(&entry.revision.to_le_bytes());
+                chunk.extend_from_slice(&entry.sub.to_le_bytes());
+                chunk.extend_from_slice(&entry.create_revision.to_le_bytes());
+                chunk.extend_from_slice(&entry.version.to_le_bytes());
+                chunk.extend_from_slice(&entry.lease.to_le_bytes());
+                chunk.extend_from_slice(&(entry.value.len() as u64).to_le_bytes());
+                chunk.extend_from_slice(&entry.value);
+            }
+            if chunk.len() >= HASH_CHUNK {
+                hasher.update(&chunk);
+                chunk.clear();
             }
         }
+        hasher.update(&chunk);
         Ok((hasher.finalize(), self.compact_revision, revision))
     }
 }

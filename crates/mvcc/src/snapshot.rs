@@ -174,7 +174,8 @@ impl Store {
         }
 
         let key_count = reader.count(8)?;
-        let mut keys = KeyIndex::new();
+        // Keys arrive in ascending order (checked below), so the index is bulk-built at the end.
+        let mut keys: Vec<(Bytes, KeyHistory)> = Vec::with_capacity(key_count);
         let mut attachments: Vec<(i64, Bytes)> = Vec::new();
         let mut previous_key: Option<Bytes> = None;
         for _ in 0..key_count {
@@ -227,9 +228,9 @@ impl Store {
                 store.compactable.insert(key.clone());
             }
             previous_key = Some(key.clone());
-            keys.insert(key, history);
+            keys.push((key, history));
         }
-        store.keys = keys;
+        store.keys = keys.into_iter().collect::<KeyIndex>();
 
         let lease_count = reader.count(16)?;
         for _ in 0..lease_count {

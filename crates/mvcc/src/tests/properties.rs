@@ -285,7 +285,11 @@ fn run(steps: &[Step]) -> (Store, Vec<RaftCommand>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+    // 512 cases by default; PROPTEST_CASES raises it for a longer soak.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(512),
+        .. ProptestConfig::default()
+    })]
 
     #[test]
     fn store_matches_the_model(steps in prop::collection::vec(step(), 1..80)) {
