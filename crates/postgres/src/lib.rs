@@ -4,7 +4,7 @@
 //! than one object: configuration rendering ([`config`], pure) and atomic file writes
 //! ([`files`], [`datadir`]); the postmaster as a child process with start/stop/reload and an
 //! exit notification ([`postmaster`]); SQL facts and commands ([`probe`]); `pg_controldata`
-//! ([`controldata`]); bootstrap and replica creation ([`bootstrap`]); pg_rewind ([`rewind`]);
+//! ([`controldata`]); timeline divergence ([`timeline`]); bootstrap and replica creation ([`bootstrap`]); pg_rewind ([`rewind`]);
 //! and the OS identity PostgreSQL runs as ([`os_user`]: PostgreSQL refuses root).
 //! It must not make HA decisions nor know the store: the agent decides, then calls in here.
 
@@ -19,6 +19,7 @@ pub mod os_user;
 pub mod postmaster;
 pub mod probe;
 pub mod rewind;
+pub mod timeline;
 pub mod tools;
 
 pub use error::{Error, Result};

@@ -11,6 +11,7 @@ use tokio_postgres::{Client, NoTls, Row};
 use crate::config::{quote_ident, quote_literal};
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
+use crate::timeline::{HistoryEntry, parse_timeline_history};
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,6 +255,21 @@ impl Probe {
             .query_one("SELECT pg_promote(true, $1)", &[&seconds])
             .await?;
         Ok(row.try_get(0)?)
+    }
+
+    /// The history file of `timeline` (empty for timeline 1, which has none). Needs a role
+    /// allowed to call `pg_read_file` (superuser or `pg_read_server_files`).
+    pub async fn timeline_history(&self, timeline: u32) -> Result<Vec<HistoryEntry>> {
+        if timeline <= 1 {
+            return Ok(Vec::new());
+        }
+        let path = format!("pg_wal/{timeline:08X}.history");
+        let row = self
+            .client
+            .query_one("SELECT pg_read_file($1)", &[&path])
+            .await?;
+        let text: String = row.try_get(0)?;
+        Ok(parse_timeline_history(&text))
     }
 
     pub async fn checkpoint(&self) -> Result<()> {

@@ -67,6 +67,25 @@ pub async fn pg_rewind(tools: &Tools, options: &RewindOptions) -> Result<()> {
     files::clear_dir(&replslot_dir(&options.data_dir))
 }
 
+/// Brings a crashed data directory to a clean shutdown by running crash recovery in
+/// single-user mode (`postgres --single` with stdin at end of file). pg_rewind refuses a
+/// target that was not shut down cleanly; Patroni does the same before rewinding.
+pub async fn crash_recovery_single_user(
+    tools: &Tools,
+    data_dir: &Path,
+    timeout: Duration,
+) -> Result<()> {
+    let args = [
+        "--single".to_owned(),
+        "-D".to_owned(),
+        data_dir.display().to_string(),
+        "-c".to_owned(),
+        "archive_mode=off".to_owned(),
+        "postgres".to_owned(),
+    ];
+    tools.run("postgres", args, &[], timeout).await.map(|_| ())
+}
+
 fn replslot_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("pg_replslot")
 }

@@ -15,7 +15,8 @@ use postgres::config::{ConnInfo, RecoverySettings, ServerSettings, effective_par
 use postgres::controldata::{ClusterState, read_controldata};
 use postgres::datadir::write_config;
 use postgres::postmaster::postmaster_alive;
-use postgres::rewind::{RewindOptions, pg_rewind};
+use postgres::rewind::{RewindOptions, crash_recovery_single_user, pg_rewind};
+use postgres::timeline::{LocalPosition, diverged};
 use postgres::{ConnectTarget, Postmaster, Probe, RunAs, StopMode, Tools};
 
 const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
@@ -328,6 +329,20 @@ async fn primary_replica_promote_rewind() -> Result<()> {
     assert_eq!(control.cluster_state, ClusterState::ShutDown);
     assert_eq!(control.checkpoint_timeline, 1);
     assert!(control.rewind_possible(), "initdb --data-checksums");
+    let history = replica.timeline_history(2).await?;
+    assert_eq!(history.len(), 1);
+    assert!(
+        diverged(
+            LocalPosition::ShutDownPrimary {
+                timeline: control.checkpoint_timeline,
+                checkpoint: control.checkpoint_lsn,
+            },
+            2,
+            &history,
+        ),
+        "n1 wrote past the switchpoint {:?}",
+        history[0].switchpoint
+    );
     assert!(!postmaster_alive(&n1.data_dir)?);
 
     // Phase 4: pg_rewind n1 from n2 and bring it back as n2's replica on timeline 2.
@@ -350,6 +365,15 @@ async fn primary_replica_promote_rewind() -> Result<()> {
             n2.print_log();
         })?;
     assert_eq!(rejoined.timeline, Some(2));
+    let replayed = rejoined.replayed_lsn.context("replayed")?;
+    assert!(!diverged(
+        LocalPosition::Replica {
+            timeline: 2,
+            replayed
+        },
+        2,
+        &history
+    ));
     let target = replica.facts().await?.write_lsn.context("n2 LSN")?;
     eventually("n1 catches up with n2", STEP_TIMEOUT, || async {
         let facts = n1.probe().await.ok()?.facts().await.ok()?;
@@ -389,22 +413,27 @@ async fn postmaster_crash_is_noticed_at_once() -> Result<()> {
         "{noticed_after:?}"
     );
 
-    // The orphaned backends hold the shared memory until they notice; the restart does crash
-    // recovery and comes back as a primary.
+    // pg_control still says "in production": bring it to a clean shutdown in single-user mode
+    // (what pg_rewind needs), retrying while orphaned backends still hold shared memory.
     let control = read_controldata(&tools, &node.data_dir).await?;
     assert_eq!(control.cluster_state, ClusterState::InProduction);
-    let options = effective_parameters(&node.settings(None)).command_line;
-    let restarted = eventually("restart after the crash", STEP_TIMEOUT, || async {
-        let mut restarted =
-            Postmaster::start(&tools, &node.data_dir, &options, Some(&node.log_file())).ok()?;
-        restarted.stop_on_drop();
-        restarted
-            .wait_ready(&node.target(SUPERUSER), Duration::from_secs(10))
+    assert!(control.cluster_state.needs_crash_recovery());
+    eventually("single-user crash recovery", STEP_TIMEOUT, || async {
+        crash_recovery_single_user(&tools, &node.data_dir, STEP_TIMEOUT)
             .await
-            .ok()?;
-        Some(restarted)
+            .ok()
     })
     .await?;
+    let control = read_controldata(&tools, &node.data_dir).await?;
+    assert_eq!(control.cluster_state, ClusterState::ShutDown);
+
+    let options = effective_parameters(&node.settings(None)).command_line;
+    let mut restarted =
+        Postmaster::start(&tools, &node.data_dir, &options, Some(&node.log_file()))?;
+    restarted.stop_on_drop();
+    restarted
+        .wait_ready(&node.target(SUPERUSER), STEP_TIMEOUT)
+        .await?;
     node.postmaster = Some(restarted);
     assert!(!node.probe().await?.facts().await?.in_recovery);
     node.stop(StopMode::Immediate).await?;
