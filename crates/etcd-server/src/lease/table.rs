@@ -90,12 +90,22 @@ impl LeaseTable {
     }
 
     /// A keepalive: resets the deadline to `now` + granted TTL and answers the TTL in seconds,
-    /// or 0 when the lease does not exist in the applied state (`stored_ttl` is `None`).
+    /// or 0 when the lease does not exist in the applied state (`stored_ttl` is `None`) or has
+    /// already passed its deadline here. An expired lease is never revived: its revocation may
+    /// already be on its way through the log, and a holder told "renewed" would then believe in
+    /// a lease that is gone (etcd answers "lease not found" in this window too).
     pub fn keepalive(&mut self, id: i64, stored_ttl: Option<i64>, now: Instant) -> i64 {
         let Some(ttl_seconds) = stored_ttl else {
             self.deadlines.remove(&id);
             return 0;
         };
+        if self
+            .deadlines
+            .get(&id)
+            .is_some_and(|tracked| tracked.deadline <= now)
+        {
+            return 0;
+        }
         let granted_ttl = ttl_duration(ttl_seconds);
         self.deadlines.insert(
             id,
@@ -162,6 +172,13 @@ mod tests {
         assert!(table.expired(start + Duration::from_secs(4)).is_empty());
         assert_eq!(table.expired(renewed_at + Duration::from_secs(3)), vec![7]);
         assert_eq!(table.keepalive(8, None, renewed_at), 0);
+        let expired_at = renewed_at + Duration::from_secs(3);
+        assert_eq!(
+            table.keepalive(7, Some(3), expired_at),
+            0,
+            "an expired lease is not revived"
+        );
+        assert_eq!(table.expired(expired_at), vec![7]);
         assert_eq!(
             table.remaining(7, renewed_at + Duration::from_secs(1)),
             Some(Duration::from_secs(2))
