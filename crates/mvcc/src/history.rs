@@ -16,10 +16,15 @@ impl Store {
     /// Only keys in the compactable set are visited, so the cost follows the keys written since the
     /// last compaction rather than the size of the keyspace.
     pub(crate) fn compact(&mut self, revision: i64) {
-        let keys = &mut self.keys;
-        self.compactable.retain(|key| {
-            let Some(history) = keys.get_mut(key) else {
-                return false;
+        // Candidates are visited in key order (good locality in the index); survivors and emptied
+        // keys are collected in that order, so the new set is bulk-built instead of rebalanced
+        // by one removal per finished key.
+        let candidates = std::mem::take(&mut self.compactable);
+        let mut still_compactable = Vec::new();
+        let mut emptied = Vec::new();
+        for key in candidates {
+            let Some(history) = self.keys.get_mut(&key) else {
+                continue;
             };
             let at_or_below = history
                 .entries
@@ -38,12 +43,16 @@ impl Store {
                     }
                 }
             }
-            let still_compactable = history.is_compactable();
             if history.entries.is_empty() {
-                keys.remove(key);
+                emptied.push(key);
+            } else if history.is_compactable() {
+                still_compactable.push(key);
             }
-            still_compactable
-        });
+        }
+        for key in &emptied {
+            self.keys.remove(key);
+        }
+        self.compactable = still_compactable.into_iter().collect();
         self.compact_revision = revision;
     }
 
