@@ -54,6 +54,9 @@ pub fn check_healthiest(observation: &Observation, cluster: &ClusterView) -> Hea
     if !observation.node.tags.may_fail_over() {
         return Healthiness::NotHealthiest(NotHealthiest::NoFailoverTag);
     }
+    if observation.watchdog_failed {
+        return Healthiness::NotHealthiest(NotHealthiest::WatchdogFailed);
+    }
     let sync_active = synchronous_mode_active(cluster);
     let sync_listed =
         |name: &MemberName| cluster.sync.as_ref().is_some_and(|sync| sync.lists(name));

@@ -7,7 +7,7 @@ use crate::candidate::{Healthiness, check_healthiest, rank_failover_candidates};
 use crate::decision::{Action, CallbackEvent, Decision, DemoteMode, Reason};
 use crate::observation::{
     ClusterView, DataDirState, Divergence, DynamicConfig, LongActionKind, MemberRole, Observation,
-    PgRole, ProcessState, StoreView,
+    PgRole, ProcessState, StoreView, SynchronousMode,
 };
 use crate::types::{Instant, MemberName};
 
@@ -221,12 +221,11 @@ impl<'a> Cycle<'a> {
                         .is_some_and(|failover| failover.candidate.as_ref() == Some(self.me)) =>
             {
                 (
-                    vec![
-                        Action::AcquireLeaderKey,
-                        Action::DeleteFailoverKey,
-                        Action::Promote,
-                        role_change(MemberRole::Primary),
-                    ],
+                    [
+                        vec![Action::AcquireLeaderKey, Action::DeleteFailoverKey],
+                        promotion(cluster, self.me),
+                    ]
+                    .concat(),
                     Reason::PromotedByAcquiringLock,
                     wake,
                 )
@@ -564,8 +563,7 @@ impl<'a> Cycle<'a> {
                         self.regular_wakeup(&cluster.config),
                     );
                 }
-                actions.push(Action::Promote);
-                actions.push(role_change(MemberRole::Primary));
+                actions.extend(promotion(cluster, self.me));
                 (actions, Reason::PromotedByAcquiringLock, wake)
             }
             Healthiness::NotHealthiest(why) => {
@@ -640,9 +638,11 @@ impl<'a> Cycle<'a> {
         }
 
         if local.role == PgRole::Replica {
-            actions.push(Action::Promote);
-            actions.push(role_change(MemberRole::Primary));
+            actions.extend(promotion(cluster, self.me));
             return (actions, Reason::PromotingWithLock, wake);
+        }
+        if config.synchronous_mode != SynchronousMode::Off || cluster.sync.is_some() {
+            actions.push(Action::ReconcileSynchronousStandbys);
         }
         (
             actions,
@@ -691,6 +691,31 @@ impl<'a> Cycle<'a> {
             wake,
         )
     }
+}
+
+/// The promotion: in synchronous mode `/sync` and the GUC are prepared first (patroni.md
+/// §1.11 "Before promote"), then promote, then the role-change callback.
+fn promotion(cluster: &ClusterView, me: &MemberName) -> Vec<Action> {
+    let mut actions = Vec::new();
+    if cluster.config.synchronous_mode != SynchronousMode::Off {
+        let synchronous_standby_names = if cluster.config.synchronous_mode_strict {
+            cluster
+                .sync
+                .iter()
+                .flat_map(|sync| sync.leader.iter().chain(sync.sync_standbys.iter()))
+                .filter(|name| *name != me)
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        actions.push(Action::PrepareSyncForPromote {
+            synchronous_standby_names,
+        });
+    }
+    actions.push(Action::Promote);
+    actions.push(role_change(MemberRole::Primary));
+    actions
 }
 
 fn role_change(role: MemberRole) -> Action {

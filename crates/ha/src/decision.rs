@@ -41,8 +41,19 @@ pub enum Action {
     DeleteFailoverKey,
     /// Ask these members `GET /patroni` and observe again with the answers.
     QueryPeers { members: Vec<MemberName> },
-    /// Promote the local replica (`pg_promote()` / `pg_ctl promote`).
+    /// Synchronous mode, right before promoting: write `/sync` = {leader: me, no standbys}
+    /// (CAS; a failure ends the cycle, so no promotion) and set `synchronous_standby_names`
+    /// to these members (strict mode: the previous `/sync` members except me, so commits wait
+    /// for them; the strict placeholder if none) or empty when not strict.
+    PrepareSyncForPromote {
+        synchronous_standby_names: Vec<MemberName>,
+    },
+    /// Promote the local replica (`pg_promote()` / `pg_ctl promote`). The shell arms the
+    /// watchdog first when one is configured; failing to arm it fails the action.
     Promote,
+    /// As the primary: run `sync::plan` over `pg_stat_replication` and apply its steps in order
+    /// (mode off: delete `/sync` and restore the user's `synchronous_standby_names`).
+    ReconcileSynchronousStandbys,
     /// Stop serving as primary in the given mode (see [`DemoteMode`]).
     Demote { mode: DemoteMode },
     /// Start the crashed primary in place (crash recovery) while we hold the lock.
@@ -128,6 +139,8 @@ impl CallbackEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotHealthiest {
     NoFailoverTag,
+    /// The watchdog is required but unusable.
+    WatchdogFailed,
     Starting,
     TimelineBehind,
     /// A `/failover` key names another candidate that is healthy.
@@ -160,6 +173,7 @@ impl fmt::Display for NotHealthiest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NoFailoverTag => f.write_str("nofailover tag is set"),
+            Self::WatchdogFailed => f.write_str("the required watchdog is not usable"),
             Self::Starting => f.write_str("postgres is still starting"),
             Self::TimelineBehind => f.write_str("my timeline is behind the cluster timeline"),
             Self::FailoverCandidateIsOther { candidate } => {

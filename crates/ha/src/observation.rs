@@ -22,6 +22,8 @@ pub struct Observation {
     pub long_action: Option<LongAction>,
     /// Our own view of the leader lease: set while we believe we hold the leader key.
     pub own_lease: Option<OwnLease>,
+    /// `watchdog.mode: required` and the device cannot be used: never race for the key.
+    pub watchdog_failed: bool,
     /// Answers of the other members to `GET /patroni`, gathered by the shell when a previous
     /// decision asked for them (`Action::QueryPeers`). `None` means "not asked this cycle".
     pub peers: Option<Vec<PeerAnswer>>,

@@ -156,6 +156,36 @@ fn leader_rows() {
             Reason::PromotingWithLock,
         ),
         row(
+            "leader in synchronous mode reconciles its standbys",
+            sync_mode(leader_n1(), &["n2"], "n1"),
+            vec![Action::RenewLease, Action::ReconcileSynchronousStandbys],
+            Reason::LeaderWithLock { me: me() },
+        ),
+        row(
+            "leader after sync mode was turned off still cleans /sync up",
+            with_cluster(sync_mode(leader_n1(), &["n2"], "n1"), |c| {
+                c.config.synchronous_mode = ha::SynchronousMode::Off
+            }),
+            vec![Action::RenewLease, Action::ReconcileSynchronousStandbys],
+            Reason::LeaderWithLock { me: me() },
+        ),
+        row(
+            "key mine in sync mode, PostgreSQL a replica: prepare /sync, then promote",
+            with(sync_mode(leader_n1(), &["n1"], "n2"), |o| {
+                o.postgres.role = PgRole::Replica
+            }),
+            concat(vec![
+                vec![
+                    Action::RenewLease,
+                    Action::PrepareSyncForPromote {
+                        synchronous_standby_names: vec![],
+                    },
+                ],
+                promote(),
+            ]),
+            Reason::PromotingWithLock,
+        ),
+        row(
             "switchover requested: ask the candidate first",
             failover_key(leader_n1(), Some("n1"), Some("n2")),
             vec![

@@ -14,6 +14,15 @@ use common::*;
 fn leader_race_rows() {
     let all_behind = || vec![peer("n2", 900), peer("n3", 900)];
     let acquire_and_promote = concat(vec![vec![Action::AcquireLeaderKey], promote()]);
+    let sync_promote = concat(vec![
+        vec![
+            Action::AcquireLeaderKey,
+            Action::PrepareSyncForPromote {
+                synchronous_standby_names: vec![],
+            },
+        ],
+        promote(),
+    ]);
     run(vec![
         row(
             "no leader: ask the others before racing",
@@ -111,6 +120,36 @@ fn leader_race_rows() {
             Reason::PromotedByAcquiringLock,
         ),
         row(
+            "strict sync mode: commits keep waiting for the old primary after promotion",
+            peers(
+                with_cluster(sync_mode(no_leader(), &["n1"], "n2"), |c| {
+                    c.config.synchronous_mode_strict = true
+                }),
+                vec![peer("n2", 900)],
+            ),
+            concat(vec![
+                vec![
+                    Action::AcquireLeaderKey,
+                    Action::PrepareSyncForPromote {
+                        synchronous_standby_names: vec![name("n2")],
+                    },
+                ],
+                promote(),
+            ]),
+            Reason::PromotedByAcquiringLock,
+        ),
+        row(
+            "required watchdog unusable: never race",
+            peers(
+                with(no_leader(), |o| o.watchdog_failed = true),
+                all_behind(),
+            ),
+            vec![],
+            Reason::NotHealthiest {
+                why: NotHealthiest::WatchdogFailed,
+            },
+        ),
+        row(
             "nofailover tag: never race",
             peers(
                 with(no_leader(), |o| o.node.tags.nofailover = true),
@@ -179,7 +218,7 @@ fn leader_race_rows() {
                 sync_mode(no_leader(), &["n1"], "n2"),
                 vec![peer("n3", 5000), peer("n2", 900)],
             ),
-            acquire_and_promote.clone(),
+            sync_promote.clone(),
             Reason::PromotedByAcquiringLock,
         ),
         row(
@@ -188,7 +227,7 @@ fn leader_race_rows() {
                 sync_mode(no_leader(), &["n1"], "n2"),
                 vec![peer("n2", 5000)],
             ),
-            acquire_and_promote.clone(),
+            sync_promote.clone(),
             Reason::PromotedByAcquiringLock,
         ),
         row(

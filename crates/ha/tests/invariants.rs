@@ -156,6 +156,17 @@ fn invariants_hold_over_the_grid() {
             );
         }
 
+        // Invariant 8, the other half: in synchronous mode `/sync` names the new leader before
+        // it promotes, so no other node still listed can race it.
+        if let Some(promote) = position(|a| matches!(a, Action::Promote))
+            && cluster(observation)
+                .is_some_and(|c| c.config.synchronous_mode != SynchronousMode::Off)
+        {
+            let prepared = position(|a| matches!(a, Action::PrepareSyncForPromote { .. }))
+                .is_some_and(|at| at < promote);
+            assert!(prepared, "sync-mode promote without /sync:\n{}", context());
+        }
+
         // Invariant 6: a primary past its lease deadline demotes and does nothing else first.
         let acting_as_primary = observation.postgres.role == PgRole::Primary
             && matches!(

@@ -92,6 +92,7 @@ pub fn replica_of_n2() -> Observation {
         },
         long_action: None,
         own_lease: None,
+        watchdog_failed: false,
         peers: None,
     }
 }
