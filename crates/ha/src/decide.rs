@@ -87,6 +87,21 @@ impl<'a> Cycle<'a> {
             );
         }
 
+        // A promotion still running when our lease deadline passes must not finish: it would
+        // open a primary for writes without the key.
+        if self
+            .observation
+            .long_action
+            .is_some_and(|action| action.kind == LongActionKind::Promote)
+            && self.lease_expired()
+        {
+            return (
+                vec![Action::CancelLongAction],
+                Reason::LeaseDeadlinePassed,
+                self.now,
+            );
+        }
+
         let cluster = match &self.observation.store {
             StoreView::Unreachable { last_known_config } => {
                 let wake = self.after(last_known_config.loop_wait);

@@ -63,6 +63,16 @@ fn safety_rows() {
             Reason::LeaseDeadlinePassed,
         ),
         row(
+            "lease deadline passed while our promotion runs: cancel it",
+            long_action(
+                lease_deadline(with(leader_n1(), |o| o.postgres.role = PgRole::Replica), -1),
+                LongActionKind::Promote,
+                2,
+            ),
+            vec![Action::CancelLongAction],
+            Reason::LeaseDeadlinePassed,
+        ),
+        row(
             "store unreachable on a primary: demote offline (key left to expire)",
             unreachable(leader_n1()),
             demote(DemoteMode::Offline, MemberRole::Demoted),

@@ -188,6 +188,15 @@ fn invariants_hold_over_the_grid() {
             assert!(!actions.contains(&Action::RenewLease), "{}", context());
         }
 
+        // A promotion in flight past the lease deadline is cancelled.
+        if expired
+            && observation
+                .long_action
+                .is_some_and(|action| action.kind == LongActionKind::Promote)
+        {
+            assert!(actions.contains(&Action::CancelLongAction), "{}", context());
+        }
+
         // Never try to take a key somebody else holds.
         let held_by_other = cluster(observation)
             .and_then(|c| c.leader.as_ref())
