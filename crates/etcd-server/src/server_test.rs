@@ -31,6 +31,10 @@ struct Running {
 
 impl Running {
     async fn start(node: FakeNode) -> Running {
+        Running::start_with(node, ServerConfig::default()).await
+    }
+
+    async fn start_with(node: FakeNode, config: ServerConfig) -> Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -39,7 +43,7 @@ impl Running {
         let server = tokio::spawn(serve_backend(
             listener,
             node,
-            ServerConfig::default(),
+            config,
             Arc::new(TokioClock),
             async move {
                 let _ = stopped.await;
@@ -359,5 +363,64 @@ async fn lock_waits_for_the_holder_and_election_follows_the_leader() {
     assert_eq!(stale.message(), "election: not leader");
 
     drop(observed);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn watch_requiring_a_leader_is_refused_then_cut_off_without_one() {
+    let node = FakeNode::leader(16);
+    let config = ServerConfig {
+        election_timeout: Duration::from_millis(50),
+        ..ServerConfig::default()
+    };
+    let running = Running::start_with(node.clone(), config).await;
+    let mut watch = WatchClient::new(running.channel().await);
+    let create = || WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: Bytes::from_static(b"k"),
+            ..WatchCreateRequest::default()
+        })),
+    };
+    let require_leader = |requests: tokio::sync::mpsc::Receiver<WatchRequest>| {
+        let mut request =
+            tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(requests));
+        request.metadata_mut().insert(
+            "hasleader",
+            tonic::metadata::MetadataValue::from_static("true"),
+        );
+        request
+    };
+
+    let (requests, inbound) = tokio::sync::mpsc::channel(4);
+    requests.send(create()).await.expect("send create");
+    let mut responses = watch
+        .watch(require_leader(inbound))
+        .await
+        .expect("watch with a leader")
+        .into_inner();
+    assert!(
+        responses
+            .message()
+            .await
+            .expect("created")
+            .expect("reply")
+            .created
+    );
+    node.set_status(|status| status.leader = None);
+    let cut = tokio::time::timeout(Duration::from_secs(10), responses.message())
+        .await
+        .expect("stream cut within 10 s")
+        .expect_err("stream ends with an error");
+    assert_eq!(cut.message(), "etcdserver: no leader");
+
+    let (_requests, inbound) = tokio::sync::mpsc::channel(4);
+    let refused = watch
+        .watch(require_leader(inbound))
+        .await
+        .expect_err("no leader");
+    assert_eq!(refused.code(), tonic::Code::Unavailable);
+    assert_eq!(refused.message(), "etcdserver: no leader");
+
+    drop(requests);
     running.stop().await;
 }

@@ -9,6 +9,8 @@ use etcd_proto::etcdserverpb::{ResponseHeader, WatchCreateRequest, WatchResponse
 use etcd_proto::mvccpb::Event;
 use etcd_proto::mvccpb::event::EventType;
 
+use prost::Message;
+
 use crate::backend::AppliedEvents;
 use crate::validate::key_in_range;
 
@@ -23,6 +25,8 @@ struct Watcher {
     no_delete: bool,
     prev_kv: bool,
     progress_notify: bool,
+    /// The client accepts large responses split into fragments.
+    fragment: bool,
     /// The next revision this watcher needs: everything below it was delivered or skipped
     /// as not matching.
     next_rev: i64,
@@ -73,6 +77,40 @@ fn event_revision(event: &Event) -> i64 {
         .unwrap_or_default()
 }
 
+/// Appends `response`, split as etcd's `sendFragments` does when `limit` is set, the response
+/// is at least `limit` bytes and holds two events or more: every piece but the last carries
+/// `fragment = true`, each piece holds as many events as fit under the limit (at least one).
+fn push_fragmented(
+    responses: &mut Vec<WatchResponse>,
+    response: WatchResponse,
+    limit: Option<usize>,
+) {
+    let Some(limit) = limit else {
+        responses.push(response);
+        return;
+    };
+    if response.encoded_len() < limit || response.events.len() < 2 {
+        responses.push(response);
+        return;
+    }
+    let template = WatchResponse {
+        events: Vec::new(),
+        fragment: true,
+        ..response.clone()
+    };
+    let mut current = template.clone();
+    for event in response.events {
+        current.events.push(event);
+        if current.events.len() > 1 && current.encoded_len() >= limit {
+            let overflow = current.events.pop();
+            responses.push(std::mem::replace(&mut current, template.clone()));
+            current.events.extend(overflow);
+        }
+    }
+    current.fragment = false;
+    responses.push(current);
+}
+
 /// The first and last revision a batch spans (normally one; several for a lease expiry).
 fn batch_revisions(batch: &AppliedEvents) -> (i64, i64) {
     let first = batch
@@ -100,15 +138,20 @@ pub struct WatchSession {
     next_auto_id: i64,
     /// Every applied batch up to this revision has been processed by this session.
     current_rev: i64,
+    /// Event responses larger than this are split for watchers that asked for fragments.
+    fragment_bytes: usize,
 }
 
 impl WatchSession {
-    /// A session whose feed subscription was taken before reading `current_rev` from the store.
-    pub fn new(current_rev: i64) -> Self {
+    /// A session whose feed subscription was taken before reading `current_rev` from the store;
+    /// `fragment_bytes` is the size above which responses are fragmented (etcd uses the
+    /// request size limit).
+    pub fn new(current_rev: i64, fragment_bytes: usize) -> Self {
         WatchSession {
             watchers: BTreeMap::new(),
             next_auto_id: 0,
             current_rev,
+            fragment_bytes,
         }
     }
 
@@ -164,6 +207,7 @@ impl WatchSession {
             no_put: request.filters.contains(&(FilterType::Noput as i32)),
             no_delete: request.filters.contains(&(FilterType::Nodelete as i32)),
             prev_kv: request.prev_kv,
+            fragment: request.fragment,
             progress_notify: request.progress_notify,
             next_rev: if request.start_revision == 0 {
                 store_rev + 1
@@ -221,29 +265,32 @@ impl WatchSession {
         };
         let selected = watcher.select(&events);
         watcher.next_rev = to + 1;
+        let fragment_limit = watcher.fragment.then_some(self.fragment_bytes);
         let mut batch: Vec<Event> = Vec::new();
         for event in selected {
             let starts_new_revision = batch
                 .last()
                 .is_some_and(|last| event_revision(last) != event_revision(&event));
             if batch.len() >= CATCH_UP_EVENTS_PER_RESPONSE && starts_new_revision {
-                responses.push(WatchResponse {
+                let response = WatchResponse {
                     header: header(store_rev),
                     watch_id,
                     events: std::mem::take(&mut batch),
                     ..WatchResponse::default()
-                });
+                };
+                push_fragmented(responses, response, fragment_limit);
             }
             batch.push(event);
         }
         if !batch.is_empty() {
             watcher.sent_since_progress = true;
-            responses.push(WatchResponse {
+            let response = WatchResponse {
                 header: header(store_rev),
                 watch_id,
                 events: batch,
                 ..WatchResponse::default()
-            });
+            };
+            push_fragmented(responses, response, fragment_limit);
         }
     }
 
@@ -316,6 +363,7 @@ impl WatchSession {
                 continue;
             }
             watcher.sent_since_progress = true;
+            let fragment_limit = watcher.fragment.then_some(self.fragment_bytes);
             let mut start = 0;
             while start < events.len() {
                 let revision = event_revision(&events[start]);
@@ -323,12 +371,13 @@ impl WatchSession {
                     .iter()
                     .position(|event| event_revision(event) != revision)
                     .map_or(events.len(), |offset| start + offset);
-                responses.push(WatchResponse {
+                let response = WatchResponse {
                     header: header(revision),
                     watch_id,
                     events: events[start..end].to_vec(),
                     ..WatchResponse::default()
-                });
+                };
+                push_fragmented(&mut responses, response, fragment_limit);
                 start = end;
             }
         }

@@ -47,7 +47,7 @@ fn drain(
 fn history_catch_up_then_live_without_gap_or_duplicate() {
     let node = FakeNode::leader(16);
     let mut feed = node.subscribe();
-    let mut session = node.read(|store| WatchSession::new(store.revision()));
+    let mut session = node.read(|store| WatchSession::new(store.revision(), usize::MAX));
     for value in ["1", "2", "3"] {
         node.put("k", value);
     }
@@ -64,7 +64,7 @@ fn history_catch_up_then_live_without_gap_or_duplicate() {
 fn lagged_feed_replays_from_history() {
     let node = FakeNode::leader(2);
     let mut feed = node.subscribe();
-    let mut session = node.read(|store| WatchSession::new(store.revision()));
+    let mut session = node.read(|store| WatchSession::new(store.revision(), usize::MAX));
     let mut out = node.read(|store| session.create(store, create("k", 0)));
     for value in 0..6 {
         node.put("k", &value.to_string());
@@ -76,7 +76,7 @@ fn lagged_feed_replays_from_history() {
 #[test]
 fn one_batch_spanning_revisions_is_split_per_revision() {
     let node = FakeNode::leader(16);
-    let mut session = WatchSession::new(3);
+    let mut session = WatchSession::new(3, usize::MAX);
     node.put("a", "1");
     node.put("b", "2");
     let mut out = node.read(|store| session.create(store, create("a", 0)));
@@ -91,7 +91,7 @@ fn one_batch_spanning_revisions_is_split_per_revision() {
         revisions(&out, 0).is_empty(),
         "revisions at or below creation are skipped"
     );
-    let mut fresh = WatchSession::new(1);
+    let mut fresh = WatchSession::new(1, usize::MAX);
     let from_two = WatchCreateRequest {
         range_end: bytes::Bytes::from_static(b"\0"),
         ..create("a", 4)
@@ -117,7 +117,7 @@ fn compacted_start_cancels_with_compact_revision() {
         node.put("k", value);
     }
     node.compact(3);
-    let mut session = WatchSession::new(4);
+    let mut session = WatchSession::new(4, usize::MAX);
     let out = node.read(|store| session.create(store, create("k", 2)));
     assert_eq!(out.len(), 2);
     assert!(out[0].created);
@@ -133,7 +133,7 @@ fn compacted_start_cancels_with_compact_revision() {
 fn filters_prev_kv_ids_and_cancel() {
     let node = FakeNode::leader(16);
     let mut feed = node.subscribe();
-    let mut session = WatchSession::new(1);
+    let mut session = WatchSession::new(1, usize::MAX);
     let no_put = WatchCreateRequest {
         filters: vec![FilterType::Noput as i32],
         prev_kv: true,
@@ -174,7 +174,7 @@ fn filters_prev_kv_ids_and_cancel() {
 fn future_start_waits_and_progress_reports_current_revision() {
     let node = FakeNode::leader(16);
     let mut feed = node.subscribe();
-    let mut session = WatchSession::new(1);
+    let mut session = WatchSession::new(1, usize::MAX);
     let notify = WatchCreateRequest {
         progress_notify: true,
         ..create("k", 3)
@@ -195,4 +195,54 @@ fn future_start_waits_and_progress_reports_current_revision() {
     let requested = session.progress_request();
     assert_eq!(requested[0].watch_id, -1);
     assert_eq!(requested[0].header.map(|header| header.revision), Some(3));
+}
+
+#[test]
+fn large_responses_are_fragmented_only_when_asked() {
+    let node = FakeNode::leader(16);
+    let mut feed = node.subscribe();
+    let mut session = WatchSession::new(1, 64);
+    let whole = WatchCreateRequest {
+        range_end: bytes::Bytes::from_static(b"\0"),
+        ..create("a", 0)
+    };
+    let fragmented = WatchCreateRequest {
+        fragment: true,
+        ..whole.clone()
+    };
+    let _ = node.read(|store| session.create(store, whole));
+    let _ = node.read(|store| session.create(store, fragmented));
+    let txn_puts: Vec<etcd_proto::etcdserverpb::RequestOp> = (0..4)
+        .map(|index| etcd_proto::etcdserverpb::RequestOp {
+            request: Some(etcd_proto::etcdserverpb::request_op::Request::RequestPut(
+                etcd_proto::etcdserverpb::PutRequest {
+                    key: bytes::Bytes::from(format!("key-{index}")),
+                    value: bytes::Bytes::from(vec![b'v'; 40]),
+                    ..Default::default()
+                },
+            )),
+        })
+        .collect();
+    node.apply(etcd_proto::raftcmd::raft_command::Command::Txn(
+        etcd_proto::etcdserverpb::TxnRequest {
+            success: txn_puts,
+            ..Default::default()
+        },
+    ));
+    let out = drain(&node, &mut feed, &mut session);
+    let unfragmented: Vec<_> = out.iter().filter(|r| r.watch_id == 0).collect();
+    assert_eq!(unfragmented.len(), 1);
+    assert_eq!(unfragmented[0].events.len(), 4);
+    let pieces: Vec<_> = out.iter().filter(|r| r.watch_id == 1).collect();
+    assert!(pieces.len() > 1);
+    assert!(
+        pieces[..pieces.len() - 1]
+            .iter()
+            .all(|piece| piece.fragment)
+    );
+    assert!(!pieces[pieces.len() - 1].fragment);
+    assert_eq!(
+        pieces.iter().map(|piece| piece.events.len()).sum::<usize>(),
+        4
+    );
 }

@@ -38,13 +38,17 @@ where
     let node = service.node().clone();
     // Subscribe before reading the revision: every batch above it then reaches this stream.
     let mut feed = node.subscribe();
-    let mut session = node.read(|store| WatchSession::new(store.revision()));
+    let fragment_bytes = service.config().max_request_bytes;
+    let mut session = node.read(|store| WatchSession::new(store.revision(), fragment_bytes));
     let mut inbound = Some(inbound);
     let interval = sanitize_interval(service.config().progress_notify_interval);
     let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     let mut status = node.watch_status();
     let leaderless_limit = service.config().election_timeout * 3;
-    let mut leaderless_since: Option<tokio::time::Instant> = None;
+    // Leaderless already (the leader may have gone between the adapter's check and here).
+    let mut leaderless_since = (options.require_leader
+        && status.borrow_and_update().leader.is_none())
+    .then(tokio::time::Instant::now);
     let shutdown = service.shutdown_token().clone();
 
     loop {
