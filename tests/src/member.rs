@@ -74,7 +74,6 @@ pub struct Member {
     pub spec: MemberSpec,
     target: Target,
     child: Option<Child>,
-    paused: bool,
 }
 
 impl Member {
@@ -83,7 +82,6 @@ impl Member {
             spec,
             target,
             child: None,
-            paused: false,
         }
     }
 
@@ -115,7 +113,6 @@ impl Member {
             .spawn()
             .with_context(|| format!("spawn {} for {}", program.display(), self.spec.name))?;
         self.child = Some(child);
-        self.paused = false;
         Ok(())
     }
 
@@ -134,16 +131,12 @@ impl Member {
         Some(status)
     }
 
-    /// SIGKILL and reap; a no-op when not running.
+    /// SIGKILL and reap (a stopped process dies too); a no-op when not running.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            if self.paused {
-                self.signal_pid(child.id(), Signal::SIGCONT);
-            }
             let _ = child.kill();
             let _ = child.wait();
         }
-        self.paused = false;
     }
 
     /// SIGTERM, then waits up to a grace period; kills and reports an error if it does not exit.
@@ -152,11 +145,9 @@ impl Member {
             .child
             .take()
             .with_context(|| format!("{} is not running", self.spec.name))?;
-        if self.paused {
-            self.signal_pid(child.id(), Signal::SIGCONT);
-            self.paused = false;
-        }
-        self.signal_pid(child.id(), Signal::SIGTERM);
+        // A stopped process would keep SIGTERM pending; resume it first.
+        signal_pid(child.id(), Signal::SIGCONT);
+        signal_pid(child.id(), Signal::SIGTERM);
         let deadline = Instant::now() + TERMINATE_GRACE;
         loop {
             if let Some(status) = child.try_wait().context("wait for the member")? {
@@ -174,27 +165,12 @@ impl Member {
         }
     }
 
-    /// SIGSTOP: the process keeps its sockets but answers nothing (a hung host).
-    pub fn pause(&mut self) -> anyhow::Result<()> {
+    /// SIGSTOP until the guard drops: the process keeps its sockets but answers nothing (a hung
+    /// host). The guard resumes it with SIGCONT even when the test fails half-way.
+    pub fn pause(&self) -> anyhow::Result<PauseGuard> {
         let pid = self.pid().context("member is not running")?;
-        self.signal_pid(pid, Signal::SIGSTOP);
-        self.paused = true;
-        Ok(())
-    }
-
-    /// SIGCONT after [`Member::pause`].
-    pub fn resume(&mut self) {
-        if let (Some(pid), true) = (self.pid(), self.paused) {
-            self.signal_pid(pid, Signal::SIGCONT);
-        }
-        self.paused = false;
-    }
-
-    fn signal_pid(&self, pid: u32, signal: Signal) {
-        let Ok(raw) = i32::try_from(pid) else { return };
-        if let Err(error) = kill(Pid::from_raw(raw), signal) {
-            tracing::warn!(member = %self.spec.name, ?signal, %error, "signal failed");
-        }
+        signal_pid(pid, Signal::SIGSTOP);
+        Ok(PauseGuard { pid })
     }
 
     /// The member's log contains `needle` (case-insensitive).
@@ -210,6 +186,27 @@ impl Member {
         let lines: Vec<&str> = log.lines().collect();
         let start = lines.len().saturating_sub(LOG_TAIL_LINES);
         lines[start..].join("\n")
+    }
+}
+
+/// Sends `signal` to `pid`; a process that is already gone is not an error here.
+fn signal_pid(pid: u32, signal: Signal) {
+    let Ok(raw) = i32::try_from(pid) else { return };
+    if let Err(error) = kill(Pid::from_raw(raw), signal) {
+        tracing::debug!(pid, ?signal, %error, "signal not delivered");
+    }
+}
+
+/// A paused member; dropping the guard resumes it (SIGCONT).
+#[derive(Debug)]
+#[must_use = "the member resumes as soon as the guard drops"]
+pub struct PauseGuard {
+    pid: u32,
+}
+
+impl Drop for PauseGuard {
+    fn drop(&mut self) {
+        signal_pid(self.pid, Signal::SIGCONT);
     }
 }
 
