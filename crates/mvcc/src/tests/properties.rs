@@ -16,15 +16,36 @@ use proptest::prelude::*;
 use super::model::Model;
 use crate::Store;
 
-const KEYS: &[&str] = &["a", "a/1", "a/2", "b", "c", "c\u{ff}"];
-const ENDS: &[&str] = &["", "", "\0", "a0", "b", "c", "d", "a/2"];
+const KEYS: &[&[u8]] = &[
+    b"\0",
+    b"a",
+    b"a/1",
+    b"a/2",
+    b"b",
+    b"c",
+    b"c\xff",
+    b"\xff\xff",
+];
+/// Range ends: single key (twice as likely), to the end, prefix ends, plain bounds, an end before
+/// most keys.
+const ENDS: &[&[u8]] = &[
+    b"",
+    b"",
+    b"\0",
+    b"a0",
+    b"b",
+    b"c",
+    b"d",
+    b"a/2",
+    b"\xff\xff\xff",
+];
 
 fn key() -> impl Strategy<Value = Bytes> {
-    prop::sample::select(KEYS).prop_map(|key| Bytes::copy_from_slice(key.as_bytes()))
+    prop::sample::select(KEYS).prop_map(Bytes::from_static)
 }
 
 fn range_end() -> impl Strategy<Value = Bytes> {
-    prop::sample::select(ENDS).prop_map(|end| Bytes::copy_from_slice(end.as_bytes()))
+    prop::sample::select(ENDS).prop_map(Bytes::from_static)
 }
 
 fn value() -> impl Strategy<Value = Bytes> {
