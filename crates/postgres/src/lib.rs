@@ -5,10 +5,12 @@
 //! ([`files`], [`datadir`]); the postmaster as a child process with start/stop/reload and an
 //! exit notification ([`postmaster`]); SQL facts and commands ([`probe`]); `pg_controldata`
 //! ([`controldata`]); timeline divergence ([`timeline`]); bootstrap and replica creation ([`bootstrap`]); pg_rewind ([`rewind`]);
-//! and the OS identity PostgreSQL runs as ([`os_user`]: PostgreSQL refuses root).
+//! user callbacks ([`callbacks`]); and the OS identity PostgreSQL runs as ([`os_user`]:
+//! PostgreSQL refuses root).
 //! It must not make HA decisions nor know the store: the agent decides, then calls in here.
 
 pub mod bootstrap;
+pub mod callbacks;
 pub mod config;
 pub mod controldata;
 pub mod datadir;

@@ -542,3 +542,62 @@ async fn custom_replica_methods_follow_patronis_contract() -> Result<()> {
     assert!(postgres::files::is_empty_dir(&data_dir)?);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_ctl_promote_and_slots_on_a_replica() -> Result<()> {
+    let tools = tools()?;
+    let root = test_root()?;
+    let mut n1 = init_primary(root.path(), &tools, "p1").await?;
+    let primary = n1.probe().await?;
+    primary
+        .ensure_replication_user(REPLICATION_USER, None)
+        .await?;
+    primary.ensure_physical_slot("p2").await?;
+
+    let mut n2 = Node::new(root.path(), "p2", &tools)?;
+    pg_basebackup(
+        &tools,
+        &BasebackupOptions {
+            data_dir: n2.data_dir.clone(),
+            source: n1.conninfo(REPLICATION_USER, Some("p2")),
+            extra: vec![],
+            attempts: 1,
+            retry_delay: Duration::ZERO,
+            timeout: STEP_TIMEOUT,
+        },
+    )
+    .await?;
+    n2.write_config(&tools, Some(&n1))?;
+    n2.start(&tools, Some(&n1)).await?;
+    let facts = eventually("p2 streaming", STEP_TIMEOUT, || is_streaming(&n2)).await?;
+
+    // A slot kept on the replica for a cascading member, advanced as Patroni does.
+    let replica = n2.probe().await?;
+    assert!(replica.ensure_physical_slot("p3").await?);
+    let replayed = facts.replayed_lsn.context("replayed")?;
+    replica.advance_slot("p3", replayed).await?;
+    let slot = replica
+        .slots()
+        .await?
+        .into_iter()
+        .find(|slot| slot.name == "p3")
+        .context("slot p3")?;
+    assert!(slot.physical && !slot.active);
+    assert!(
+        slot.restart_lsn.is_some_and(|lsn| lsn >= replayed),
+        "{slot:?}"
+    );
+    assert!(replica.drop_slot("p3").await?);
+    assert!(!replica.drop_slot("p3").await?, "already gone");
+
+    postgres::postmaster::pg_ctl_promote(&tools, &n2.data_dir, Duration::from_secs(30)).await?;
+    let promoted = replica.facts().await?;
+    assert!(!promoted.in_recovery);
+    assert_eq!(promoted.timeline, Some(2));
+
+    drop(primary);
+    drop(replica);
+    n1.stop(StopMode::Immediate).await?;
+    n2.stop(StopMode::Immediate).await?;
+    Ok(())
+}
