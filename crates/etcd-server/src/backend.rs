@@ -47,6 +47,11 @@ impl StatusExt for NodeStatus {
 /// The member as the etcd API uses it. Cheap to clone.
 pub trait Backend: Clone + Send + Sync + 'static {
     fn status(&self) -> NodeStatus;
+    /// (cluster ID, member ID, Raft term) for response headers, without copying the member list.
+    fn header_identity(&self) -> (u64, u64, u64) {
+        let status = self.status();
+        (status.cluster_id, status.member_id, status.term)
+    }
     /// Changes whenever leader, term or membership change.
     fn watch_status(&self) -> watch::Receiver<NodeStatus>;
     /// Replicates `command` and returns apply's answer once it is applied locally.

@@ -28,6 +28,14 @@ impl Backend for RaftNode {
         RaftNode::status(self)
     }
 
+    fn header_identity(&self) -> (u64, u64, u64) {
+        // A fresh receiver borrows the current value without cloning the member list; the
+        // borrow ends before this function returns (never held across an await).
+        let receiver = RaftNode::watch_status(self);
+        let status = receiver.borrow();
+        (status.cluster_id, status.member_id, status.term)
+    }
+
     fn watch_status(&self) -> watch::Receiver<NodeStatus> {
         RaftNode::watch_status(self)
     }

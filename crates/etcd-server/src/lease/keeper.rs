@@ -12,6 +12,10 @@ use super::clock::Clock;
 use super::table::LeaseTable;
 use crate::backend::{Backend, StatusExt};
 
+/// Most leases expired by one `LeaseExpire` command; with the default 500 ms round that is
+/// up to 2000 revokes a second, etcd's order of magnitude (1000/s).
+pub const MAX_EXPIRED_PER_ROUND: usize = 1000;
+
 /// What `LeaseTimeToLive` answers for one lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimeToLive {
@@ -135,7 +139,10 @@ impl<B: Backend> LeaseKeeper<B> {
             } else {
                 table.promote(status.term, now, leases);
             }
-            table.expired(now)
+            let mut expired = table.expired(now);
+            // Bound one log entry; the rest go in the next rounds (etcd rate-limits revokes too).
+            expired.truncate(MAX_EXPIRED_PER_ROUND);
+            expired
         };
         if expired.is_empty() {
             return expired;

@@ -82,12 +82,12 @@ impl<B: Backend> Service<B> {
 
     /// A header from this member at `revision`: cluster ID, member ID and current Raft term.
     pub fn header(&self, revision: i64) -> ResponseHeader {
-        let status = self.node.status();
+        let (cluster_id, member_id, raft_term) = self.node.header_identity();
         ResponseHeader {
-            cluster_id: status.cluster_id,
-            member_id: status.member_id,
+            cluster_id,
+            member_id,
             revision,
-            raft_term: status.term,
+            raft_term,
         }
     }
 
