@@ -169,7 +169,15 @@ impl Store {
                     if range.revision > self.revision {
                         return Err(errors::FUTURE_REV);
                     }
-                    if range.revision > 0 && range.revision < self.compact_revision {
+                    // etcd compares with its compactMainRev, which is -1 until the first
+                    // compaction: so a negative revision is refused as compacted (except -1 on a
+                    // never-compacted store), while 0 always means "current".
+                    let first_revision = if self.compact_revision == 0 {
+                        -1
+                    } else {
+                        self.compact_revision
+                    };
+                    if range.revision != 0 && range.revision < first_revision {
                         return Err(errors::COMPACTED);
                     }
                 }

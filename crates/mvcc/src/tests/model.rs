@@ -514,7 +514,8 @@ impl Model {
                     return Err(errors::FUTURE_REV);
                 }
                 Some(request_op::Request::RequestRange(range))
-                    if range.revision > 0 && range.revision < self.compact =>
+                    if range.revision != 0
+                        && range.revision < (if self.compact == 0 { -1 } else { self.compact }) =>
                 {
                     return Err(errors::COMPACTED);
                 }

@@ -319,6 +319,28 @@ fn txn_checks_refuse_the_whole_txn() {
         assert_eq!(store.revision(), 2);
         assert_eq!(pairs(&store, "a", "\0").len(), 1, "nothing changed");
     }
+    // Negative range revisions inside a txn: etcd's compactMainRev starts at -1.
+    let negative = |revision| {
+        txn(
+            vec![],
+            vec![op_get(RangeRequest {
+                revision,
+                ..get("k", "")
+            })],
+            vec![],
+        )
+    };
+    assert!(do_txn(&mut store, negative(-1)).is_ok());
+    assert_eq!(do_txn(&mut store, negative(-2)), Err(errors::COMPACTED));
+    assert!(
+        store
+            .range(&RangeRequest {
+                revision: -2,
+                ..get("k", "")
+            })
+            .is_ok(),
+        "a plain range reads current"
+    );
     // A check on the branch not taken does not matter.
     let request = txn(
         vec![compare("k", T::Value, R::Equal, U::Value(b("v")))],
