@@ -376,12 +376,17 @@ impl<'a> Cycle<'a> {
             .unwrap_or_else(|| leader.clone())
     }
 
-    /// Whom a replica streams from: its `replicatefrom` member when that one runs, else the leader.
+    /// Whom a replica streams from: nobody when tagged `nostream`, its `replicatefrom` member
+    /// when that one runs, else the leader.
     fn follow_target(
         &self,
         cluster: &ClusterView,
         leader: Option<&MemberName>,
     ) -> Option<MemberName> {
+        if self.observation.node.tags.nostream {
+            // Archive recovery only: no primary_conninfo at all.
+            return None;
+        }
         let cascade = self
             .observation
             .node

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use serde::Serialize;
+
 use crate::observation::MemberRole;
 use crate::types::{Instant, MemberName, SystemId};
 
@@ -12,7 +14,7 @@ use crate::types::{Instant, MemberName, SystemId};
 /// (later actions are skipped and the shell observes again at once). So `[AcquireLeaderKey,
 /// Promote]` promotes only if the key was won, and `[RenewLease, Promote]` only if the renewal
 /// succeeded (a successful renewal moves our lease deadline past `now`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
     pub actions: Vec<Action>,
     pub reason: Reason,
@@ -23,7 +25,8 @@ pub struct Decision {
 }
 
 /// An effect for the shell to carry out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     /// Create the leader key bound to our lease (txn `create_revision == 0`).
     AcquireLeaderKey,
@@ -86,7 +89,8 @@ pub enum Action {
 }
 
 /// Patroni's demotion modes (patroni.md §1.9).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum DemoteMode {
     /// Store unreachable: fast stop, keep the key (let it expire), do not look up a leader.
     Offline,
@@ -95,6 +99,7 @@ pub enum DemoteMode {
     /// Not fit to be primary: immediate stop, release the key, start again as replica.
     Immediate,
     /// Lost the lock (or our lease deadline passed): immediate stop, key is not ours to delete.
+    #[serde(rename = "immediate-nolock")]
     ImmediateNoLock,
 }
 
@@ -114,7 +119,8 @@ impl DemoteMode {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CallbackEvent {
     OnStart,
     OnStop,
@@ -136,7 +142,8 @@ impl CallbackEvent {
 }
 
 /// Why a member may not race for the leader key (patroni.md §1.7), in check order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum NotHealthiest {
     NoFailoverTag,
     /// The watchdog is required but unusable.
@@ -200,7 +207,8 @@ impl fmt::Display for NotHealthiest {
 }
 
 /// Why the decision is what it is. `Display` renders Patroni's heartbeat wording.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Reason {
     LeaderWithLock { me: MemberName },
     FollowingLeader { me: MemberName, leader: MemberName },
@@ -210,7 +218,6 @@ pub enum Reason {
     PromotingWithLock,
     NotHealthiest { why: NotHealthiest },
     AskingPeers,
-    LostRace,
     LeaseDeadlinePassed,
     LostLockDemoting,
     StoreUnreachableDemoting,
@@ -238,7 +245,6 @@ pub enum Reason {
     InvalidDataDir,
     SystemIdMismatch,
     StartOnPrimaryFirst,
-    AdoptingExistingCluster,
     Switchover,
     SwitchoverNoHealthyMembers,
     SwitchoverScheduled,
@@ -248,6 +254,59 @@ pub enum Reason {
     ReleasedLockNotPrimary,
     NoLeaderWhilePaused,
     Paused { inner: Box<Reason> },
+}
+
+impl Reason {
+    /// A short stable name for logs and the metric label (`Paused` reports its inner reason;
+    /// pause has its own metric).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::LeaderWithLock { .. } => "leader_with_lock",
+            Self::FollowingLeader { .. } => "following_leader",
+            Self::RepointingToLeader { .. } => "repointing_to_leader",
+            Self::PromotedByAcquiringLock => "promoted_by_acquiring_lock",
+            Self::AcquiredLockAsPrimary => "acquired_lock_as_primary",
+            Self::PromotingWithLock => "promoting_with_lock",
+            Self::NotHealthiest { .. } => "not_healthiest",
+            Self::AskingPeers => "asking_peers",
+            Self::LeaseDeadlinePassed => "lease_deadline_passed",
+            Self::LostLockDemoting => "lost_lock_demoting",
+            Self::StoreUnreachableDemoting => "store_unreachable_demoting",
+            Self::StoreUnreachable => "store_unreachable",
+            Self::LongActionWithLock { .. } => "long_action_with_lock",
+            Self::LongActionInProgress { .. } => "long_action_in_progress",
+            Self::LostLeaderBeforePromote => "lost_leader_before_promote",
+            Self::PrimaryWithoutLockDuringAction => "primary_without_lock_during_action",
+            Self::CrashRecoveryTimedOut => "crash_recovery_timed_out",
+            Self::StartingWithLock => "starting_with_lock",
+            Self::StartTimedOut => "start_timed_out",
+            Self::StartFailedReleasingLock => "start_failed_releasing_lock",
+            Self::RestartingPrimaryAfterCrash => "restarting_primary_after_crash",
+            Self::FailingOverAfterCrash => "failing_over_after_crash",
+            Self::StartingReadOnlyWithLock => "starting_read_only_with_lock",
+            Self::StartingAsReplica => "starting_as_replica",
+            Self::Rewinding { .. } => "rewinding",
+            Self::Reinitializing { .. } => "reinitializing",
+            Self::DivergedCannotRewind => "diverged_cannot_rewind",
+            Self::BootstrapRace => "bootstrap_race",
+            Self::WaitingForLeaderToBootstrap => "waiting_for_leader_to_bootstrap",
+            Self::CloningFromLeader { .. } => "cloning_from_leader",
+            Self::CloningWithoutLeader => "cloning_without_leader",
+            Self::DataDirEmptyReleasingLock => "data_dir_empty_releasing_lock",
+            Self::InvalidDataDir => "invalid_data_dir",
+            Self::SystemIdMismatch => "system_id_mismatch",
+            Self::StartOnPrimaryFirst => "start_on_primary_first",
+            Self::Switchover => "switchover",
+            Self::SwitchoverNoHealthyMembers => "switchover_no_healthy_members",
+            Self::SwitchoverScheduled => "switchover_scheduled",
+            Self::FailoverKeyStale => "failover_key_stale",
+            Self::BootstrapFinished => "bootstrap_finished",
+            Self::WaitingForStart => "waiting_for_start",
+            Self::ReleasedLockNotPrimary => "released_lock_not_primary",
+            Self::NoLeaderWhilePaused => "no_leader_while_paused",
+            Self::Paused { inner } => inner.label(),
+        }
+    }
 }
 
 impl fmt::Display for Reason {
@@ -273,7 +332,6 @@ impl fmt::Display for Reason {
                 "following a different leader because i am not the healthiest node ({why})"
             ),
             Self::AskingPeers => f.write_str("asking other members before racing for the leader lock"),
-            Self::LostRace => f.write_str("following a different leader because i failed to acquire the lock"),
             Self::LeaseDeadlinePassed => f.write_str(
                 "demoting self because the leader lease could not be renewed before its deadline",
             ),
@@ -337,9 +395,6 @@ impl fmt::Display for Reason {
             Self::StartOnPrimaryFirst => f.write_str(
                 "no initialize key and postgres runs as a replica; start on the primary first",
             ),
-            Self::AdoptingExistingCluster => {
-                f.write_str("writing the initialize key for the existing primary")
-            }
             Self::Switchover => f.write_str("switchover: demoting myself"),
             Self::SwitchoverNoHealthyMembers => f.write_str(
                 "no action. manual failover is not possible: no healthy members found",

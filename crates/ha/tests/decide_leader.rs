@@ -371,6 +371,18 @@ fn follower_rows() {
             Reason::RepointingToLeader { leader: name("n2") },
         ),
         row(
+            "nostream replica: archive recovery only, no upstream",
+            with(replica_of_n2(), |o| {
+                o.node.tags.nostream = true;
+                o.postgres.upstream = None;
+            }),
+            vec![],
+            Reason::FollowingLeader {
+                me: me(),
+                leader: name("n2"),
+            },
+        ),
+        row(
             "diverged replica with pg_rewind usable rewinds",
             with(replica_of_n2(), |o| {
                 o.postgres.divergence = Divergence::Diverged
@@ -467,4 +479,35 @@ fn crashed_primary_state_is_seen_as_not_running() {
     let observation = crashed(observation, 1);
     assert!(!observation.postgres.is_running_primary());
     assert_eq!(observation.postgres.role, PgRole::Primary);
+}
+
+#[test]
+fn decisions_serialize_for_status_and_logs() {
+    let decision = decide(&peers(no_leader(), vec![peer("n2", 1), peer("n3", 1)]));
+    let json = serde_json::to_value(&decision).unwrap();
+    assert_eq!(
+        json["actions"][0],
+        serde_json::json!({"action": "acquire_leader_key"})
+    );
+    assert_eq!(
+        json["reason"],
+        serde_json::json!({"reason": "promoted_by_acquiring_lock"})
+    );
+    assert_eq!(
+        json["message"],
+        "promoted self to leader by acquiring session lock"
+    );
+    assert_eq!(decision.reason.label(), "promoted_by_acquiring_lock");
+
+    let decision = decide(&lease_deadline(leader_n1(), -1));
+    let json = serde_json::to_value(&decision).unwrap();
+    assert_eq!(
+        json["actions"][0],
+        serde_json::json!({"action": "demote", "mode": "immediate-nolock"})
+    );
+    assert_eq!(decision.reason.label(), "lease_deadline_passed");
+    assert_eq!(
+        decide(&paused(leader_n1())).reason.label(),
+        "leader_with_lock"
+    );
 }
