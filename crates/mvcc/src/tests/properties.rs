@@ -202,6 +202,8 @@ enum Step {
     Command(Command),
     Compact(u8),
     Read(RangeRequest, u8),
+    /// Watch replay of (key, range_end) from/to fractions of the store revision.
+    Replay(Bytes, Bytes, u8, u8),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -214,6 +216,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => prop::collection::vec(1_i64..5, 0..3).prop_map(|ids| Step::Command(Command::LeaseExpire(LeaseExpire { ids }))),
         1 => (0_u8..10).prop_map(Step::Compact),
         3 => range().prop_map(|(range, revision)| Step::Read(range, revision)),
+        1 => (key(), range_end(), 0_u8..10, 0_u8..10).prop_map(|(key, end, from, to)| Step::Replay(key, end, from, to)),
     ]
 }
 
@@ -268,6 +271,16 @@ fn run(steps: &[Step]) -> (Store, Vec<RaftCommand>) {
                 revision: fraction(store.revision(), *eighths) + 1,
                 physical: false,
             }),
+            Step::Replay(key, range_end, from, to) => {
+                let from = fraction(store.revision() + 1, *from);
+                let to = fraction(store.revision() + 1, *to);
+                assert_eq!(
+                    store.events(key, range_end, from, to),
+                    model.events(key, range_end, from, to),
+                    "replay of {key:?}..{range_end:?} from {from} to {to}"
+                );
+                continue;
+            }
             Step::Read(range, eighths) => {
                 let request = RangeRequest {
                     revision: fraction(store.revision() + 1, *eighths),
