@@ -8,6 +8,10 @@ use anyhow::ensure;
 use etcd_client::Client;
 use etcd_client::GetOptions;
 
+/// How long one put may take before the writer moves on to the next member. Short, so the time to
+/// the first acknowledged write after a fault is measured to about this precision.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The outcome of one put as the client saw it.
 #[derive(Debug, Clone)]
 pub struct Write {
@@ -36,7 +40,14 @@ impl Recorder {
         let sequence = self.history.len();
         let key = format!("{}/{sequence:06}", self.prefix);
         let value = format!("value-{sequence}");
-        let outcome = client.put(key.clone(), value.clone(), None).await;
+        // A put that does not answer in time has an unknown outcome: it may still be applied.
+        let outcome = tokio::time::timeout(
+            ATTEMPT_TIMEOUT,
+            client.put(key.clone(), value.clone(), None),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("put {key} did not answer within {ATTEMPT_TIMEOUT:?}"))
+        .and_then(|outcome| outcome.map_err(anyhow::Error::new));
         let acknowledged_at = match &outcome {
             Ok(response) => Some(response.header().context("put without header")?.revision()),
             Err(_) => None,

@@ -6,6 +6,7 @@
 //! Test names read `<area>::<target>::<case>`, so `cargo nextest run -E 'test(/::pgwarden::/)'`
 //! runs one target. The suites need the pgwarden binary built first: `cargo build -p pgwarden`.
 
+mod binary;
 mod cluster_api;
 mod compact;
 mod etcdctl;
