@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use etcd_proto::errors;
 use etcd_proto::etcdserverpb::watch_create_request::FilterType;
-use etcd_proto::etcdserverpb::{ResponseHeader, WatchCreateRequest, WatchResponse};
+use etcd_proto::etcdserverpb::{RangeRequest, ResponseHeader, WatchCreateRequest, WatchResponse};
 use etcd_proto::mvccpb::Event;
 use etcd_proto::mvccpb::event::EventType;
 
@@ -109,6 +109,43 @@ fn push_fragmented(
     }
     current.fragment = false;
     responses.push(current);
+}
+
+/// Events on the watcher's keys with `from <= revision <= to`. Starting exactly at the compact
+/// revision is allowed, as in etcd: the versions written at that revision survive compaction
+/// and are replayed as PUT events (without `prev_kv`, which compaction removed; a delete at
+/// exactly that revision left no trace, as in etcd).
+fn history(
+    store: &mvcc::Store,
+    key: &bytes::Bytes,
+    range_end: &bytes::Bytes,
+    from: i64,
+    to: i64,
+) -> Result<Vec<Event>, errors::EtcdError> {
+    let compact_rev = store.compact_revision();
+    if compact_rev == 0 || from != compact_rev {
+        return store.events(key, range_end, from, to);
+    }
+    let at_compaction = store.range(&RangeRequest {
+        key: key.clone(),
+        range_end: range_end.clone(),
+        revision: compact_rev,
+        ..RangeRequest::default()
+    })?;
+    let mut events: Vec<Event> = at_compaction
+        .kvs
+        .into_iter()
+        .filter(|kv| kv.mod_revision == compact_rev)
+        .map(|kv| Event {
+            r#type: EventType::Put as i32,
+            kv: Some(kv),
+            prev_kv: None,
+        })
+        .collect();
+    if compact_rev < to {
+        events.extend(store.events(key, range_end, compact_rev + 1, to)?);
+    }
+    Ok(events)
 }
 
 /// The first and last revision a batch spans (normally one; several for a lease expiry).
@@ -247,7 +284,13 @@ impl WatchSession {
         let history = if watcher.next_rev < compact_rev {
             Err(errors::COMPACTED)
         } else {
-            store.events(&watcher.key, &watcher.range_end, watcher.next_rev, to)
+            history(
+                store,
+                &watcher.key,
+                &watcher.range_end,
+                watcher.next_rev,
+                to,
+            )
         };
         let events = match history {
             Ok(events) => events,

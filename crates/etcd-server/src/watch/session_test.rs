@@ -124,6 +124,10 @@ fn compacted_start_cancels_with_compact_revision() {
     assert!(out[1].canceled);
     assert_eq!(out[1].compact_revision, 3);
     assert_eq!(session.watcher_count(), 0);
+    let at_compaction = node.read(|store| session.create(store, create("k", 3)));
+    assert_eq!(at_compaction.len(), 2, "{at_compaction:?}");
+    assert!(!at_compaction[1].canceled);
+    assert_eq!(revisions(&at_compaction, 1), vec![3, 4]);
     let negative = node.read(|store| session.create(store, create("k", -1)));
     assert_eq!(negative[0].watch_id, -1);
     assert!(negative[0].created && negative[0].canceled);
