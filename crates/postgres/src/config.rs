@@ -142,6 +142,10 @@ pub struct ServerSettings {
     pub ident_file: Option<PathBuf>,
     /// Present on a replica: written as GUCs next to an empty `standby.signal`.
     pub recovery: Option<RecoverySettings>,
+    /// On a replica, the values pg_control says the primary runs with
+    /// ([`crate::controldata::ControlData::recorded_settings`]): a hot standby refuses to
+    /// start below them, so such parameters are raised (patroni.md §3.3).
+    pub replica_minimums: BTreeMap<String, u64>,
 }
 
 /// What a replica needs to follow its upstream (patroni.md §3.4).
@@ -231,6 +235,9 @@ pub struct EffectiveParameters {
     /// `--name=value` options for the postmaster command line.
     pub command_line: Vec<String>,
     pub refused: Vec<RefusedParameter>,
+    /// Parameters raised to the primary's value (the member should report `pending_restart`
+    /// once the primary lowers them again).
+    pub raised: Vec<RefusedParameter>,
 }
 
 /// Merges local and dynamic parameters and applies the forced ones: local values of forced
@@ -251,10 +258,11 @@ pub fn effective_parameters(settings: &ServerSettings) -> EffectiveParameters {
         }
     }
     let mut refused = Vec::new();
+    let mut raised = Vec::new();
     let mut command_line = Vec::new();
     for forced in FORCED {
         let requested = settings.dynamic_parameters.get(forced.name);
-        let value = match requested {
+        let mut value = match requested {
             Some(value) if accepts(&forced.rule, value) => normalise(forced.name, value),
             Some(value) => {
                 refused.push(RefusedParameter {
@@ -266,6 +274,17 @@ pub fn effective_parameters(settings: &ServerSettings) -> EffectiveParameters {
             }
             None => forced.default.to_owned(),
         };
+        if settings.recovery.is_some()
+            && let Some(minimum) = settings.replica_minimums.get(forced.name)
+            && value.parse::<u64>().is_ok_and(|current| current < *minimum)
+        {
+            raised.push(RefusedParameter {
+                name: forced.name.to_owned(),
+                value: value.clone(),
+                used: minimum.to_string(),
+            });
+            value = minimum.to_string();
+        }
         if forced.on_command_line {
             command_line.push(format!("--{}={}", forced.name, value));
         }
@@ -292,6 +311,7 @@ pub fn effective_parameters(settings: &ServerSettings) -> EffectiveParameters {
         parameters,
         command_line,
         refused,
+        raised,
     }
 }
 
@@ -415,6 +435,38 @@ pub fn slot_name_from_member_name(member: &str) -> String {
         .collect();
     slot.truncate(63);
     slot
+}
+
+/// One line of a pgpass file; `None` fields are written as `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgpassEntry {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub database: Option<String>,
+    pub user: String,
+    pub password: String,
+}
+
+/// The pgpass file given to pg_basebackup, pg_rewind and replicas (`passfile=`):
+/// `host:port:database:user:password`, with `\` and `:` escaped by a backslash.
+pub fn render_pgpass(entries: &[PgpassEntry]) -> String {
+    let escape = |field: &str| field.replace('\\', "\\\\").replace(':', "\\:");
+    let or_any = |field: Option<String>| field.map_or_else(|| "*".to_owned(), |f| escape(&f));
+    entries
+        .iter()
+        .map(|entry| {
+            format!(
+                "{}:{}:{}:{}:{}\n",
+                or_any(entry.host.clone()),
+                entry
+                    .port
+                    .map_or_else(|| "*".to_owned(), |port| port.to_string()),
+                or_any(entry.database.clone()),
+                escape(&entry.user),
+                escape(&entry.password),
+            )
+        })
+        .collect()
 }
 
 /// Quotes an SQL identifier (`"name"`, `"` doubled).

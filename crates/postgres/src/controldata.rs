@@ -1,6 +1,7 @@
 //! `pg_controldata`: the facts a stopped data directory can tell (system identifier, cluster
 //! state, timeline, checkpoint), parsed by a pure function.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -62,7 +63,19 @@ pub struct ControlData {
     pub data_checksums: bool,
     /// `wal_log_hints setting`.
     pub wal_log_hints: bool,
+    /// Settings pg_control records because a hot standby needs at least these values
+    /// (`max_connections setting` and friends), by GUC name.
+    pub recorded_settings: BTreeMap<String, u64>,
 }
+
+/// pg_controldata label → GUC name, for the settings a replica must not go below.
+const RECORDED_SETTINGS: &[(&str, &str)] = &[
+    ("max_connections setting", "max_connections"),
+    ("max_worker_processes setting", "max_worker_processes"),
+    ("max_wal_senders setting", "max_wal_senders"),
+    ("max_prepared_xacts setting", "max_prepared_transactions"),
+    ("max_locks_per_xact setting", "max_locks_per_transaction"),
+];
 
 impl ControlData {
     /// pg_rewind can run against this data directory.
@@ -103,6 +116,10 @@ pub fn parse_controldata(text: &str) -> Result<ControlData> {
         min_recovery_end_timeline: timeline("Min recovery ending loc's timeline")?,
         data_checksums: number("Data page checksum version")? > 0,
         wal_log_hints: field("wal_log_hints setting")? == "on",
+        recorded_settings: RECORDED_SETTINGS
+            .iter()
+            .filter_map(|(label, guc)| Some(((*guc).to_owned(), number(label).ok()?)))
+            .collect(),
     })
 }
 
@@ -138,6 +155,11 @@ Latest checkpoint's PrevTimeLineID:   2
 Minimum recovery ending location:     0/30000D8
 Min recovery ending loc's timeline:   2
 wal_log_hints setting:                off
+max_connections setting:              200
+max_worker_processes setting:         8
+max_wal_senders setting:              10
+max_prepared_xacts setting:           0
+max_locks_per_xact setting:           64
 Data page checksum version:           1
 ";
 
@@ -155,6 +177,9 @@ Data page checksum version:           1
         assert!(!control.wal_log_hints);
         assert!(control.rewind_possible());
         assert!(!control.cluster_state.needs_crash_recovery());
+        assert_eq!(control.recorded_settings["max_connections"], 200);
+        assert_eq!(control.recorded_settings["max_prepared_transactions"], 0);
+        assert_eq!(control.recorded_settings.len(), 5);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use crate::config::{BASE_CONF, ServerSettings, render_pg_hba, render_postgresql_conf};
+use crate::config::{
+    BASE_CONF, PgpassEntry, ServerSettings, render_pg_hba, render_pgpass, render_postgresql_conf,
+};
 use crate::error::{Result, io};
 use crate::files::{remove_if_exists, touch, write_atomic};
 use crate::os_user::RunAs;
@@ -43,4 +45,10 @@ pub fn write_config(
         remove_if_exists(&signal)?;
     }
     remove_if_exists(&data_dir.join("recovery.signal"))
+}
+
+/// Writes a pgpass file (mode 0600, owned by the PostgreSQL user: libpq ignores a pgpass
+/// readable by others).
+pub fn write_pgpass(path: &Path, entries: &[PgpassEntry], owner: &RunAs) -> Result<()> {
+    write_atomic(path, render_pgpass(entries).as_bytes(), 0o600, owner)
 }

@@ -129,6 +129,7 @@ impl Node {
             synchronous_standby_names: None,
             hba_file: self.data_dir.join("pg_hba.conf"),
             ident_file: None,
+            replica_minimums: BTreeMap::new(),
             recovery: upstream.map(|upstream| RecoverySettings {
                 primary_conninfo: Some(upstream.conninfo(REPLICATION_USER, Some(&self.name))),
                 primary_slot_name: Some(self.name.clone()),
@@ -262,6 +263,10 @@ async fn primary_replica_promote_rewind() -> Result<()> {
         },
     )
     .await?;
+    // pg_control of the clone records the primary's settings a hot standby must match.
+    let cloned = read_controldata(&tools, &n2.data_dir).await?;
+    assert_eq!(cloned.recorded_settings.get("max_connections"), Some(&30));
+    assert_eq!(cloned.system_identifier, facts.system_identifier);
     n2.write_config(&tools, Some(&n1))?;
     assert!(n2.data_dir.join("standby.signal").exists());
     n2.start(&tools, Some(&n1)).await?;

@@ -17,6 +17,7 @@ fn settings() -> ServerSettings {
         hba_file: PathBuf::from("/data/pg_hba.conf"),
         ident_file: None,
         recovery: None,
+        replica_minimums: BTreeMap::new(),
     }
 }
 
@@ -364,5 +365,63 @@ fn pg_hba_replaces_the_file() {
         hba,
         "# Written by pgwarden: changes here are overwritten.\nlocal all all trust\n\
          host replication replicator 10.0.0.0/8 scram-sha-256\n"
+    );
+}
+
+#[test]
+fn replicas_raise_parameters_to_the_primarys_values() {
+    let mut settings = settings();
+    settings.dynamic_parameters = params(&[("max_connections", "100")]);
+    settings.replica_minimums = [
+        ("max_connections".to_owned(), 200),
+        ("max_worker_processes".to_owned(), 4),
+    ]
+    .into_iter()
+    .collect();
+    // A primary ignores the minimums.
+    let effective = effective_parameters(&settings);
+    assert_eq!(effective.parameters["max_connections"], "100");
+    assert!(effective.raised.is_empty());
+    // A replica is raised where below, left alone where above.
+    settings.recovery = Some(RecoverySettings::default());
+    let effective = effective_parameters(&settings);
+    assert_eq!(effective.parameters["max_connections"], "200");
+    assert_eq!(effective.parameters["max_worker_processes"], "8");
+    assert!(
+        effective
+            .command_line
+            .contains(&"--max_connections=200".to_owned())
+    );
+    assert_eq!(
+        effective.raised,
+        [RefusedParameter {
+            name: "max_connections".into(),
+            value: "100".into(),
+            used: "200".into(),
+        }]
+    );
+}
+
+#[test]
+fn pgpass_rendering() {
+    let text = render_pgpass(&[
+        PgpassEntry {
+            host: Some("/run/pg".into()),
+            port: Some(5432),
+            database: None,
+            user: "replicator".into(),
+            password: "pa:ss\\word".into(),
+        },
+        PgpassEntry {
+            host: None,
+            port: None,
+            database: Some("postgres".into()),
+            user: "postgres".into(),
+            password: "x".into(),
+        },
+    ]);
+    assert_eq!(
+        text,
+        "/run/pg:5432:*:replicator:pa\\:ss\\\\word\n*:*:postgres:postgres:x\n"
     );
 }
