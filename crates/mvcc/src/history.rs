@@ -3,7 +3,7 @@
 use etcd_proto::errors::{self, EtcdError};
 use etcd_proto::mvccpb::{Event, event::EventType};
 
-use crate::keyspace::histories_in;
+use crate::keyspace::{KeyHistory, histories_in, in_range};
 use crate::store::Store;
 
 /// Bytes gathered before each CRC update in [`Store::hash_kv`].
@@ -53,6 +53,10 @@ impl Store {
             self.keys.remove(key);
         }
         self.compactable = still_compactable.into_iter().collect();
+        let replayable = self
+            .changes
+            .partition_point(|change| change.revision <= revision);
+        self.changes.drain(..replayable);
         self.compact_revision = revision;
     }
 
@@ -63,8 +67,9 @@ impl Store {
     /// oldest revision still in history"; `to` beyond the store revision is clamped.
     /// `COMPACTED` when `0 < from <= compact_revision`.
     ///
-    /// Cost: one binary search per key of the selection, so replaying a narrow window over a wide
-    /// prefix scans that prefix's keys; recent events are meant to come from the watch hub.
+    /// Cost: one key lookup for a single key; for a range, the cheaper of walking the window's
+    /// changes in the revision log (one lookup each) and scanning the range's keys (one binary
+    /// search each), chosen by comparing the window's change count with the index size.
     pub fn events(
         &self,
         key: &[u8],
@@ -77,10 +82,73 @@ impl Store {
         }
         let from = from.max(self.compact_revision + 1);
         let to = to.min(self.revision);
-        let mut found: Vec<(i64, u32, Event)> = Vec::new();
         if from > to {
             return Ok(Vec::new());
         }
+        let first = self
+            .changes
+            .partition_point(|change| change.revision < from);
+        let last = self.changes.partition_point(|change| change.revision <= to);
+        if range_end.is_empty() || last - first > self.keys.len() {
+            return Ok(self.events_by_key_scan(key, range_end, from, to));
+        }
+        Ok(self.events_by_revision_log(key, range_end, first..last))
+    }
+
+    /// Replay by walking the revision log entries `window` (already in event order).
+    pub(crate) fn events_by_revision_log(
+        &self,
+        key: &[u8],
+        range_end: &[u8],
+        window: std::ops::Range<usize>,
+    ) -> Vec<Event> {
+        let mut events = Vec::new();
+        for change in self.changes.range(window) {
+            if !in_range(key, range_end, &change.key) {
+                continue;
+            }
+            // A change above the compact revision is never removed from its key's history.
+            let Some(history) = self.keys.get(&change.key) else {
+                continue;
+            };
+            let wanted = (change.revision, change.sub);
+            if let Ok(index) = history
+                .entries
+                .binary_search_by(|entry| (entry.revision, entry.sub).cmp(&wanted))
+            {
+                events.push(event_at(&change.key, history, index));
+            }
+        }
+        events
+    }
+
+    /// Both replay strategies for the same (already bounds-checked) window; they must agree.
+    #[cfg(test)]
+    pub(crate) fn events_both_ways(
+        &self,
+        key: &[u8],
+        range_end: &[u8],
+        from: i64,
+        to: i64,
+    ) -> (Vec<Event>, Vec<Event>) {
+        let from = from.max(self.compact_revision + 1);
+        let to = to.min(self.revision);
+        let first = self
+            .changes
+            .partition_point(|change| change.revision < from);
+        let last = self
+            .changes
+            .partition_point(|change| change.revision <= to)
+            .max(first);
+        (
+            self.events_by_key_scan(key, range_end, from, to),
+            self.events_by_revision_log(key, range_end, first..last),
+        )
+    }
+
+    /// Replay by scanning every key of the selection.
+    fn events_by_key_scan(&self, key: &[u8], range_end: &[u8], from: i64, to: i64) -> Vec<Event> {
+        let mut found: Vec<(i64, u32, Event)> = Vec::new();
         for (stored_key, history) in histories_in(&self.keys, key, range_end) {
             let first = history
                 .entries
@@ -90,29 +158,15 @@ impl Store {
                 if entry.revision > to {
                     break;
                 }
-                let prev_kv = index
-                    .checked_sub(1)
-                    .map(|previous| &history.entries[previous])
-                    .filter(|previous| !previous.is_tombstone())
-                    .map(|previous| previous.to_key_value(stored_key));
-                let event_type = if entry.is_tombstone() {
-                    EventType::Delete
-                } else {
-                    EventType::Put
-                };
                 found.push((
                     entry.revision,
                     entry.sub,
-                    Event {
-                        r#type: event_type as i32,
-                        kv: Some(entry.to_key_value(stored_key)),
-                        prev_kv,
-                    },
+                    event_at(stored_key, history, index),
                 ));
             }
         }
         found.sort_by_key(|(revision, sub, _)| (*revision, *sub));
-        Ok(found.into_iter().map(|(_, _, event)| event).collect())
+        found.into_iter().map(|(_, _, event)| event).collect()
     }
 
     /// etcd HashKV: a CRC-32 of every stored version with revision <= `revision` (0 = current), key by
@@ -159,5 +213,26 @@ impl Store {
         }
         hasher.update(&chunk);
         Ok((hasher.finalize(), self.compact_revision, revision))
+    }
+}
+
+/// The watch event for `history.entries[index]`: PUT with the full KeyValue or DELETE with key and
+/// mod_revision, and `prev_kv` = the version just before it when that one is live.
+fn event_at(key: &bytes::Bytes, history: &KeyHistory, index: usize) -> Event {
+    let entry = &history.entries[index];
+    let prev_kv = index
+        .checked_sub(1)
+        .map(|previous| &history.entries[previous])
+        .filter(|previous| !previous.is_tombstone())
+        .map(|previous| previous.to_key_value(key));
+    let event_type = if entry.is_tombstone() {
+        EventType::Delete
+    } else {
+        EventType::Put
+    };
+    Event {
+        r#type: event_type as i32,
+        kv: Some(entry.to_key_value(key)),
+        prev_kv,
     }
 }

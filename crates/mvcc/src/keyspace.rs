@@ -10,7 +10,8 @@
 //! 100-byte values, against 271 for a plain `BTreeMap<Vec<u8>, Vec<u8>>` of the same data;
 //! so 1M such keys take ≈ 415 MB. Every superseded version kept until the next compaction adds
 //! ≈ 72 bytes + its value, and a key with history also sits in the compactable set (≈ 45 bytes).
-//! Watch replay is reconstructed from these histories; there is no second copy of events.
+//! Watch replay is reconstructed from these histories; the only second structure is the revision
+//! log of changed keys since the compact revision (48 bytes per change, keys shared, no values).
 
 use std::collections::BTreeMap;
 use std::collections::btree_map;
@@ -89,6 +90,17 @@ impl KeyHistory {
     pub fn latest_live(&self) -> Option<&Entry> {
         self.entries.last().filter(|entry| !entry.is_tombstone())
     }
+}
+
+/// One change in the revision log: which key changed at (revision, sub-revision).
+/// The log holds every change above the compact revision, in order, and lets watch replay visit
+/// only the changes of a revision window instead of every key of a wide range. It stores keys
+/// (shared with the index), not values: events are rebuilt from the key's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Change {
+    pub revision: i64,
+    pub sub: u32,
+    pub key: Bytes,
 }
 
 /// The key index type.

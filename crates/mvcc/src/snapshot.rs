@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 
-use crate::keyspace::{Entry, KeyHistory, KeyIndex};
+use crate::keyspace::{Change, Entry, KeyHistory, KeyIndex};
 use crate::store::{Lease, Store};
 
 /// First bytes of every snapshot.
@@ -230,6 +230,30 @@ impl Store {
             previous_key = Some(key.clone());
             keys.push((key, history));
         }
+        let mut changes: Vec<Change> = keys
+            .iter()
+            .flat_map(|(key, history)| {
+                history
+                    .entries
+                    .iter()
+                    .filter(|entry| entry.revision > store.compact_revision)
+                    .map(|entry| Change {
+                        revision: entry.revision,
+                        sub: entry.sub,
+                        key: key.clone(),
+                    })
+            })
+            .collect();
+        changes.sort_by_key(|change| (change.revision, change.sub));
+        if changes
+            .windows(2)
+            .any(|pair| (pair[0].revision, pair[0].sub) == (pair[1].revision, pair[1].sub))
+        {
+            return Err(SnapshotError::Malformed(
+                "two changes share a revision and sub-revision",
+            ));
+        }
+        store.changes = changes.into();
         store.keys = keys.into_iter().collect::<KeyIndex>();
 
         let lease_count = reader.count(16)?;

@@ -1,6 +1,6 @@
 //! The store: key index, revisions, leases and alarms, and the apply entry point.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 
 use bytes::Bytes;
@@ -17,7 +17,7 @@ use etcd_proto::raftcmd::{
     raft_response::Response,
 };
 
-use crate::keyspace::{Entry, KeyHistory, KeyIndex, histories_in};
+use crate::keyspace::{Change, Entry, KeyHistory, KeyIndex, histories_in};
 use crate::validate::{validate_delete_range, validate_put};
 
 /// etcd's `MaxLeaseTTL`: a grant above it is refused with `LEASE_TTL_TOO_LARGE`.
@@ -42,6 +42,9 @@ pub struct Store {
     /// newest version is a tombstone. Compaction visits only these, so its cost follows the keys
     /// written since the last one, not the size of the keyspace.
     pub(crate) compactable: BTreeSet<Bytes>,
+    /// Every change above the compact revision in (revision, sub-revision) order: the revision log
+    /// watch replay walks when a window holds fewer changes than the range holds keys.
+    pub(crate) changes: VecDeque<Change>,
 }
 
 /// A lease as replicated data: its granted TTL and the keys currently attached to it.
@@ -123,6 +126,7 @@ impl Store {
             alarms: BTreeSet::new(),
             live_keys: 0,
             compactable: BTreeSet::new(),
+            changes: VecDeque::new(),
         }
     }
 
@@ -336,6 +340,11 @@ impl Store {
         let kv = entry.to_key_value(&stored_key);
         history.entries.push(entry);
         let has_history = history.entries.len() > 1;
+        self.changes.push_back(Change {
+            revision: pending.main,
+            sub: pending.sub,
+            key: stored_key.clone(),
+        });
         pending.sub += 1;
         if prev_kv.is_none() {
             self.live_keys += 1;
@@ -432,6 +441,11 @@ impl Store {
         let kv = tombstone.to_key_value(key);
         history.entries.push(tombstone);
         self.compactable.insert(key.clone());
+        self.changes.push_back(Change {
+            revision: pending.main,
+            sub: pending.sub,
+            key: key.clone(),
+        });
         pending.sub += 1;
         self.live_keys -= 1;
         if previous.lease != 0

@@ -218,6 +218,24 @@ pub fn check_invariants(store: &Store) {
             }
         }
     }
+    let mut changes: Vec<(i64, u32, Bytes)> = store
+        .keys
+        .iter()
+        .flat_map(|(key, history)| {
+            history
+                .entries
+                .iter()
+                .filter(|entry| entry.revision > store.compact_revision())
+                .map(|entry| (entry.revision, entry.sub, key.clone()))
+        })
+        .collect();
+    changes.sort();
+    let logged: Vec<(i64, u32, Bytes)> = store
+        .changes
+        .iter()
+        .map(|change| (change.revision, change.sub, change.key.clone()))
+        .collect();
+    assert_eq!(logged, changes, "revision log");
     assert_eq!(store.live_keys, live, "live key count");
     assert_eq!(store.compactable, compactable, "compactable set");
     for (id, keys) in &attached {

@@ -252,6 +252,8 @@ fn check_reads_agree(store: &Store, model: &Model) {
         store.events(b"a", b"b", 2, model.revision() - 1),
         model.events(b"a", b"b", 2, model.revision() - 1)
     );
+    let (by_key_scan, by_revision_log) = store.events_both_ways(b"\0", b"\0", 0, i64::MAX);
+    assert_eq!(by_key_scan, by_revision_log, "replay strategies agree");
     assert_eq!(store.key_count(), model.key_count());
     assert_eq!(store.leases(), model.leases());
     for (id, _) in store.leases() {
@@ -274,11 +276,18 @@ fn run(steps: &[Step]) -> (Store, Vec<RaftCommand>) {
             Step::Replay(key, range_end, from, to) => {
                 let from = fraction(store.revision() + 1, *from);
                 let to = fraction(store.revision() + 1, *to);
+                let replayed = store.events(key, range_end, from, to);
                 assert_eq!(
-                    store.events(key, range_end, from, to),
+                    replayed,
                     model.events(key, range_end, from, to),
                     "replay of {key:?}..{range_end:?} from {from} to {to}"
                 );
+                if let Ok(events) = replayed {
+                    let (by_key_scan, by_revision_log) =
+                        store.events_both_ways(key, range_end, from, to);
+                    assert_eq!(by_key_scan, events, "key scan replay");
+                    assert_eq!(by_revision_log, events, "revision log replay");
+                }
                 continue;
             }
             Step::Read(range, eighths) => {
