@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use etcd_proto::errors::{self, EtcdError};
 use etcd_proto::etcdserverpb::Member;
 use openraft::Instant as _;
-use openraft::errors::{ClientWriteError, RaftError};
+use openraft::errors::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::{ChangeMembers, Membership};
 use serde::{Deserialize, Serialize};
@@ -90,6 +90,11 @@ fn map_write_error(
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
             ConsensusError::Etcd(errors::NOT_LEADER)
         }
+        // Another change (often a member publishing itself) is still being committed. Nothing
+        // was proposed: answer like "not leader" so `change_member` retries until its deadline.
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(
+            ChangeMembershipError::InProgress(_),
+        )) => ConsensusError::Etcd(errors::NOT_LEADER),
         RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => {
             ConsensusError::LeaderChanged
         }

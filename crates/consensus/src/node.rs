@@ -61,6 +61,8 @@ pub(crate) struct Core {
     pub(crate) shared: Arc<SharedState>,
     pub(crate) db: Db,
     pub(crate) channels: PeerChannels,
+    /// Log append counters of this member's storage.
+    pub(crate) log_stats: Arc<storage::LogWriteStats>,
     /// Client proposals, sent by `propose`, drained by the proposer task.
     pub(crate) proposals: mpsc::Sender<Proposal>,
     /// Read-barrier waiters, sent by `linearizable_read`, drained by the read batcher task.
@@ -192,6 +194,7 @@ fn raft_config(config: &NodeConfig) -> Result<Config, ConsensusError> {
         max_in_snapshot_log_to_keep: snapshot_count.min(5000),
         install_snapshot_timeout: 30_000,
         enable_pre_vote: Some(true),
+        broadcast_submitted_on_append: Some(true),
         ..Default::default()
     }
     .validate()
@@ -239,6 +242,7 @@ impl RaftNode {
             shared: storage.shared.clone(),
             db: storage.db.clone(),
             channels,
+            log_stats: storage.log_store.write_stats(),
             proposals: proposals_tx,
             reads: reads_tx,
             status: watch::Sender::new(RaftStatus::default()),
@@ -363,6 +367,12 @@ impl RaftNode {
     /// Whether openraft currently runs this member as the leader.
     pub fn is_leader(&self) -> bool {
         self.core.raft.metrics().borrow_watched().state == ServerState::Leader
+    }
+
+    /// (log append commits, entries appended) since this member started: each commit is one
+    /// fsync, each entry one group-commit batch.
+    pub fn log_write_stats(&self) -> (u64, u64) {
+        self.core.log_stats.snapshot()
     }
 
     /// The last log index included in this member's latest snapshot, if it has one.

@@ -18,7 +18,7 @@ use crate::pb;
 pub(crate) const MAX_BATCH_COMMANDS: usize = 1024;
 /// Batches being committed at once. While they are in flight, new proposals queue up and form
 /// the next (larger) batch.
-const BATCHES_IN_FLIGHT: usize = 4;
+const BATCHES_IN_FLIGHT: usize = 2;
 /// Pause before retrying when no leader is usable yet.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
@@ -29,6 +30,26 @@ const CACHE_ENTRIES: usize = 8192;
 pub struct LogStore {
     db: Db,
     state: Arc<Mutex<LogMemory>>,
+    stats: Arc<LogWriteStats>,
+}
+
+/// Counters of log appends since the store was opened: how well group commit amortizes fsyncs.
+#[derive(Debug, Default)]
+pub struct LogWriteStats {
+    /// redb commits (each one fsync) made by `append`.
+    pub append_commits: AtomicU64,
+    /// Entries written by those commits.
+    pub entries: AtomicU64,
+}
+
+impl LogWriteStats {
+    /// (append commits, entries) so far.
+    pub fn snapshot(&self) -> (u64, u64) {
+        (
+            self.append_commits.load(Ordering::Relaxed),
+            self.entries.load(Ordering::Relaxed),
+        )
+    }
 }
 
 /// What the log store keeps in memory. Guarded by a std mutex that is never held across `.await`:
@@ -65,7 +86,13 @@ impl LogStore {
                 last_purged,
                 vote,
             })),
+            stats: Arc::new(LogWriteStats::default()),
         })
+    }
+
+    /// Append counters, shared by every clone of this store.
+    pub fn write_stats(&self) -> Arc<LogWriteStats> {
+        self.stats.clone()
     }
 
     fn memory(&self) -> MutexGuard<'_, LogMemory> {
@@ -222,6 +249,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             callback.io_completed(Err(error));
             return Err(io::Error::other(message));
         }
+        self.stats.append_commits.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .entries
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
         {
             let mut memory = self.memory();
             for entry in entries {

@@ -171,7 +171,11 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             }
         };
         self.save_snapshot(&snapshot).await?;
-        tracing::info!(meta = %snapshot.meta, bytes = snapshot.snapshot.len(), "built snapshot");
+        tracing::info!(
+            last_log_index = ?snapshot.meta.last_log_id.map(|id| id.index),
+            bytes = snapshot.snapshot.len(),
+            "built snapshot"
+        );
         Ok(snapshot)
     }
 }
@@ -253,7 +257,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             state.membership = meta.last_membership.clone();
         }
         self.shared.applied_index.send_replace(index);
-        tracing::info!(meta = %meta, "installed snapshot");
+        tracing::info!(last_log_index = ?meta.last_log_id.map(|id| id.index), "installed snapshot");
         Ok(())
     }
 

@@ -110,6 +110,11 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(size: usize, snapshot_count: u64) -> Cluster {
+        // RUST_LOG=info shows what the members do; silent otherwise.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let dir = tempfile::tempdir().unwrap();
         let mut listeners = Vec::new();
         for _ in 0..size {
