@@ -12,6 +12,22 @@
 //!
 //! Values and keys are `bytes::Bytes`, copied once when a write is applied (so the store never pins
 //! a log buffer) and then shared, not copied, between the store, range responses and watch events.
+//!
+//! Where etcd's code and its documentation differ, this crate follows the code (etcd 3.5/3.6
+//! `server/etcdserver/txn`, `mvcc`), and where etcd has an accident, the documented rule:
+//! - Every compare of a txn, nested txns' included, is evaluated against the state before the
+//!   txn (etcd's `compareToPath`), and the chosen path's puts and ranges are checked before any op
+//!   runs, so a refused txn changes nothing. Ranges executed inside the txn see its earlier writes.
+//! - Inside a txn, a nested txn's own response header is empty (revision 0); etcd fills only the
+//!   outer one. Range/put/delete responses inside carry only the revision as of that op.
+//! - The duplicate-key rule treats a delete with `range_end = "\0"` as reaching the end of the
+//!   keyspace; etcd's interval tree reads it as empty and lets a put overlap it.
+//! - With NOSPACE active, a txn with a put anywhere (nested included) is refused; etcd's quota only
+//!   counts top-level puts.
+//! - Sorting is stable: ties keep key order (etcd leaves tie order unspecified).
+//! - Lease TTLs are stored as proposed; raising a TTL to the minimum is the proposer's job, as is
+//!   picking a lease ID when a client sent 0.
+//! - A compaction at revision <= 0 is `COMPACTED` (etcd accepts 0 on a never-compacted store).
 
 mod history;
 mod keyspace;
