@@ -21,6 +21,8 @@ pub struct FakeNode {
     feed: broadcast::Sender<Arc<AppliedEvents>>,
     status: Arc<watch::Sender<NodeStatus>>,
     proposals: Arc<Mutex<Vec<RaftCommand>>>,
+    /// False simulates a leader cut off from its quorum: read barriers time out.
+    quorum: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn unsupported() -> ServiceError {
@@ -48,6 +50,7 @@ impl FakeNode {
             feed,
             status: Arc::new(watch::channel(status).0),
             proposals: Arc::new(Mutex::new(Vec::new())),
+            quorum: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         }
     }
 
@@ -95,6 +98,11 @@ impl FakeNode {
         self.apply(Command::LeaseGrant(LeaseGrantRequest { ttl, id }));
     }
 
+    pub fn set_quorum(&self, reachable: bool) {
+        self.quorum
+            .store(reachable, std::sync::atomic::Ordering::SeqCst);
+    }
+
     pub fn set_status(&self, change: impl FnOnce(&mut NodeStatus)) {
         self.status.send_modify(change);
     }
@@ -128,6 +136,9 @@ impl Backend for FakeNode {
     async fn linearizable_read(&self) -> Result<(), ServiceError> {
         if self.status().leader.is_none() {
             return Err(ServiceError::NoLeader);
+        }
+        if !self.quorum.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ServiceError::Timeout);
         }
         Ok(())
     }

@@ -71,21 +71,35 @@ impl<B: Backend> Service<B> {
         }
     }
 
-    /// One keepalive: answered by the leader from memory (TTL 0 when the lease is gone); a
-    /// follower forwards it to the leader unless it was already forwarded to us.
+    /// One keepalive: answered by the leader from memory (TTL 0 when the lease is gone) after a
+    /// quorum confirmed its leadership (no log entry); a follower forwards it to the leader
+    /// unless it was already forwarded to us.
     pub async fn lease_keep_alive(
         &self,
         id: i64,
         forwarded: bool,
     ) -> Result<LeaseKeepAliveResponse, ServiceError> {
-        let status = self.node.status();
-        let ttl = if status.is_leader() {
-            self.leases.keepalive(id)
-        } else if forwarded {
+        let mut status = self.node.status();
+        if status.is_leader() {
+            // Confirm the leadership with a quorum before promising a TTL (etcd's
+            // ensureLeadership): an isolated former leader must not renew a lease that the new
+            // leader, which restarted every lease at election time, may expire first.
+            self.node.linearizable_read().await?;
+            let confirmed = self.node.status();
+            if confirmed.is_leader() && confirmed.term == status.term {
+                let ttl = self.leases.keepalive(id);
+                return Ok(LeaseKeepAliveResponse {
+                    header: Some(self.current_header()),
+                    id,
+                    ttl,
+                });
+            }
+            status = confirmed;
+        }
+        if forwarded {
             return Err(ServiceError::NoLeader);
-        } else {
-            self.forwarder.keepalive(&status, id).await?
-        };
+        }
+        let ttl = self.forwarder.keepalive(&status, id).await?;
         Ok(LeaseKeepAliveResponse {
             header: Some(self.current_header()),
             id,
@@ -129,5 +143,36 @@ impl<B: Backend> Service<B> {
             header: Some(self.header(revision)),
             leases: ids.into_iter().map(|id| LeaseStatus { id }).collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+
+    use super::*;
+    use crate::config::ServerConfig;
+    use crate::lease::TokioClock;
+    use crate::testing::FakeNode;
+
+    #[tokio::test]
+    async fn a_leader_cut_off_from_its_quorum_renews_nothing() {
+        let node = FakeNode::leader(4);
+        node.grant(5, 10);
+        let service = Service::new(
+            node.clone(),
+            ServerConfig::default(),
+            Arc::new(TokioClock),
+            TaskTracker::new(),
+            CancellationToken::new(),
+        );
+        let renewed = service.lease_keep_alive(5, false).await;
+        assert_eq!(renewed.map(|response| response.ttl).ok(), Some(10));
+        node.set_quorum(false);
+        let refused = service.lease_keep_alive(5, false).await;
+        assert!(matches!(refused, Err(ServiceError::Timeout)), "{refused:?}");
     }
 }
