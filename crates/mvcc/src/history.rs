@@ -1,5 +1,6 @@
 //! History: compaction, watch replay from key histories, and HashKV.
 
+use bytes::Bytes;
 use etcd_proto::errors::{self, EtcdError};
 use etcd_proto::mvccpb::{Event, event::EventType};
 
@@ -16,37 +17,45 @@ impl Store {
     /// Only keys in the compactable set are visited, so the cost follows the keys written since the
     /// last compaction rather than the size of the keyspace.
     pub(crate) fn compact(&mut self, revision: i64) {
-        // Candidates are visited in key order (good locality in the index); survivors and emptied
-        // keys are collected in that order, so the new set is bulk-built instead of rebalanced
-        // by one removal per finished key.
+        // Dense candidates are met by one in-order walk of the index; sparse ones by lookups.
+        let walk = self.compactable.len().saturating_mul(8) >= self.keys.len();
+        self.compact_with(revision, walk);
+    }
+
+    /// Compaction with the candidate-visiting strategy chosen by the caller (both give the same
+    /// state). Candidates are visited in key order; survivors and emptied keys are collected in
+    /// that order, so the new compactable set is bulk-built instead of rebalanced per removal.
+    pub(crate) fn compact_with(&mut self, revision: i64, walk: bool) {
         let candidates = std::mem::take(&mut self.compactable);
         let mut still_compactable = Vec::new();
         let mut emptied = Vec::new();
-        for key in candidates {
-            let Some(history) = self.keys.get_mut(&key) else {
-                continue;
-            };
-            let at_or_below = history
-                .entries
-                .partition_point(|entry| entry.revision <= revision);
-            if at_or_below > 0 {
-                let newest = &history.entries[at_or_below - 1];
-                let drop = if newest.is_tombstone() {
-                    at_or_below
-                } else {
-                    at_or_below - 1
-                };
-                if drop > 0 {
-                    history.entries.drain(..drop);
-                    if history.entries.capacity() > 2 * history.entries.len() + 2 {
-                        history.entries.shrink_to_fit();
+        let mut visit = |key: &Bytes, history: &mut KeyHistory| {
+            compact_history(history, revision);
+            if history.entries.is_empty() {
+                emptied.push(key.clone());
+            } else if history.is_compactable() {
+                still_compactable.push(key.clone());
+            }
+        };
+        if walk {
+            let mut pending = candidates.iter().peekable();
+            for (key, history) in self.keys.iter_mut() {
+                // Candidates not in the index (none, by the set's invariant) are passed over.
+                while pending.next_if(|candidate| *candidate < key).is_some() {}
+                match pending.peek() {
+                    None => break,
+                    Some(candidate) if *candidate == key => {
+                        visit(key, history);
+                        pending.next();
                     }
+                    Some(_) => {}
                 }
             }
-            if history.entries.is_empty() {
-                emptied.push(key);
-            } else if history.is_compactable() {
-                still_compactable.push(key);
+        } else {
+            for key in &candidates {
+                if let Some(history) = self.keys.get_mut(key) {
+                    visit(key, history);
+                }
             }
         }
         for key in &emptied {
@@ -234,5 +243,27 @@ fn event_at(key: &bytes::Bytes, history: &KeyHistory, index: usize) -> Event {
         r#type: event_type as i32,
         kv: Some(entry.to_key_value(key)),
         prev_kv,
+    }
+}
+
+/// Drops a key's versions superseded at `revision`: keeps the newest version at or below it
+/// unless that is a tombstone, and everything above it.
+fn compact_history(history: &mut KeyHistory, revision: i64) {
+    let at_or_below = history
+        .entries
+        .partition_point(|entry| entry.revision <= revision);
+    if at_or_below == 0 {
+        return;
+    }
+    let drop = if history.entries[at_or_below - 1].is_tombstone() {
+        at_or_below
+    } else {
+        at_or_below - 1
+    };
+    if drop > 0 {
+        history.entries.drain(..drop);
+        if history.entries.capacity() > 2 * history.entries.len() + 2 {
+            history.entries.shrink_to_fit();
+        }
     }
 }

@@ -553,3 +553,29 @@ fn refused_commands_produce_no_events_and_keep_the_revision() {
     }
     assert_eq!(store, before);
 }
+
+#[test]
+fn compaction_strategies_agree() {
+    // Many keys, a few with history: the sparse case; then every key with history: the dense case.
+    for overwritten in [3_usize, 200] {
+        let mut store = Store::new();
+        for index in 0..200 {
+            do_put(&mut store, put(&format!("k{index:03}"), "1")).expect("put");
+        }
+        for index in 0..overwritten {
+            do_put(&mut store, put(&format!("k{index:03}"), "2")).expect("put");
+        }
+        do_delete(&mut store, delete("k150", "k160")).expect("delete");
+        do_put(&mut store, put("k155", "back")).expect("put");
+        let revision = store.revision() - 1;
+        let mut walked = store.clone();
+        let mut looked_up = store.clone();
+        walked.compact_with(revision, true);
+        looked_up.compact_with(revision, false);
+        store.apply(&compact(revision));
+        assert_eq!(walked, looked_up, "{overwritten} overwritten");
+        assert_eq!(store, walked);
+        check_invariants(&walked);
+        assert!(walked.keys.len() < 200, "deleted keys are gone");
+    }
+}
