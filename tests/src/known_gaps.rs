@@ -15,19 +15,12 @@ pub struct KnownGap {
 }
 
 /// Every known difference of pgwarden from etcd 3.4, as observed by these suites.
-pub const KNOWN_GAPS: &[KnownGap] = &[
-    KnownGap {
-        cases: "etcdctl::single::url_endpoints_for_per_endpoint_commands",
-        reason: "etcdctl 3.4 sends the endpoint URL as the HTTP/2 :authority of `endpoint status`, \
+pub const KNOWN_GAPS: &[KnownGap] = &[KnownGap {
+    cases: "etcdctl::single::url_endpoints_for_per_endpoint_commands",
+    reason: "etcdctl 3.4 sends the endpoint URL as the HTTP/2 :authority of `endpoint status`, \
                  `endpoint hashkv` and `move-leader`; hyper's HTTP/2 server refuses it \
                  (RST_STREAM PROTOCOL_ERROR) where etcd's Go server accepts it",
-    },
-    KnownGap {
-        cases: "watch::compacted_start",
-        reason: "a watch starting exactly at the compacted revision is canceled with \
-                 compact_revision; etcd serves it (only revisions below the compacted one are gone)",
-    },
-];
+}];
 
 /// The known gap covering `case` (a test path without the target segment), if any.
 pub fn known_gap(target: Target, case: &str) -> Option<&'static KnownGap> {

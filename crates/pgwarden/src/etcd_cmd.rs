@@ -53,6 +53,8 @@ pub async fn run(config: EtcdConfig) -> anyhow::Result<()> {
         "Raft member started"
     );
 
+    wait_for_own_attributes(&node, &config).await;
+
     let shutdown = CancellationToken::new();
     let mut serving = JoinSet::new();
     let server_config = server_config(&config);
@@ -101,6 +103,32 @@ pub async fn run(config: EtcdConfig) -> anyhow::Result<()> {
     outcome
 }
 
+/// Waits until the member's name and client URLs are in the replicated member list (etcd's
+/// "publish", which etcd also completes before serving clients), so no client discovers this
+/// member without its client URLs. Publishing needs a quorum: without one the member serves
+/// anyway after [`PUBLISH_WAIT`], so its serializable reads stay available.
+async fn wait_for_own_attributes(node: &RaftNode, config: &EtcdConfig) {
+    let member_id = node.member_id();
+    let mut status = node.watch_status();
+    let published = async {
+        loop {
+            let done = status.borrow_and_update().members.iter().any(|member| {
+                member.id == member_id
+                    && member.name == config.name
+                    && member.client_ur_ls == config.advertise_client_urls
+            });
+            if done || status.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    if tokio::time::timeout(PUBLISH_WAIT, published).await.is_err() {
+        tracing::warn!(
+            "member attributes not published within {PUBLISH_WAIT:?} (no quorum yet?); serving anyway"
+        );
+    }
+}
+
 /// Resolves on SIGINT/SIGTERM (Ok) or when a client listener stops on its own (Err).
 async fn wait_for_stop(serving: &mut JoinSet<(String, anyhow::Result<()>)>) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
@@ -147,6 +175,9 @@ fn server_config(config: &EtcdConfig) -> ServerConfig {
         ..ServerConfig::default()
     }
 }
+
+/// How long the member waits for its own attributes to be published before serving anyway.
+const PUBLISH_WAIT: Duration = Duration::from_secs(10);
 
 /// Upper bound on how long a graceful stop may take before the process exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
