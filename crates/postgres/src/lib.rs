@@ -27,6 +27,6 @@ pub mod tools;
 pub use error::{Error, Result};
 pub use lsn::Lsn;
 pub use os_user::RunAs;
-pub use postmaster::{Postmaster, PostmasterExit, StopMode};
+pub use postmaster::{AdoptedPostmaster, Postmaster, PostmasterExit, StopMode};
 pub use probe::{ConnectTarget, Probe, ServerFacts};
 pub use tools::Tools;

@@ -216,6 +216,74 @@ impl Drop for Postmaster {
     }
 }
 
+/// A postmaster this agent did not spawn (found running at agent start through its pid
+/// file). It can be signalled and stopped like our own, but its exit is seen by polling,
+/// not at once: restart it under a [`Postmaster`] when convenient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdoptedPostmaster {
+    pid: i32,
+}
+
+impl AdoptedPostmaster {
+    /// The live postmaster of `data_dir`, if its pid file names a running process.
+    pub fn from_data_dir(data_dir: &Path) -> Result<Option<AdoptedPostmaster>> {
+        let Some(pid) = read_pid_file(data_dir)? else {
+            return Ok(None);
+        };
+        let adopted = AdoptedPostmaster { pid };
+        Ok(adopted.is_alive().then_some(adopted))
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Signal 0 succeeds (or is refused for lack of permission, which proves it exists) and
+    /// the process is not a zombie (exited, waiting to be reaped by its parent).
+    pub fn is_alive(&self) -> bool {
+        let exists = matches!(
+            kill(Pid::from_raw(self.pid), None),
+            Ok(()) | Err(nix::Error::EPERM)
+        );
+        exists && !is_zombie(self.pid)
+    }
+
+    pub fn signal(&self, signal: Signal) -> Result<()> {
+        kill(Pid::from_raw(self.pid), signal).map_err(|source| Error::Signal {
+            pid: self.pid,
+            source,
+        })
+    }
+
+    pub fn reload(&self) -> Result<()> {
+        self.signal(Signal::SIGHUP)
+    }
+
+    /// Stops in `mode`, polling every 50 ms until the process is gone or `timeout` passes.
+    pub async fn stop(&self, mode: StopMode, timeout: Duration) -> Result<()> {
+        if !self.is_alive() {
+            return Ok(());
+        }
+        self.signal(mode.signal())?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.is_alive() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::StopTimedOut(timeout));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+}
+
+/// Linux: the state letter after the command name in `/proc/<pid>/stat` is `Z` for a zombie.
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
+}
+
 /// The first line of `postmaster.pid`: the PID of a running (or stale) postmaster.
 pub fn read_pid_file(data_dir: &Path) -> Result<Option<i32>> {
     let path = data_dir.join("postmaster.pid");
@@ -229,16 +297,9 @@ pub fn read_pid_file(data_dir: &Path) -> Result<Option<i32>> {
     }
 }
 
-/// Whether a postmaster from the pid file is alive (signal 0 succeeds, or fails only for lack
-/// of permission, which still proves the process exists).
+/// Whether a postmaster from the pid file is alive.
 pub fn postmaster_alive(data_dir: &Path) -> Result<bool> {
-    let Some(pid) = read_pid_file(data_dir)? else {
-        return Ok(false);
-    };
-    match kill(Pid::from_raw(pid), None) {
-        Ok(()) | Err(nix::Error::EPERM) => Ok(true),
-        Err(_) => Ok(false),
-    }
+    Ok(AdoptedPostmaster::from_data_dir(data_dir)?.is_some())
 }
 
 /// `pg_ctl promote -w`: ends recovery and waits until the server accepts writes.

@@ -17,7 +17,7 @@ use postgres::datadir::write_config;
 use postgres::postmaster::postmaster_alive;
 use postgres::rewind::{RewindOptions, crash_recovery_single_user, pg_rewind};
 use postgres::timeline::{LocalPosition, diverged};
-use postgres::{ConnectTarget, Postmaster, Probe, RunAs, StopMode, Tools};
+use postgres::{AdoptedPostmaster, ConnectTarget, Postmaster, Probe, RunAs, StopMode, Tools};
 
 const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 const SUPERUSER: &str = "postgres";
@@ -441,7 +441,18 @@ async fn postmaster_crash_is_noticed_at_once() -> Result<()> {
         .await?;
     node.postmaster = Some(restarted);
     assert!(!node.probe().await?.facts().await?.in_recovery);
-    node.stop(StopMode::Immediate).await?;
+
+    // An agent restart: the postmaster is no longer our child, found through its pid file.
+    let mut forgotten = node.postmaster.take().context("running")?;
+    let forgotten_pid = forgotten.pid();
+    let adopted = AdoptedPostmaster::from_data_dir(&node.data_dir)?.context("adopted")?;
+    assert_eq!(adopted.pid(), forgotten_pid);
+    adopted.reload()?;
+    adopted.stop(StopMode::Fast, STEP_TIMEOUT).await?;
+    assert_eq!(forgotten.exited().await.signal(), None, "clean exit");
+    assert!(AdoptedPostmaster::from_data_dir(&node.data_dir)?.is_none());
+    let control = read_controldata(&tools, &node.data_dir).await?;
+    assert_eq!(control.cluster_state, ClusterState::ShutDown);
     Ok(())
 }
 
