@@ -424,3 +424,53 @@ async fn watch_requiring_a_leader_is_refused_then_cut_off_without_one() {
     drop(requests);
     running.stop().await;
 }
+
+#[tokio::test]
+async fn progress_request_reports_the_revision_all_watchers_reached() {
+    use etcd_proto::etcdserverpb::WatchProgressRequest;
+
+    let node = FakeNode::leader(16);
+    let running = Running::start(node.clone()).await;
+    let mut watch = WatchClient::new(running.channel().await);
+    let (requests, inbound) = tokio::sync::mpsc::channel(4);
+    requests
+        .send(WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                key: Bytes::from_static(b"p"),
+                ..WatchCreateRequest::default()
+            })),
+        })
+        .await
+        .expect("send create");
+    let mut responses = watch
+        .watch(tokio_stream::wrappers::ReceiverStream::new(inbound))
+        .await
+        .expect("watch")
+        .into_inner();
+    assert!(
+        responses
+            .message()
+            .await
+            .expect("created")
+            .expect("reply")
+            .created
+    );
+    node.put("p", "1");
+    node.put("other", "2");
+    let event = responses.message().await.expect("event").expect("reply");
+    assert_eq!(event.header.map(|header| header.revision), Some(2));
+    requests
+        .send(WatchRequest {
+            request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})),
+        })
+        .await
+        .expect("send progress request");
+    let progress = responses.message().await.expect("progress").expect("reply");
+    assert_eq!(progress.watch_id, -1);
+    assert!(progress.events.is_empty());
+    assert_eq!(progress.header.map(|header| header.revision), Some(3));
+
+    drop(requests);
+    drop(responses);
+    running.stop().await;
+}

@@ -19,8 +19,8 @@ use etcd_proto::etcdserverpb::watch_client::WatchClient;
 use etcd_proto::etcdserverpb::watch_request::RequestUnion;
 use etcd_proto::etcdserverpb::{
     Compare, HashKvRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseTimeToLiveRequest,
-    MemberListRequest, PutRequest, RangeRequest, RequestOp, SnapshotRequest, StatusRequest,
-    TxnRequest, WatchCreateRequest, WatchRequest, WatchResponse,
+    MemberListRequest, MoveLeaderRequest, PutRequest, RangeRequest, RequestOp, SnapshotRequest,
+    StatusRequest, TxnRequest, WatchCreateRequest, WatchRequest, WatchResponse,
 };
 use etcd_server::ServerConfig;
 use tokio::net::TcpListener;
@@ -455,6 +455,22 @@ async fn three_members_agree_and_followers_forward_leader_work() {
         hashes.windows(2).all(|pair| pair[0] == pair[1]),
         "{hashes:?}"
     );
+
+    // MoveLeader must be sent to the leader; there it hands leadership to the target.
+    let target_id = cluster.member(follower).node.member_id();
+    let refused = MaintenanceClient::new(cluster.channel(other).await)
+        .move_leader(MoveLeaderRequest { target_id })
+        .await
+        .expect_err("a follower refuses MoveLeader");
+    assert_eq!(refused.message(), "etcdserver: not leader");
+    MaintenanceClient::new(cluster.channel(leader).await)
+        .move_leader(MoveLeaderRequest { target_id })
+        .await
+        .expect("the leader transfers leadership");
+    eventually("the target to lead", || async {
+        (cluster.leader().await == follower).then_some(())
+    })
+    .await;
 
     drop(watch);
     cluster.shutdown().await;
