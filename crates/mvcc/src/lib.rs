@@ -29,8 +29,10 @@
 //!   picking a lease ID when a client sent 0.
 //! - A compaction at revision <= 0 is `COMPACTED` (etcd accepts 0 on a never-compacted store).
 
+mod alarms;
 mod history;
 mod keyspace;
+mod leases;
 mod range;
 mod snapshot;
 mod store;
@@ -41,8 +43,9 @@ mod validate;
 mod tests;
 
 pub use keyspace::prefix_range_end;
+pub use leases::{LeaseView, MAX_LEASE_TTL};
 pub use snapshot::{SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC, SnapshotError};
-pub use store::{Applied, LeaseView, MAX_LEASE_TTL, Store};
+pub use store::{Applied, Store};
 pub use validate::{
     is_read_only_txn, validate_delete_range, validate_put, validate_range, validate_txn,
 };

@@ -13,7 +13,8 @@ use std::collections::BTreeSet;
 use bytes::Bytes;
 
 use crate::keyspace::{Change, Entry, KeyHistory, KeyIndex};
-use crate::store::{Lease, Store};
+use crate::leases::Lease;
+use crate::store::Store;
 
 /// First bytes of every snapshot.
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"PGWMVCC\0";

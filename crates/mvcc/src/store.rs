@@ -1,4 +1,4 @@
-//! The store: key index, revisions, leases and alarms, and the apply entry point.
+//! The store: its state, the apply entry point, and the key writes (put, delete) every command builds on.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
@@ -6,22 +6,17 @@ use std::ops::Bound;
 use bytes::Bytes;
 use etcd_proto::errors::{self, EtcdError};
 use etcd_proto::etcdserverpb::{
-    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, CompactionResponse,
-    DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
-    LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, ResponseHeader,
-    alarm_request,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, ResponseHeader,
 };
 use etcd_proto::mvccpb::{Event, KeyValue, event::EventType};
 use etcd_proto::raftcmd::{
-    ApplyError, LeaseExpire, LeaseExpireResponse, RaftCommand, RaftResponse, raft_command::Command,
-    raft_response::Response,
+    ApplyError, RaftCommand, RaftResponse, raft_command::Command, raft_response::Response,
 };
 
 use crate::keyspace::{Change, Entry, KeyHistory, KeyIndex, histories_in};
+use crate::leases::Lease;
 use crate::validate::{validate_delete_range, validate_put};
-
-/// etcd's `MaxLeaseTTL`: a grant above it is refused with `LEASE_TTL_TOO_LARGE`.
-pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
 
 /// The etcd keyspace as a deterministic state machine: every key's history since the compact
 /// revision, the store revision, the lease table (IDs, granted TTLs, attached keys; no timers) and
@@ -45,23 +40,6 @@ pub struct Store {
     /// Every change above the compact revision in (revision, sub-revision) order: the revision log
     /// watch replay walks when a window holds fewer changes than the range holds keys.
     pub(crate) changes: VecDeque<Change>,
-}
-
-/// A lease as replicated data: its granted TTL and the keys currently attached to it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Lease {
-    pub ttl: i64,
-    pub keys: BTreeSet<Bytes>,
-}
-
-/// What a lease looks like to readers (LeaseTimeToLive, LeaseLeases).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaseView {
-    pub id: i64,
-    /// The TTL (seconds) the lease was granted with.
-    pub granted_ttl: i64,
-    /// Attached keys in ascending order.
-    pub keys: Vec<Bytes>,
 }
 
 /// The outcome of applying one command.
@@ -192,51 +170,6 @@ impl Store {
     /// Number of live keys at the current revision.
     pub fn key_count(&self) -> usize {
         self.live_keys
-    }
-
-    pub fn lease(&self, id: i64) -> Option<LeaseView> {
-        self.leases.get(&id).map(|lease| LeaseView {
-            id,
-            granted_ttl: lease.ttl,
-            keys: lease.keys.iter().cloned().collect(),
-        })
-    }
-
-    /// Every lease as (ID, granted TTL), sorted by ID.
-    pub fn leases(&self) -> Vec<(i64, i64)> {
-        self.leases
-            .iter()
-            .map(|(id, lease)| (*id, lease.ttl))
-            .collect()
-    }
-
-    /// Active alarms sorted by (member ID, alarm type).
-    pub fn alarms(&self) -> Vec<AlarmMember> {
-        self.alarms
-            .iter()
-            .map(|(member_id, alarm)| AlarmMember {
-                member_id: *member_id,
-                alarm: *alarm,
-            })
-            .collect()
-    }
-
-    fn alarm_active(&self, alarm: AlarmType) -> bool {
-        self.alarms
-            .iter()
-            .any(|(_, active)| *active == alarm as i32)
-    }
-
-    /// etcd's capped and corrupt appliers: with CORRUPT active every KV/lease write is refused;
-    /// with NOSPACE active writes that add data (`adds_data`) are refused.
-    pub(crate) fn check_alarms(&self, adds_data: bool) -> Result<(), EtcdError> {
-        if self.alarm_active(AlarmType::Corrupt) {
-            return Err(errors::CORRUPT);
-        }
-        if adds_data && self.alarm_active(AlarmType::Nospace) {
-            return Err(errors::NO_SPACE);
-        }
-        Ok(())
     }
 
     pub(crate) fn begin(&self) -> Pending {
@@ -427,7 +360,7 @@ impl Store {
     }
 
     /// Tombstones a live key under the pending revision; returns the deleted version.
-    fn write_delete(&mut self, pending: &mut Pending, key: &Bytes) -> Option<KeyValue> {
+    pub(crate) fn write_delete(&mut self, pending: &mut Pending, key: &Bytes) -> Option<KeyValue> {
         let history = self.keys.get_mut(key)?;
         let previous = history.latest_live()?.clone();
         let tombstone = Entry {
@@ -477,107 +410,5 @@ impl Store {
         Ok(CompactionResponse {
             header: header(self.revision),
         })
-    }
-
-    fn apply_lease_grant(
-        &mut self,
-        request: &LeaseGrantRequest,
-    ) -> Result<LeaseGrantResponse, EtcdError> {
-        self.check_alarms(true)?;
-        // The proposer picks a non-zero ID; 0 here is what etcd's lessor answers for "no lease".
-        if request.id == 0 {
-            return Err(errors::LEASE_NOT_FOUND);
-        }
-        if request.ttl > MAX_LEASE_TTL {
-            return Err(errors::LEASE_TTL_TOO_LARGE);
-        }
-        if self.leases.contains_key(&request.id) {
-            return Err(errors::LEASE_EXIST);
-        }
-        self.leases.insert(
-            request.id,
-            Lease {
-                ttl: request.ttl,
-                keys: BTreeSet::new(),
-            },
-        );
-        Ok(LeaseGrantResponse {
-            header: header(self.revision),
-            id: request.id,
-            ttl: request.ttl,
-            error: String::new(),
-        })
-    }
-
-    fn apply_lease_revoke(
-        &mut self,
-        request: &LeaseRevokeRequest,
-        events: &mut Vec<Event>,
-    ) -> Result<LeaseRevokeResponse, EtcdError> {
-        self.check_alarms(false)?;
-        if !self.revoke(request.id, events) {
-            return Err(errors::LEASE_NOT_FOUND);
-        }
-        Ok(LeaseRevokeResponse {
-            header: header(self.revision),
-        })
-    }
-
-    fn apply_lease_expire(
-        &mut self,
-        request: &LeaseExpire,
-        events: &mut Vec<Event>,
-    ) -> Result<LeaseExpireResponse, EtcdError> {
-        self.check_alarms(false)?;
-        let ids = request
-            .ids
-            .iter()
-            .copied()
-            .filter(|id| self.revoke(*id, events))
-            .collect();
-        Ok(LeaseExpireResponse { ids })
-    }
-
-    /// Deletes the lease's keys (in key order, one revision if any) and removes the lease.
-    /// Returns false when the lease does not exist.
-    fn revoke(&mut self, id: i64, events: &mut Vec<Event>) -> bool {
-        let Some(lease) = self.leases.remove(&id) else {
-            return false;
-        };
-        let mut pending = self.begin();
-        for key in &lease.keys {
-            self.write_delete(&mut pending, key);
-        }
-        self.commit(pending, events);
-        true
-    }
-
-    fn apply_alarm(&mut self, request: &AlarmRequest) -> AlarmResponse {
-        let member = (request.member_id, request.alarm);
-        let alarms = match alarm_request::AlarmAction::try_from(request.action) {
-            Ok(alarm_request::AlarmAction::Get) => self
-                .alarms()
-                .into_iter()
-                .filter(|m| request.alarm == AlarmType::None as i32 || m.alarm == request.alarm)
-                .collect(),
-            Ok(alarm_request::AlarmAction::Activate) if request.alarm != AlarmType::None as i32 => {
-                self.alarms.insert(member);
-                vec![AlarmMember {
-                    member_id: member.0,
-                    alarm: member.1,
-                }]
-            }
-            Ok(alarm_request::AlarmAction::Deactivate) if self.alarms.remove(&member) => {
-                vec![AlarmMember {
-                    member_id: member.0,
-                    alarm: member.1,
-                }]
-            }
-            _ => Vec::new(),
-        };
-        AlarmResponse {
-            header: header(self.revision),
-            alarms,
-        }
     }
 }
