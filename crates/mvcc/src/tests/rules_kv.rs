@@ -1,5 +1,6 @@
 //! Rule tables for revisions, Range, Put, DeleteRange, compaction, events, HashKV, alarms and snapshots.
 
+use bytes::Bytes;
 use etcd_proto::errors;
 use etcd_proto::etcdserverpb::alarm_request::AlarmAction;
 use etcd_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
@@ -578,4 +579,41 @@ fn compaction_strategies_agree() {
         check_invariants(&walked);
         assert!(walked.keys.len() < 200, "deleted keys are gone");
     }
+}
+
+#[test]
+fn stored_bytes_never_pin_the_log_buffer() {
+    // A decoded log entry's fields are slices of one shared buffer; the store must copy them.
+    let buffer = Bytes::from(vec![b'x'; 4096]);
+    let request = PutRequest {
+        key: buffer.slice(0..3),
+        value: buffer.slice(100..200),
+        ..Default::default()
+    };
+    let mut store = Store::new();
+    do_put(&mut store, request).expect("put");
+    let inside = |bytes: &Bytes| {
+        let start = buffer.as_ptr() as usize;
+        let address = bytes.as_ptr() as usize;
+        address >= start && address < start + buffer.len()
+    };
+    let (key, history) = store.keys.iter().next().expect("one key");
+    assert!(!inside(key), "key shares the log buffer");
+    assert!(
+        !inside(&history.entries[0].value),
+        "value shares the log buffer"
+    );
+    // Reads and events share the stored copy instead of copying again.
+    let read = store.range(&get("xxx", "")).expect("range");
+    assert_eq!(
+        read.kvs[0].value.as_ptr(),
+        history.entries[0].value.as_ptr()
+    );
+}
+
+#[test]
+fn store_is_shareable_across_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Store>();
+    shareable::<crate::Applied>();
 }
