@@ -519,6 +519,21 @@ impl<'a> Cycle<'a> {
                 self.regular_wakeup(config),
             );
         }
+        let our_bootstrap_starting = cluster.initialize == Some(None) && cluster.leader.is_none();
+        if self.observation.postgres.role == PgRole::Primary && !our_bootstrap_starting {
+            // A primary coming up without the key must not start taking writes (the one
+            // exception: the cluster we just initialised, which takes the key once running).
+            return (
+                vec![
+                    Action::Demote {
+                        mode: DemoteMode::ImmediateNoLock,
+                    },
+                    role_change(MemberRole::Replica),
+                ],
+                Reason::LostLockDemoting,
+                self.after(config.loop_wait),
+            );
+        }
         (
             Vec::new(),
             Reason::WaitingForStart,

@@ -128,6 +128,17 @@ fn safety_rows() {
             Reason::PrimaryWithoutLockDuringAction,
         ),
         row(
+            "a primary starting up without the key is demoted before it takes writes",
+            with(replica_of_n2(), |o| {
+                o.postgres.role = PgRole::Primary;
+                o.postgres.process = ProcessState::Starting {
+                    since: secs_from_now(-1),
+                };
+            }),
+            demote(DemoteMode::ImmediateNoLock, MemberRole::Replica),
+            Reason::LostLockDemoting,
+        ),
+        row(
             "a stalled old primary on an older timeline does not re-take the key",
             with_cluster(
                 with(no_leader(), |o| {

@@ -539,6 +539,20 @@ fn bootstrap_rows() {
             Reason::BootstrapFinished,
         ),
         row(
+            "our freshly initialised primary still starting: wait, do not demote",
+            with_cluster(
+                with(no_leader(), |o| {
+                    o.postgres.role = PgRole::Primary;
+                    o.postgres.process = ProcessState::Starting {
+                        since: secs_from_now(-1),
+                    };
+                }),
+                |c| c.initialize = Some(None),
+            ),
+            vec![],
+            Reason::WaitingForStart,
+        ),
+        row(
             "bootstrap in progress with our key (sysid not yet written): write it",
             with_cluster(leader_n1(), |c| c.initialize = Some(None)),
             vec![
