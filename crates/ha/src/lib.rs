@@ -7,6 +7,36 @@
 //! failover candidate ranking and the synchronous-standby resolver.
 //! It must not know tokio, I/O, clocks or randomness: time is an input, every effect is an
 //! [`Action`] for the shell (the agent) to execute, and nothing here can fail.
+//!
+//! How the shell drives it, once per cycle:
+//! 1. Build an [`Observation`]: the store snapshot (or [`StoreView::Unreachable`]), local
+//!    PostgreSQL facts, the long action it runs, its own lease deadline (send time of the last
+//!    successful keepalive + TTL − safety margin), and `now`, all on one monotonic clock.
+//! 2. Call [`decide`] and log [`Decision::message`].
+//! 3. Execute [`Decision::actions`] in order, stopping at the first failure; on
+//!    [`Action::QueryPeers`] ask those members' `GET /patroni` (2 s timeout) and decide again
+//!    with [`Observation::peers`] filled in.
+//! 4. Sleep until [`Decision::next_wakeup`], or less on a store watch event, a postmaster
+//!    exit, or a REST request.
+//!
+//! ```
+//! use ha::{Action, ClusterView, Instant, LocalPostgres, NodeConfig, Observation, StoreView, decide};
+//!
+//! let observation = Observation {
+//!     now: Instant::from_secs(100),
+//!     node: NodeConfig { name: "n1".into(), can_bootstrap: true, ..NodeConfig::default() },
+//!     store: StoreView::Cluster(Box::new(ClusterView::default())),
+//!     postgres: LocalPostgres::default(),
+//!     long_action: None,
+//!     own_lease: None,
+//!     watchdog_failed: false,
+//!     peers: None,
+//! };
+//! // An empty cluster and an empty data directory: race to bootstrap it.
+//! let decision = decide(&observation);
+//! assert_eq!(decision.actions, [Action::ClaimInitializeKey, Action::Bootstrap]);
+//! assert_eq!(decision.message, "trying to bootstrap a new cluster");
+//! ```
 
 mod candidate;
 mod decide;
