@@ -65,6 +65,10 @@ pub struct SyncInput<'a> {
     pub current_guc: &'a [MemberName],
     /// ... and its raw value (to tell empty from the strict placeholder).
     pub current_guc_value: &'a str,
+    /// The primary's flush LSN when `synchronous_standby_names` last changed: a newly listed
+    /// standby counts as synchronous only once it has reached it, so every commit acknowledged
+    /// before the change is on it too. `None` = unknown (no extra requirement).
+    pub flush_lsn_at_guc_change: Option<Lsn>,
 }
 
 /// One write the primary must make, in order.
@@ -117,16 +121,20 @@ pub fn plan(input: &SyncInput<'_>) -> Vec<SyncStep> {
         });
     }
 
-    // Add to `/sync` only the standbys PostgreSQL already reports as synchronous.
+    // Add to `/sync` only the standbys PostgreSQL already reports as synchronous and that
+    // caught up with what was committed before they were listed.
     let confirmed: Vec<MemberName> = sorted(
         desired
             .iter()
             .filter(|name| {
                 input.current_guc.contains(name)
-                    && input
-                        .replication
-                        .iter()
-                        .any(|row| row.application_name == name.as_str() && row.sync_state_sync)
+                    && input.replication.iter().any(|row| {
+                        row.application_name == name.as_str()
+                            && row.sync_state_sync
+                            && input
+                                .flush_lsn_at_guc_change
+                                .is_none_or(|needed| row.lsn(input.commit_level) >= needed)
+                    })
             })
             .cloned()
             .collect(),

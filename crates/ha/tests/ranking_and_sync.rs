@@ -200,6 +200,7 @@ struct Setup {
     current_sync: Vec<ha::MemberName>,
     current_guc: Vec<ha::MemberName>,
     current_guc_value: String,
+    flush_lsn_at_guc_change: Option<Lsn>,
 }
 
 impl Setup {
@@ -217,6 +218,7 @@ impl Setup {
             current_sync: vec![],
             current_guc: vec![],
             current_guc_value: String::new(),
+            flush_lsn_at_guc_change: None,
         }
     }
 
@@ -233,6 +235,7 @@ impl Setup {
             current_sync: &self.current_sync,
             current_guc: &self.current_guc,
             current_guc_value: &self.current_guc_value,
+            flush_lsn_at_guc_change: self.flush_lsn_at_guc_change,
         }
     }
 }
@@ -328,6 +331,21 @@ fn plan_keeps_the_ordering_invariant() {
     setup.replication = vec![streaming("n2", 1000, true), streaming("n3", 900, false)];
     setup.current_guc = names(&["n2"]);
     setup.current_guc_value = "n2".into();
+    assert_eq!(
+        plan(&setup.input()),
+        vec![SyncStep::WriteSyncKey {
+            standbys: names(&["n2"]),
+        }]
+    );
+
+    // Reported sync but not yet at the flush LSN of the GUC change: not confirmed yet.
+    let mut setup = Setup::new();
+    setup.replication = vec![streaming("n2", 1000, true), streaming("n3", 900, false)];
+    setup.current_guc = names(&["n2"]);
+    setup.current_guc_value = "n2".into();
+    setup.flush_lsn_at_guc_change = Some(Lsn(1001));
+    assert_eq!(plan(&setup.input()), vec![]);
+    setup.flush_lsn_at_guc_change = Some(Lsn(1000));
     assert_eq!(
         plan(&setup.input()),
         vec![SyncStep::WriteSyncKey {
