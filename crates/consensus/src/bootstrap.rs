@@ -101,6 +101,7 @@ async fn discover(
     channels: &PeerChannels,
 ) -> Result<MemberIdentity, ConsensusError> {
     let deadline = Instant::now() + config.request_timeout * 6;
+    let mut answered_without_us = false;
     loop {
         for (_, peer_urls) in &config.initial_cluster {
             if same_urls(peer_urls, &config.peer_urls) {
@@ -131,12 +132,18 @@ async fn discover(
                     cluster_id: reply.cluster_id,
                 });
             }
-            return Err(ConsensusError::Etcd(etcd_proto::errors::MEMBER_NOT_FOUND));
+            // This member may not have received the membership with our MemberAdd yet:
+            // ask again until the deadline.
+            answered_without_us = true;
         }
         if Instant::now() >= deadline {
-            return Err(ConsensusError::Internal(
-                "no member of the initial cluster answered with the membership".to_string(),
-            ));
+            return Err(if answered_without_us {
+                ConsensusError::Etcd(etcd_proto::errors::MEMBER_NOT_FOUND)
+            } else {
+                ConsensusError::Internal(
+                    "no member of the initial cluster answered with the membership".to_string(),
+                )
+            });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

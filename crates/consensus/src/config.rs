@@ -38,7 +38,9 @@ pub struct NodeConfig {
     /// Raft heartbeat interval (etcd --heartbeat-interval, default 100 ms).
     pub heartbeat_interval: Duration,
     /// Raft election timeout (etcd --election-timeout, default 1000 ms).
-    /// openraft draws each election timeout from [election_timeout, 2 × election_timeout).
+    /// A follower refuses votes for this long after the leader's last heartbeat (the leader
+    /// lease); its election timer is drawn from [election_timeout / 2, election_timeout)
+    /// (see `raft_config` for why this differs from etcd's [E, 2E) draw).
     pub election_timeout: Duration,
     /// Take a snapshot (and purge the log before it) after this many applied entries (etcd --snapshot-count).
     pub snapshot_count: u64,
