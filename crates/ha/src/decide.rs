@@ -580,6 +580,9 @@ impl<'a> Cycle<'a> {
     fn unhealthy_cluster(&self, cluster: &ClusterView) -> Verdict {
         let local = &self.observation.postgres;
         let wake = self.after(cluster.config.loop_wait);
+        if let Some(verdict) = self.race_backoff(cluster) {
+            return verdict;
+        }
         match check_healthiest(self.observation, cluster) {
             Healthiness::NeedPeers(members) => (
                 vec![Action::QueryPeers { members }],
@@ -615,6 +618,33 @@ impl<'a> Cycle<'a> {
                 (actions, Reason::NotHealthiest { why }, wake)
             }
         }
+    }
+
+    /// `primary_race_backoff` (patroni.md §1.5.1): a replica holds back from the race during
+    /// the first `loop_wait` of the window and, up to the backoff, while WAL still arrives (the
+    /// "dead" primary is alive). Not for a targeted failover, nor for a running primary.
+    fn race_backoff(&self, cluster: &ClusterView) -> Option<Verdict> {
+        let config = &cluster.config;
+        let local = &self.observation.postgres;
+        let targeted = cluster
+            .failover
+            .as_ref()
+            .is_some_and(|failover| failover.candidate.is_some());
+        if config.primary_race_backoff.is_zero() || targeted || local.role == PgRole::Primary {
+            return None;
+        }
+        let since = self.observation.leader_missing_since.unwrap_or(self.now);
+        let elapsed = self.now.saturating_since(since);
+        let window_end = since.saturating_add(config.primary_race_backoff);
+        let hold = elapsed < config.primary_race_backoff
+            && (elapsed < config.loop_wait || local.wal_receive_advancing);
+        hold.then(|| {
+            (
+                Vec::new(),
+                Reason::RaceBackoff,
+                self.after(config.loop_wait).min(window_end),
+            )
+        })
     }
 
     /// The leader key is ours and PostgreSQL runs (patroni.md §1.6, §1.8).

@@ -253,6 +253,7 @@ pub enum Reason {
     WaitingForStart,
     ReleasedLockNotPrimary,
     NoLeaderWhilePaused,
+    RaceBackoff,
     Paused { inner: Box<Reason> },
 }
 
@@ -304,6 +305,7 @@ impl Reason {
             Self::WaitingForStart => "waiting_for_start",
             Self::ReleasedLockNotPrimary => "released_lock_not_primary",
             Self::NoLeaderWhilePaused => "no_leader_while_paused",
+            Self::RaceBackoff => "race_backoff",
             Self::Paused { inner } => inner.label(),
         }
     }
@@ -409,6 +411,9 @@ impl fmt::Display for Reason {
                 f.write_str("removed leader lock because postgres is not running as primary")
             }
             Self::NoLeaderWhilePaused => f.write_str("no leader; not promoting while paused"),
+            Self::RaceBackoff => f.write_str(
+                "no leader lock; postponing the race while primary_race_backoff runs",
+            ),
             Self::Paused { inner } => write!(f, "PAUSE: {inner}"),
         }
     }

@@ -30,6 +30,7 @@
 //!     long_action: None,
 //!     own_lease: None,
 //!     watchdog_failed: false,
+//!     leader_missing_since: None,
 //!     peers: None,
 //! };
 //! // An empty cluster and an empty data directory: race to bootstrap it.

@@ -24,6 +24,9 @@ pub struct Observation {
     pub own_lease: Option<OwnLease>,
     /// `watchdog.mode: required` and the device cannot be used: never race for the key.
     pub watchdog_failed: bool,
+    /// When the shell first saw the leader key missing (reset whenever a leader is seen):
+    /// the start of the `primary_race_backoff` window.
+    pub leader_missing_since: Option<Instant>,
     /// Answers of the other members to `GET /patroni`, gathered by the shell when a previous
     /// decision asked for them (`Action::QueryPeers`). `None` means "not asked this cycle".
     pub peers: Option<Vec<PeerAnswer>>,
@@ -62,6 +65,8 @@ pub struct ClusterView {
     pub initialize: Option<Option<SystemId>>,
     pub config: DynamicConfig,
     pub leader: Option<LeaderKey>,
+    /// Member keys; the shell adds members of the last snapshot that had a leader (Patroni's
+    /// `old_cluster`) so a just-expired member is still asked before a race.
     pub members: Vec<Member>,
     /// `status.optime`: the last WAL position the leader published.
     pub last_leader_lsn: Option<Lsn>,
@@ -280,6 +285,9 @@ pub struct DynamicConfig {
     /// `maximum_lag_on_syncnode` in bytes; `None` = off (Patroni's -1).
     pub maximum_lag_on_syncnode: Option<u64>,
     pub check_timeline: bool,
+    /// `primary_race_backoff` (zero = off): how long a replica may hold back from the race
+    /// while the "dead" primary's WAL still arrives.
+    pub primary_race_backoff: Duration,
     pub pause: bool,
 }
 
@@ -296,6 +304,7 @@ impl Default for DynamicConfig {
             synchronous_node_count: 1,
             maximum_lag_on_syncnode: None,
             check_timeline: false,
+            primary_race_backoff: Duration::ZERO,
             pause: false,
         }
     }
@@ -322,6 +331,8 @@ pub struct LocalPostgres {
     pub can_rewind: bool,
     /// The last start attempt failed (PostgreSQL exited before accepting connections).
     pub last_start_failed: bool,
+    /// Streaming, and the received LSN grew since the previous cycle: the upstream is alive.
+    pub wal_receive_advancing: bool,
 }
 
 impl Default for LocalPostgres {
@@ -338,6 +349,7 @@ impl Default for LocalPostgres {
             divergence: Divergence::Unknown,
             can_rewind: false,
             last_start_failed: false,
+            wal_receive_advancing: false,
         }
     }
 }

@@ -150,6 +150,78 @@ fn leader_race_rows() {
             },
         ),
         row(
+            "primary_race_backoff: hold back during the first loop_wait",
+            peers(
+                with_cluster(
+                    with(no_leader(), |o| {
+                        o.leader_missing_since = Some(secs_from_now(-3))
+                    }),
+                    |c| c.config.primary_race_backoff = std::time::Duration::from_secs(60),
+                ),
+                all_behind(),
+            ),
+            vec![],
+            Reason::RaceBackoff,
+        ),
+        row(
+            "primary_race_backoff: hold back while WAL still arrives",
+            peers(
+                with_cluster(
+                    with(no_leader(), |o| {
+                        o.leader_missing_since = Some(secs_from_now(-30));
+                        o.postgres.wal_receive_advancing = true;
+                    }),
+                    |c| c.config.primary_race_backoff = std::time::Duration::from_secs(60),
+                ),
+                all_behind(),
+            ),
+            vec![],
+            Reason::RaceBackoff,
+        ),
+        row(
+            "primary_race_backoff: WAL stopped after loop_wait, race",
+            peers(
+                with_cluster(
+                    with(no_leader(), |o| {
+                        o.leader_missing_since = Some(secs_from_now(-30))
+                    }),
+                    |c| c.config.primary_race_backoff = std::time::Duration::from_secs(60),
+                ),
+                all_behind(),
+            ),
+            acquire_and_promote.clone(),
+            Reason::PromotedByAcquiringLock,
+        ),
+        row(
+            "primary_race_backoff: the window is over even if WAL arrives, race",
+            peers(
+                with_cluster(
+                    with(no_leader(), |o| {
+                        o.leader_missing_since = Some(secs_from_now(-61));
+                        o.postgres.wal_receive_advancing = true;
+                    }),
+                    |c| c.config.primary_race_backoff = std::time::Duration::from_secs(60),
+                ),
+                all_behind(),
+            ),
+            acquire_and_promote.clone(),
+            Reason::PromotedByAcquiringLock,
+        ),
+        row(
+            "primary_race_backoff does not delay a targeted failover",
+            with_cluster(
+                with(failover_key(no_leader(), None, Some("n1")), |o| {
+                    o.leader_missing_since = Some(secs_from_now(-1))
+                }),
+                |c| c.config.primary_race_backoff = std::time::Duration::from_secs(60),
+            ),
+            concat(vec![
+                vec![Action::AcquireLeaderKey, Action::DeleteFailoverKey],
+                promote(),
+            ]),
+            Reason::PromotedByAcquiringLock,
+        ),
+        row(
             "nofailover tag: never race",
             peers(
                 with(no_leader(), |o| o.node.tags.nofailover = true),

@@ -89,10 +89,12 @@ pub fn replica_of_n2() -> Observation {
             divergence: Divergence::None,
             can_rewind: true,
             last_start_failed: false,
+            wal_receive_advancing: false,
         },
         long_action: None,
         own_lease: None,
         watchdog_failed: false,
+        leader_missing_since: None,
         peers: None,
     }
 }
