@@ -18,6 +18,8 @@ use crate::target::Target;
 
 /// How long a member gets to exit after SIGTERM before it is killed.
 const TERMINATE_GRACE: Duration = Duration::from_secs(10);
+/// How long SIGSTOP may take to stop every thread of a member.
+const PAUSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many trailing log lines a failure report shows per member.
 const LOG_TAIL_LINES: usize = 40;
 
@@ -167,10 +169,22 @@ impl Member {
 
     /// SIGSTOP until the guard drops: the process keeps its sockets but answers nothing (a hung
     /// host). The guard resumes it with SIGCONT even when the test fails half-way.
+    /// Returns once every thread of the process is stopped, so nothing it sends afterwards can
+    /// come from after the pause.
     pub fn pause(&self) -> anyhow::Result<PauseGuard> {
         let pid = self.pid().context("member is not running")?;
         signal_pid(pid, Signal::SIGSTOP);
-        Ok(PauseGuard { pid })
+        let guard = PauseGuard { pid };
+        let deadline = Instant::now() + PAUSE_TIMEOUT;
+        while !all_threads_stopped(pid) {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{} did not stop within {PAUSE_TIMEOUT:?} of SIGSTOP",
+                self.spec.name
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(guard)
     }
 
     /// The member's log contains `needle` (case-insensitive).
@@ -187,6 +201,23 @@ impl Member {
         let start = lines.len().saturating_sub(LOG_TAIL_LINES);
         lines[start..].join("\n")
     }
+}
+
+/// Whether every thread of `pid` is in the stopped state ('T' in /proc/<pid>/task/<tid>/stat).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat"))
+            .ok()
+            // The state follows the parenthesised command name, which may itself contain spaces.
+            .and_then(|stat| {
+                stat.rsplit_once(") ")
+                    .map(|(_, rest)| rest.starts_with('T'))
+            })
+            .unwrap_or(false)
+    })
 }
 
 /// Sends `signal` to `pid`; a process that is already gone is not an error here.
