@@ -168,16 +168,28 @@ fn batch_revisions(batch: &AppliedEvents) -> (i64, i64) {
 
 /// The watchers of one stream. Responses carry only `header.revision`; the transport fills
 /// cluster ID, member ID and term.
+///
+/// A watcher is *synced* when its next needed revision is above `current_rev`: everything it
+/// still needs will arrive on the feed. An *unsynced* watcher (started in the past, or left
+/// behind by a lagging feed) replays history in windows of [`CATCH_UP_REVISIONS`] through
+/// [`Self::catch_up_step`], so a long replay never holds the store for long; live batches
+/// skip it until it has caught up.
 #[derive(Debug)]
 pub struct WatchSession {
     watchers: BTreeMap<i64, Watcher>,
     /// Next ID handed to a create request with `watch_id` 0.
     next_auto_id: i64,
-    /// Every applied batch up to this revision has been processed by this session.
+    /// Every applied batch up to this revision has been processed by this session (or, after
+    /// the feed lagged, is known to be in the store's history).
     current_rev: i64,
     /// Event responses larger than this are split for watchers that asked for fragments.
     fragment_bytes: usize,
+    /// A progress request arrived while some watcher was unsynced; answered once all are.
+    progress_pending: bool,
 }
+
+/// Most revisions replayed for one watcher by one [`WatchSession::catch_up_step`].
+pub const CATCH_UP_REVISIONS: i64 = 1000;
 
 impl WatchSession {
     /// A session whose feed subscription was taken before reading `current_rev` from the store;
@@ -189,6 +201,7 @@ impl WatchSession {
             next_auto_id: 0,
             current_rev,
             fragment_bytes,
+            progress_pending: false,
         }
     }
 
@@ -196,13 +209,17 @@ impl WatchSession {
         self.watchers.len()
     }
 
-    /// Handles a create request: the `created` reply first, then any history catch-up.
-    pub fn create(
-        &mut self,
-        store: &mvcc::Store,
-        request: WatchCreateRequest,
-    ) -> Vec<WatchResponse> {
-        let store_rev = store.revision();
+    /// True while some watcher must replay history ([`Self::catch_up_step`] has work).
+    pub fn has_unsynced(&self) -> bool {
+        self.watchers
+            .values()
+            .any(|watcher| watcher.next_rev <= self.current_rev)
+    }
+
+    /// Handles a create request: the `created` reply (header at the store revision). A watcher
+    /// starting at or below the session's revision then replays history through
+    /// [`Self::catch_up_step`]; one starting later waits for the feed.
+    pub fn create(&mut self, store_rev: i64, request: WatchCreateRequest) -> Vec<WatchResponse> {
         if request.start_revision < 0 {
             return vec![WatchResponse {
                 header: header(store_rev),
@@ -253,48 +270,44 @@ impl WatchSession {
             },
             sent_since_progress: false,
         };
-        let mut responses = vec![WatchResponse {
+        self.watchers.insert(watch_id, watcher);
+        vec![WatchResponse {
             header: header(store_rev),
             watch_id,
             created: true,
             ..WatchResponse::default()
-        }];
-        self.watchers.insert(watch_id, watcher);
-        self.catch_up(store, watch_id, store_rev, &mut responses);
-        responses
+        }]
     }
 
-    /// Replays history for one watcher up to `to` (inclusive); a watcher whose next needed
-    /// revision was compacted gets one `compact_revision` reply and is removed.
-    fn catch_up(
-        &mut self,
-        store: &mvcc::Store,
-        watch_id: i64,
-        to: i64,
-        responses: &mut Vec<WatchResponse>,
-    ) {
-        let Some(watcher) = self.watchers.get_mut(&watch_id) else {
-            return;
-        };
-        if watcher.next_rev > to {
-            return;
-        }
+    /// Replays one window of history for every unsynced watcher, up to the store's revision;
+    /// a watcher whose next needed revision was compacted gets one `compact_revision` reply
+    /// and is removed. Answers a deferred progress request once every watcher is synced.
+    pub fn catch_up_step(&mut self, store: &mvcc::Store) -> Vec<WatchResponse> {
         let store_rev = store.revision();
         let compact_rev = store.compact_revision();
-        let history = if watcher.next_rev < compact_rev {
-            Err(errors::COMPACTED)
-        } else {
-            history(
-                store,
-                &watcher.key,
-                &watcher.range_end,
-                watcher.next_rev,
-                to,
-            )
-        };
-        let events = match history {
-            Ok(events) => events,
-            Err(_) => {
+        let mut responses = Vec::new();
+        let behind: Vec<i64> = self
+            .watchers
+            .iter()
+            .filter(|(_, watcher)| watcher.next_rev <= self.current_rev)
+            .map(|(watch_id, _)| *watch_id)
+            .collect();
+        for watch_id in behind {
+            let Some(watcher) = self.watchers.get_mut(&watch_id) else {
+                continue;
+            };
+            let from = watcher.next_rev;
+            if from > store_rev {
+                // The feed announced a revision the store does not show yet; retry next step.
+                continue;
+            }
+            let to = store_rev.min(from.saturating_add(CATCH_UP_REVISIONS - 1));
+            let replay = if from < compact_rev {
+                Err(errors::COMPACTED)
+            } else {
+                history(store, &watcher.key, &watcher.range_end, from, to)
+            };
+            let Ok(events) = replay else {
                 self.watchers.remove(&watch_id);
                 responses.push(WatchResponse {
                     header: header(store_rev),
@@ -303,38 +316,41 @@ impl WatchSession {
                     compact_revision: compact_rev,
                     ..WatchResponse::default()
                 });
-                return;
+                continue;
+            };
+            watcher.next_rev = to + 1;
+            let selected = watcher.select(&events);
+            if selected.is_empty() {
+                continue;
             }
-        };
-        let selected = watcher.select(&events);
-        watcher.next_rev = to + 1;
-        let fragment_limit = watcher.fragment.then_some(self.fragment_bytes);
-        let mut batch: Vec<Event> = Vec::new();
-        for event in selected {
-            let starts_new_revision = batch
-                .last()
-                .is_some_and(|last| event_revision(last) != event_revision(&event));
-            if batch.len() >= CATCH_UP_EVENTS_PER_RESPONSE && starts_new_revision {
-                let response = WatchResponse {
-                    header: header(store_rev),
-                    watch_id,
-                    events: std::mem::take(&mut batch),
-                    ..WatchResponse::default()
-                };
-                push_fragmented(responses, response, fragment_limit);
-            }
-            batch.push(event);
-        }
-        if !batch.is_empty() {
             watcher.sent_since_progress = true;
+            let fragment_limit = watcher.fragment.then_some(self.fragment_bytes);
+            let mut batch: Vec<Event> = Vec::new();
+            for event in selected {
+                let starts_new_revision = batch
+                    .last()
+                    .is_some_and(|last| event_revision(last) != event_revision(&event));
+                if batch.len() >= CATCH_UP_EVENTS_PER_RESPONSE && starts_new_revision {
+                    let response = WatchResponse {
+                        header: header(store_rev),
+                        watch_id,
+                        events: std::mem::take(&mut batch),
+                        ..WatchResponse::default()
+                    };
+                    push_fragmented(&mut responses, response, fragment_limit);
+                }
+                batch.push(event);
+            }
             let response = WatchResponse {
                 header: header(store_rev),
                 watch_id,
                 events: batch,
                 ..WatchResponse::default()
             };
-            push_fragmented(responses, response, fragment_limit);
+            push_fragmented(&mut responses, response, fragment_limit);
         }
+        responses.extend(self.pending_progress());
+        responses
     }
 
     /// Cancels a watcher; an unknown ID gets no reply.
@@ -342,55 +358,26 @@ impl WatchSession {
         if self.watchers.remove(&watch_id).is_none() {
             return Vec::new();
         }
-        vec![WatchResponse {
+        let mut responses = vec![WatchResponse {
             header: header(self.current_rev),
             watch_id,
             canceled: true,
             ..WatchResponse::default()
-        }]
+        }];
+        responses.extend(self.pending_progress());
+        responses
     }
 
-    /// Delivers one applied batch to every watcher that needs it, one response per revision
-    /// (a batch normally holds one revision; a lease expiry revoking several leases with keys
-    /// holds one per lease). A watcher whose next needed revision is older than the batch (the
-    /// feed skipped something) first replays the missing revisions from history.
-    ///
-    /// `store` may be `None` when [`Self::needs_history`] said no replay is needed; a watcher
-    /// found behind without a store (a caller bug) is cancelled as compacted rather than
-    /// silently skipping revisions.
-    pub fn on_applied(
-        &mut self,
-        store: Option<&mvcc::Store>,
-        batch: &AppliedEvents,
-    ) -> Vec<WatchResponse> {
+    /// Delivers one applied batch to every synced watcher that needs it, one response per
+    /// revision (a batch normally holds one revision; a lease expiry revoking several leases
+    /// with keys holds one per lease). A watcher behind the batch is left to its history
+    /// replay, which will cover this batch too.
+    pub fn on_applied(&mut self, batch: &AppliedEvents) -> Vec<WatchResponse> {
         let (first_rev, last_rev) = batch_revisions(batch);
         self.current_rev = self.current_rev.max(last_rev);
         let mut responses = Vec::new();
-        let ids: Vec<i64> = self.watchers.keys().copied().collect();
-        for watch_id in ids {
-            let needs_history = self
-                .watchers
-                .get(&watch_id)
-                .is_some_and(|watcher| watcher.next_rev < first_rev);
-            if needs_history {
-                match store {
-                    Some(store) => self.catch_up(store, watch_id, first_rev - 1, &mut responses),
-                    None => {
-                        self.watchers.remove(&watch_id);
-                        responses.push(WatchResponse {
-                            header: header(self.current_rev),
-                            watch_id,
-                            canceled: true,
-                            cancel_reason: errors::COMPACTED.message.to_owned(),
-                            ..WatchResponse::default()
-                        });
-                    }
-                }
-            }
-            let Some(watcher) = self.watchers.get_mut(&watch_id) else {
-                continue;
-            };
-            if watcher.next_rev > last_rev {
+        for (watch_id, watcher) in &mut self.watchers {
+            if watcher.next_rev > last_rev || watcher.next_rev < first_rev {
                 continue;
             }
             let from = watcher.next_rev;
@@ -416,7 +403,7 @@ impl WatchSession {
                     .map_or(events.len(), |offset| start + offset);
                 let response = WatchResponse {
                     header: header(revision),
-                    watch_id,
+                    watch_id: *watch_id,
                     events: events[start..end].to_vec(),
                     ..WatchResponse::default()
                 };
@@ -427,31 +414,25 @@ impl WatchSession {
         responses
     }
 
-    /// True when some watcher is behind the batch and must replay history before it.
-    pub fn needs_history(&self, batch: &AppliedEvents) -> bool {
-        let (first_rev, _) = batch_revisions(batch);
-        self.watchers
-            .values()
-            .any(|watcher| watcher.next_rev < first_rev)
-    }
-
-    /// The feed receiver lagged and dropped batches: every watcher replays from history up to
-    /// the store's revision; later batches at or below it are then skipped as already seen.
-    pub fn on_lagged(&mut self, store: &mvcc::Store) -> Vec<WatchResponse> {
-        let store_rev = store.revision();
-        let mut responses = Vec::new();
-        let ids: Vec<i64> = self.watchers.keys().copied().collect();
-        for watch_id in ids {
-            self.catch_up(store, watch_id, store_rev, &mut responses);
-        }
+    /// The feed receiver lagged and dropped batches: everything up to `store_rev` is in the
+    /// store's history, so watchers behind it become unsynced and replay it; later batches at
+    /// or below it are skipped as already replayed.
+    pub fn on_lagged(&mut self, store_rev: i64) {
         self.current_rev = self.current_rev.max(store_rev);
-        responses
     }
 
-    /// A progress request: one reply with watch_id -1 at the revision every watcher of the
-    /// stream has been brought up to. Catch-up is done inline, so watchers are always synced
-    /// between calls and the reply is never deferred.
-    pub fn progress_request(&self) -> Vec<WatchResponse> {
+    /// A progress request: one reply with watch_id -1 at the session's revision, once every
+    /// watcher of the stream is synced (deferred until then, as etcd does).
+    pub fn progress_request(&mut self) -> Vec<WatchResponse> {
+        self.progress_pending = true;
+        self.pending_progress()
+    }
+
+    fn pending_progress(&mut self) -> Vec<WatchResponse> {
+        if !self.progress_pending || self.has_unsynced() {
+            return Vec::new();
+        }
+        self.progress_pending = false;
         vec![WatchResponse {
             header: header(self.current_rev),
             watch_id: -1,
@@ -459,13 +440,14 @@ impl WatchSession {
         }]
     }
 
-    /// Periodic progress notification: an empty reply for each watcher that asked for
+    /// Periodic progress notification: an empty reply for each synced watcher that asked for
     /// notifications and had no events since the previous check.
     pub fn progress_tick(&mut self) -> Vec<WatchResponse> {
         let current_rev = self.current_rev;
         let mut responses = Vec::new();
         for (watch_id, watcher) in &mut self.watchers {
-            if watcher.progress_notify && !watcher.sent_since_progress {
+            let synced = watcher.next_rev > current_rev;
+            if synced && watcher.progress_notify && !watcher.sent_since_progress {
                 responses.push(WatchResponse {
                     header: header(current_rev),
                     watch_id: *watch_id,

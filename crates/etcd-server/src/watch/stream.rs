@@ -57,9 +57,17 @@ where
             () = shutdown.cancelled() => return,
             // The client went away: nobody reads this stream any more.
             () = outbound.closed() => return,
+            // Replay history for watchers that are behind, one window at a time, so the store
+            // is held briefly and live batches and requests interleave with a long replay.
+            () = std::future::ready(()), if session.has_unsynced() => {
+                node.read(|store| session.catch_up_step(store))
+            },
             applied = feed.recv() => match applied {
-                Ok(batch) => deliver(&node, &mut session, &batch),
-                Err(RecvError::Lagged(_)) => node.read(|store| session.on_lagged(store)),
+                Ok(batch) => session.on_applied(&batch),
+                Err(RecvError::Lagged(_)) => {
+                    session.on_lagged(node.read(|store| store.revision()));
+                    Vec::new()
+                }
                 Err(RecvError::Closed) => {
                     let _ = outbound.send(Err(to_status(&ServiceError::Stopped))).await;
                     return;
@@ -127,20 +135,6 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Delivers one applied batch; the store is read (under its lock) only when some watcher
-/// must first replay missing revisions from history.
-fn deliver<B: Backend>(
-    node: &B,
-    session: &mut WatchSession,
-    batch: &crate::backend::AppliedEvents,
-) -> Vec<WatchResponse> {
-    if session.needs_history(batch) {
-        node.read(|store| session.on_applied(Some(store), batch))
-    } else {
-        session.on_applied(None, batch)
-    }
-}
-
 fn drain_feed<B: Backend>(
     node: &B,
     feed: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<crate::backend::AppliedEvents>>,
@@ -149,10 +143,8 @@ fn drain_feed<B: Backend>(
     let mut responses = Vec::new();
     loop {
         match feed.try_recv() {
-            Ok(batch) => responses.extend(deliver(node, session, &batch)),
-            Err(TryRecvError::Lagged(_)) => {
-                responses.extend(node.read(|store| session.on_lagged(store)));
-            }
+            Ok(batch) => responses.extend(session.on_applied(&batch)),
+            Err(TryRecvError::Lagged(_)) => session.on_lagged(node.read(|store| store.revision())),
             Err(TryRecvError::Empty | TryRecvError::Closed) => return responses,
         }
     }
@@ -165,7 +157,7 @@ fn handle_request<B: Backend>(
 ) -> Vec<WatchResponse> {
     match request.request_union {
         Some(RequestUnion::CreateRequest(create)) => {
-            node.read(|store| session.create(store, create))
+            session.create(node.read(|store| store.revision()), create)
         }
         Some(RequestUnion::CancelRequest(cancel)) => session.cancel(cancel.watch_id),
         Some(RequestUnion::ProgressRequest(_)) => session.progress_request(),
