@@ -6,8 +6,8 @@ use std::time::Duration;
 use crate::candidate::{Healthiness, check_healthiest, rank_failover_candidates};
 use crate::decision::{Action, CallbackEvent, Decision, DemoteMode, Reason};
 use crate::observation::{
-    ClusterView, DataDirState, Divergence, DynamicConfig, LongActionKind, MemberRole, Observation,
-    PgRole, ProcessState, StoreView, SynchronousMode,
+    ClusterView, DataDirState, Divergence, DynamicConfig, LongAction, LongActionKind, MemberRole,
+    Observation, PgRole, ProcessState, StoreView, SynchronousMode,
 };
 use crate::types::{Instant, MemberName};
 
@@ -125,8 +125,8 @@ impl<'a> Cycle<'a> {
             StoreView::Cluster(cluster) => cluster.as_ref(),
         };
 
-        if self.observation.long_action.is_some() {
-            return self.long_action_in_progress(cluster);
+        if let Some(action) = self.observation.long_action {
+            return self.long_action_in_progress(cluster, action);
         }
         if cluster.config.pause {
             let (actions, inner, wake) = self.paused(cluster);
@@ -141,11 +141,10 @@ impl<'a> Cycle<'a> {
         self.unpaused(cluster)
     }
 
-    fn long_action_in_progress(&self, cluster: &ClusterView) -> Verdict {
+    /// The shell runs a long action (patroni.md §1.3): keep the key alive if it is ours,
+    /// otherwise make sure the action cannot leave a primary without the key.
+    fn long_action_in_progress(&self, cluster: &ClusterView, action: LongAction) -> Verdict {
         let local = &self.observation.postgres;
-        let Some(action) = self.observation.long_action else {
-            return (Vec::new(), Reason::StoreUnreachable, self.now);
-        };
         let config = &cluster.config;
         let key_is_mine = cluster.leader_name() == Some(self.me);
         if key_is_mine {

@@ -38,7 +38,9 @@ pub enum Action {
     TakeLeaderKey,
     /// Create `/initialize` with an empty value (the bootstrap race; create-only).
     ClaimInitializeKey,
-    /// Write `/initialize` = system identifier.
+    /// Write `/initialize` = system identifier: create-only when the key is absent (adopting
+    /// an existing primary; losing that race ends the cycle), or replace the empty value our
+    /// own bootstrap claimed.
     WriteInitializeKey { system_id: SystemId },
     /// Delete the `/failover` key (consumed or stale).
     DeleteFailoverKey,
@@ -67,9 +69,11 @@ pub enum Action {
     StartAsReplica { upstream: Option<MemberName> },
     /// Rewrite `primary_conninfo`/slot to follow `upstream` and reload (or restart if needed).
     RepointTo { upstream: Option<MemberName> },
-    /// Run pg_rewind against `source`, then start as its replica.
+    /// Stop PostgreSQL if it runs (fast), crash-recover in single-user mode if pg_control
+    /// says it was not shut down cleanly, run pg_rewind against `source` (which must have
+    /// checkpointed since its promotion), then start as its replica.
     Rewind { source: MemberName },
-    /// Wipe the data directory and clone again from `source`.
+    /// Stop PostgreSQL (immediate), wipe the data directory and clone again from `source`.
     Reinitialize { source: MemberName },
     /// initdb a new cluster (the `initialize` race winner only).
     Bootstrap,
