@@ -3,14 +3,16 @@
 //! Owns: the store service (propose-and-wait, read barrier, response headers) in [`service`];
 //! one thin gRPC adapter per etcd service in [`grpc`] (validate → call service → map error);
 //! the watch sessions fed by the member's applied-event feed in [`watch`]; the leader-only
-//! lease keeper and the follower's keepalive forwarding in [`lease`]; `/version` and
-//! `/health` in [`http`]; and [`serve`]-ing all of it on one listener.
+//! lease keeper and the follower's keepalive forwarding in [`lease`]; etcd's server-side Lock
+//! and Election recipes in [`service::recipes`]; `/version` and `/health` in [`http`]; and
+//! [`serve`]-ing all of it on one listener.
 //! Errors become gRPC statuses in exactly one function, [`error::to_status`], backed by
 //! etcd's catalogue in `etcd_proto::errors`.
 //!
 //! Must not know: redb or any storage detail, openraft internals, HA decisions, PostgreSQL.
 //! It sees the member only through the small [`backend::Backend`] trait (reads go to the
-//! applied `mvcc::Store`), so the service layer stays transport-free for a second (JSON gateway) adapter.
+//! applied `mvcc::Store`), so the service layer stays transport-free for a second (JSON
+//! gateway) adapter.
 
 pub mod backend;
 pub mod config;

@@ -1,9 +1,13 @@
 //! Watch: one [`WatchSession`] per gRPC watch stream, fed by the member's applied-event feed.
 //!
 //! The feed (`Backend::subscribe`) is the hub: every member publishes applied events in log
-//! order, so a session sees revisions in order across Raft leader changes. A session that
-//! starts in the past, or whose feed receiver lagged, replays from the MVCC history and then
-//! continues live; per-watcher `next_rev` makes the switch seamless (no gap, no duplicate).
+//! order, so a session sees revisions in order across Raft leader changes. A watcher that
+//! starts in the past, or whose stream's feed receiver lagged, replays the MVCC history in
+//! windows of 1000 revisions and then continues live; per-watcher `next_rev` makes the switch
+//! seamless (no gap, no duplicate).
+//!
+//! Known limit: a follower that installs a Raft snapshot jumps revisions without publishing
+//! events; its watchers notice (and replay or get `compact_revision`) at the next applied batch.
 
 pub mod session;
 pub mod stream;
