@@ -129,7 +129,8 @@ pub async fn read_controldata(tools: &Tools, data_dir: &Path) -> Result<ControlD
         .run(
             "pg_controldata",
             [data_dir.as_os_str()],
-            &[],
+            // Labels are translated otherwise.
+            &[("LC_ALL", "C"), ("LANG", "C")],
             Duration::from_secs(30),
         )
         .await?;

@@ -45,11 +45,12 @@ impl RunAs {
         self.switch_to.is_some()
     }
 
-    /// A command for a PostgreSQL program with the identity applied, the working directory at
-    /// `/` (the agent's may be unreadable for that user) and `LC_ALL=C` so output can be parsed.
+    /// A command for a PostgreSQL program with the identity applied and the working directory
+    /// at `/` (the agent's may be unreadable for that user). The environment, locale included,
+    /// is inherited: initdb takes the cluster's default locale from it.
     pub fn command(&self, program: impl AsRef<Path>) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(program.as_ref());
-        command.current_dir("/").env("LC_ALL", "C").env("LANG", "C");
+        command.current_dir("/");
         if let Some((uid, gid, home)) = &self.switch_to {
             command.uid(*uid).gid(*gid).env("HOME", home);
         }
