@@ -474,3 +474,49 @@ async fn progress_request_reports_the_revision_all_watchers_reached() {
     drop(responses);
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_store_that_moved_on_without_events_is_replayed_to_watchers() {
+    let node = FakeNode::leader(16);
+    let running = Running::start(node.clone()).await;
+    let mut watch = WatchClient::new(running.channel().await);
+    let (requests, inbound) = tokio::sync::mpsc::channel(4);
+    requests
+        .send(WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                key: Bytes::from_static(b"s"),
+                ..WatchCreateRequest::default()
+            })),
+        })
+        .await
+        .expect("send create");
+    let mut responses = watch
+        .watch(tokio_stream::wrappers::ReceiverStream::new(inbound))
+        .await
+        .expect("watch")
+        .into_inner();
+    assert!(
+        responses
+            .message()
+            .await
+            .expect("created")
+            .expect("reply")
+            .created
+    );
+    // As after a snapshot install: the store jumps ahead and nothing is published.
+    node.put_unpublished("s", "from-snapshot");
+    let replayed = tokio::time::timeout(Duration::from_secs(10), responses.message())
+        .await
+        .expect("replayed within 10 s")
+        .expect("event")
+        .expect("reply");
+    assert_eq!(replayed.events.len(), 1);
+    assert_eq!(
+        replayed.events[0].kv.as_ref().map(|kv| kv.value.clone()),
+        Some(Bytes::from_static(b"from-snapshot"))
+    );
+
+    drop(requests);
+    drop(responses);
+    running.stop().await;
+}

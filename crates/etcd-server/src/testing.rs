@@ -72,6 +72,17 @@ impl FakeNode {
         applied.response
     }
 
+    /// Applies a put without publishing it, as a snapshot install moves the store forward.
+    pub fn put_unpublished(&self, key: &str, value: &str) {
+        self.store().apply(&RaftCommand {
+            command: Some(Command::Put(PutRequest {
+                key: Bytes::copy_from_slice(key.as_bytes()),
+                value: Bytes::copy_from_slice(value.as_bytes()),
+                ..PutRequest::default()
+            })),
+        });
+    }
+
     pub fn put(&self, key: &str, value: &str) {
         self.apply(Command::Put(PutRequest {
             key: Bytes::copy_from_slice(key.as_bytes()),

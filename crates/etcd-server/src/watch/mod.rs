@@ -6,8 +6,9 @@
 //! windows of 1000 revisions and then continues live; per-watcher `next_rev` makes the switch
 //! seamless (no gap, no duplicate).
 //!
-//! Known limit: a follower that installs a Raft snapshot jumps revisions without publishing
-//! events; its watchers notice (and replay or get `compact_revision`) at the next applied batch.
+//! A follower that installs a Raft snapshot jumps revisions without publishing events; each
+//! stream notices within a second (or at the next applied batch) and its watchers replay the
+//! difference from history, or get `compact_revision` if the snapshot no longer holds it.
 
 pub mod session;
 pub mod stream;

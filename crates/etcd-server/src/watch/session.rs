@@ -414,9 +414,11 @@ impl WatchSession {
         responses
     }
 
-    /// The feed receiver lagged and dropped batches: everything up to `store_rev` is in the
-    /// store's history, so watchers behind it become unsynced and replay it; later batches at
-    /// or below it are skipped as already replayed.
+    /// The feed receiver lagged and dropped batches (or the store moved on without publishing,
+    /// as after a snapshot install): everything up to `store_rev` is in the store's history,
+    /// so watchers behind it become unsynced and replay it; later batches at or below it are
+    /// skipped as already replayed. Always safe to call: at worst it turns live delivery into
+    /// replay for revisions still on their way through the feed.
     pub fn on_lagged(&mut self, store_rev: i64) {
         self.current_rev = self.current_rev.max(store_rev);
     }

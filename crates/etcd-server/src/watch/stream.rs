@@ -14,6 +14,11 @@ use crate::backend::Backend;
 use crate::error::{ServiceError, to_status};
 use crate::service::Service;
 
+/// How often an idle stream compares the store's revision with the revisions its feed
+/// delivered. A member that installed a Raft snapshot moved its store forward without
+/// publishing events; the stream's watchers then replay the difference from history.
+const RESYNC_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Responses buffered per stream before the task waits for the client to read; while it
 /// waits the feed may lag, which the session then repairs from history.
 pub const RESPONSE_BUFFER: usize = 128;
@@ -50,6 +55,11 @@ where
         && status.borrow_and_update().leader.is_none())
     .then(tokio::time::Instant::now);
     let shutdown = service.shutdown_token().clone();
+    let mut resync = tokio::time::interval_at(
+        tokio::time::Instant::now() + RESYNC_INTERVAL,
+        RESYNC_INTERVAL,
+    );
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
         let leader_deadline = leaderless_since.map(|since| since + leaderless_limit);
@@ -88,6 +98,14 @@ where
                 }
             },
             _ = progress.tick() => session.progress_tick(),
+            _ = resync.tick() => {
+                // Only when the feed is idle: a revision applied but not yet published is
+                // harmless too (it is replayed from history and then skipped on the feed).
+                if feed.is_empty() {
+                    session.on_lagged(node.read(|store| store.revision()));
+                }
+                Vec::new()
+            },
             changed = status.changed(), if options.require_leader => {
                 if changed.is_err() {
                     return;
