@@ -115,9 +115,24 @@ async fn hashkv_equal_across_members(cluster: &mut Cluster) -> anyhow::Result<()
         },
     )
     .await?;
-    // A later write changes the hash of the current revision.
-    client.put("h/more", "y", None).await?;
-    let later = cluster.member_client(0).await?.hash_kv(0).await?.hash();
+    // A later write changes the hash. Ask for its revision explicitly: a follower may not have
+    // applied it yet (then it answers "future revision" and is asked again).
+    let later_revision = client
+        .put("h/more", "y", None)
+        .await?
+        .header()
+        .context("header")?
+        .revision();
+    let member = cluster.member_client(0).await?;
+    let later = eventually(
+        "member 0 to hash the later revision",
+        Duration::from_secs(10),
+        || {
+            let mut member = member.clone();
+            async move { Ok(member.hash_kv(later_revision).await?.hash()) }
+        },
+    )
+    .await?;
     ensure!(later != hashes[0], "the hash covers the keyspace");
     Ok(())
 }
