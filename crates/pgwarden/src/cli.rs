@@ -2,6 +2,8 @@
 //!
 //! Parsing only; each mode validates its own flags and runs in its own module.
 
+use std::ffi::OsString;
+
 use clap::Parser;
 use clap::Subcommand;
 
@@ -21,4 +23,41 @@ pub enum Command {
     ///
     /// A script that starts an etcd member can start pgwarden instead by changing only the binary.
     Etcd(EtcdFlags),
+}
+
+/// Rewrites etcd's single-dash long flags (`-name n1`, `-data-dir=/x`) after the `etcd` subcommand
+/// to the double-dash form clap parses. etcd parses flags with Go's `flag` package, which accepts
+/// both spellings, and older scripts and guides use the single dash. Only arguments shaped like a
+/// long flag (`-` then a letter and at least one more name character) are rewritten, so one-letter
+/// flags (`-h`), negative numbers and a lone `-` pass unchanged; so does everything after `--`.
+/// (A flag value that itself looks like `-word` would be rewritten too; etcd's values never do.)
+pub fn normalize_etcd_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut normalized: Vec<OsString> = Vec::new();
+    let mut in_etcd_flags = false;
+    for arg in args {
+        let text = arg.to_string_lossy().into_owned();
+        if in_etcd_flags && text == "--" {
+            in_etcd_flags = false;
+        } else if in_etcd_flags && is_single_dash_long_flag(&text) {
+            let mut double = OsString::from("-");
+            double.push(&arg);
+            normalized.push(double);
+            continue;
+        } else if normalized.len() == 1 && text == "etcd" {
+            in_etcd_flags = true;
+        }
+        normalized.push(arg);
+    }
+    normalized
+}
+
+fn is_single_dash_long_flag(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix('-') else {
+        return false;
+    };
+    let name = rest.split('=').next().unwrap_or_default();
+    !rest.starts_with('-')
+        && name.len() > 1
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }

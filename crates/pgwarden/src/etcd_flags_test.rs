@@ -313,3 +313,66 @@ fn common_harmless_etcd_flags_are_accepted_and_reported_as_ignored() {
         ]
     );
 }
+
+#[test]
+fn etcds_single_dash_spelling_is_accepted() {
+    let argv = [
+        "pgwarden",
+        "etcd",
+        "-name",
+        "n1",
+        "-data-dir=/d",
+        "-initial-advertise-peer-urls",
+        "http://127.0.0.1:2380",
+        "-listen-peer-urls=http://127.0.0.1:2380",
+        "-heartbeat-interval",
+        "50",
+        "-election-timeout=500",
+        "-enable-v2=false",
+    ]
+    .map(std::ffi::OsString::from);
+    let normalized = crate::cli::normalize_etcd_args(argv);
+    let Command::Etcd(flags) = Cli::try_parse_from(normalized).expect("parses").command;
+    let config = flags.validate().expect("validates");
+    assert_eq!(config.name, "n1");
+    assert_eq!(config.data_dir, PathBuf::from("/d"));
+    assert_eq!(config.heartbeat_interval, Duration::from_millis(50));
+    assert_eq!(config.election_timeout, Duration::from_millis(500));
+    assert_eq!(config.ignored_flags, vec!["--enable-v2=false"]);
+}
+
+#[test]
+fn only_long_flag_shapes_are_rewritten() {
+    let argv = [
+        "pgwarden",
+        "etcd",
+        "-h",
+        "-1",
+        "-",
+        "--name",
+        "-x",
+        "-snapshot-count",
+        "--",
+        "-name",
+    ]
+    .map(std::ffi::OsString::from);
+    let normalized: Vec<String> = crate::cli::normalize_etcd_args(argv)
+        .into_iter()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        normalized,
+        [
+            "pgwarden",
+            "etcd",
+            "-h",
+            "-1",
+            "-",
+            "--name",
+            "-x",
+            "--snapshot-count",
+            "--",
+            "-name"
+        ]
+    );
+}

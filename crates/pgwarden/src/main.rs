@@ -23,7 +23,7 @@ use crate::cli::Command;
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(cli::normalize_etcd_args(std::env::args_os()));
     init_logging();
     match cli.command {
         Command::Etcd(flags) => {
