@@ -362,3 +362,122 @@ async fn url_endpoints_for_per_endpoint_commands(cluster: &mut Cluster) -> anyho
     ensure!(status.starts_with(&format!("{url}, ")), "{status:?}");
     Ok(())
 }
+
+/// The same etcdctl commands with `-w json` against a real etcd and against pgwarden: exit codes
+/// and the JSON shapes (field names and value types, recursively) must match. Values such as IDs
+/// differ between implementations and are not compared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_json_shapes_as_etcd() -> anyhow::Result<()> {
+    pgwarden_tests::init_logging();
+    let etcd = Cluster::start(
+        pgwarden_tests::Target::Etcd,
+        pgwarden_tests::ClusterOptions::members(1),
+    )
+    .await?;
+    let reference = json_transcript(&etcd).await?;
+    let result = async {
+        let pgwarden = Cluster::start(
+            pgwarden_tests::Target::Pgwarden,
+            pgwarden_tests::ClusterOptions::members(1),
+        )
+        .await?;
+        let candidate = json_transcript(&pgwarden).await?;
+        let mut differences = Vec::new();
+        for (expected, actual) in reference.iter().zip(&candidate) {
+            if expected != actual {
+                differences.push(format!("etcd:     {expected}\npgwarden: {actual}"));
+            }
+        }
+        ensure!(
+            differences.is_empty(),
+            "etcdctl output differs:\n{}",
+            differences.join("\n\n")
+        );
+        Ok(())
+    }
+    .await;
+    pgwarden_tests::known_gaps::judge(
+        pgwarden_tests::Target::Pgwarden,
+        "conformance::etcdctl::same_json_shapes_as_etcd",
+        result,
+    )
+}
+
+/// Runs a fixed command sequence and renders each outcome as "command → exit code, JSON shape".
+async fn json_transcript(cluster: &Cluster) -> anyhow::Result<Vec<String>> {
+    let etcdctl = etcdctl(cluster);
+    let granted = ok(&etcdctl, &["lease", "grant", "60"]).await?;
+    let lease = granted
+        .split_whitespace()
+        .nth(1)
+        .context("lease ID")?
+        .to_owned();
+    let txn = "value(\"k\") = \"v\"\n\nput k w\n\nget k\n\n";
+    let commands: Vec<(Vec<&str>, Option<&str>)> = vec![
+        (vec!["put", "k", "v"], None),
+        (vec!["put", "k", "v", "--prev-kv"], None),
+        (vec!["put", "leased", "x", "--lease", &lease], None),
+        (vec!["get", "k"], None),
+        (vec!["get", "", "--prefix", "--keys-only"], None),
+        (vec!["get", "missing"], None),
+        (vec!["get", "k", "--rev=100"], None),
+        (vec!["txn"], Some(txn)),
+        (vec!["del", "k", "--prev-kv"], None),
+        (vec!["lease", "timetolive", &lease, "--keys"], None),
+        (vec!["lease", "list"], None),
+        (vec!["lease", "keep-alive", "--once", &lease], None),
+        (vec!["member", "list"], None),
+        (vec!["endpoint", "status"], None),
+        (vec!["endpoint", "hashkv"], None),
+        (vec!["alarm", "list"], None),
+        (vec!["compaction", "3"], None),
+        (vec!["get", "k", "--rev=2"], None),
+        (vec!["lease", "revoke", &lease], None),
+    ];
+    let mut transcript = Vec::new();
+    for (args, stdin) in commands {
+        let mut full = args.clone();
+        full.extend(["-w", "json"]);
+        let output = etcdctl.run_with_stdin(&full, stdin).await?;
+        let shape = match serde_json::from_str::<serde_json::Value>(output.stdout.trim()) {
+            Ok(value) => shape_of(&value),
+            Err(_) if output.stdout.trim().is_empty() => "(no output)".to_owned(),
+            Err(_) => format!("(text) {}", output.stdout.trim()),
+        };
+        let error = output
+            .stderr
+            .lines()
+            .find_map(|line| line.strip_prefix("Error: "))
+            .unwrap_or_default()
+            .to_owned();
+        let command = format!("{args:?}").replace(&lease, "<lease>");
+        transcript.push(format!(
+            "{command} → exit {:?} {error} {shape}",
+            output.code
+        ));
+    }
+    Ok(transcript)
+}
+
+/// Field names and value types, recursively; arrays by the shape of their first element.
+fn shape_of(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null".to_owned(),
+        Value::Bool(_) => "bool".to_owned(),
+        Value::Number(_) => "number".to_owned(),
+        Value::String(_) => "string".to_owned(),
+        Value::Array(items) => match items.first() {
+            Some(first) => format!("[{}]", shape_of(first)),
+            None => "[]".to_owned(),
+        },
+        Value::Object(fields) => {
+            let mut rendered: Vec<String> = fields
+                .iter()
+                .map(|(name, value)| format!("{name}:{}", shape_of(value)))
+                .collect();
+            rendered.sort();
+            format!("{{{}}}", rendered.join(","))
+        }
+    }
+}
