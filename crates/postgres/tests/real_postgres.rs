@@ -310,7 +310,9 @@ async fn primary_replica_promote_rewind() -> Result<()> {
 
     // Phase 3: promote n2 while n1 still runs, then let n1 diverge on timeline 1.
     let replica = n2.probe().await?;
+    let promote_started = Instant::now();
     assert!(replica.promote(Duration::from_secs(30)).await?);
+    println!("pg_promote(wait) took {:?}", promote_started.elapsed());
     let promoted = replica.facts().await?;
     assert!(!promoted.in_recovery);
     assert_eq!(promoted.timeline, Some(2));
@@ -351,6 +353,7 @@ async fn primary_replica_promote_rewind() -> Result<()> {
     assert!(!postmaster_alive(&n1.data_dir)?);
 
     // Phase 4: pg_rewind n1 from n2 and bring it back as n2's replica on timeline 2.
+    let rewind_started = Instant::now();
     pg_rewind(
         &tools,
         &RewindOptions {
@@ -361,6 +364,7 @@ async fn primary_replica_promote_rewind() -> Result<()> {
         },
     )
     .await?;
+    println!("pg_rewind took {:?}", rewind_started.elapsed());
     n1.write_config(&tools, Some(&n2))?;
     n1.start(&tools, Some(&n2)).await?;
     let rejoined = eventually("n1 streaming from n2", STEP_TIMEOUT, || is_streaming(&n1))
@@ -606,10 +610,46 @@ async fn pg_ctl_promote_and_slots_on_a_replica() -> Result<()> {
     assert!(replica.drop_slot("p3").await?);
     assert!(!replica.drop_slot("p3").await?, "already gone");
 
+    let promote_started = Instant::now();
     postgres::postmaster::pg_ctl_promote(&tools, &n2.data_dir, Duration::from_secs(30)).await?;
+    println!("pg_ctl promote -w took {:?}", promote_started.elapsed());
     let promoted = replica.facts().await?;
     assert!(!promoted.in_recovery);
     assert_eq!(promoted.timeline, Some(2));
+
+    // The same once more with the polling promotion, on a fresh clone of the new primary.
+    let mut n3 = Node::new(root.path(), "p3", &tools)?;
+    replica
+        .ensure_replication_user(REPLICATION_USER, None)
+        .await?;
+    replica.ensure_physical_slot("p3").await?;
+    pg_basebackup(
+        &tools,
+        &BasebackupOptions {
+            data_dir: n3.data_dir.clone(),
+            source: n2.conninfo(REPLICATION_USER, Some("p3")),
+            extra: vec![("checkpoint".into(), Some("fast".into()))],
+            attempts: 1,
+            retry_delay: Duration::ZERO,
+            timeout: STEP_TIMEOUT,
+        },
+    )
+    .await?;
+    n3.write_config(&tools, Some(&n2))?;
+    n3.start(&tools, Some(&n2)).await?;
+    eventually("p3 streaming", STEP_TIMEOUT, || is_streaming(&n3)).await?;
+    let third = n3.probe().await?;
+    let promote_started = Instant::now();
+    third.promote_and_poll(Duration::from_secs(30)).await?;
+    println!(
+        "pg_promote(false) + polling took {:?}",
+        promote_started.elapsed()
+    );
+    let facts = third.facts().await?;
+    assert!(!facts.in_recovery);
+    assert_eq!(facts.timeline, Some(3));
+    drop(third);
+    n3.stop(StopMode::Immediate).await?;
 
     drop(primary);
     drop(replica);
