@@ -57,6 +57,9 @@ pub fn check_healthiest(observation: &Observation, cluster: &ClusterView) -> Hea
     if observation.watchdog_failed {
         return Healthiness::NotHealthiest(NotHealthiest::WatchdogFailed);
     }
+    if observation.pre_promote_failed_recently(cluster.config.ttl) {
+        return Healthiness::NotHealthiest(NotHealthiest::PrePromoteFailed);
+    }
     let sync_active = synchronous_mode_active(cluster);
     let sync_listed =
         |name: &MemberName| cluster.sync.as_ref().is_some_and(|sync| sync.lists(name));

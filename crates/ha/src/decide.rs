@@ -565,6 +565,14 @@ impl<'a> Cycle<'a> {
         }
 
         if local.role == PgRole::Replica {
+            if self.observation.pre_promote_failed_recently(config.ttl) {
+                // The fencing script said no: give the key back rather than promote.
+                return (
+                    vec![Action::ReleaseLeaderKey],
+                    Reason::PrePromoteFailedReleasingLock,
+                    wake,
+                );
+            }
             actions.extend(promotion(cluster, self.me));
             return (actions, Reason::PromotingWithLock, wake);
         }

@@ -152,6 +152,8 @@ pub enum NotHealthiest {
     NoFailoverTag,
     /// The watchdog is required but unusable.
     WatchdogFailed,
+    /// The `pre_promote` script failed less than `ttl` ago.
+    PrePromoteFailed,
     Starting,
     TimelineBehind,
     /// A `/failover` key names another candidate that is healthy.
@@ -185,6 +187,7 @@ impl fmt::Display for NotHealthiest {
         match self {
             Self::NoFailoverTag => f.write_str("nofailover tag is set"),
             Self::WatchdogFailed => f.write_str("the required watchdog is not usable"),
+            Self::PrePromoteFailed => f.write_str("the pre_promote script failed recently"),
             Self::Starting => f.write_str("postgres is still starting"),
             Self::TimelineBehind => f.write_str("my timeline is behind the cluster timeline"),
             Self::FailoverCandidateIsOther { candidate } => {
@@ -258,6 +261,7 @@ pub enum Reason {
     ReleasedLockNotPrimary,
     NoLeaderWhilePaused,
     RaceBackoff,
+    PrePromoteFailedReleasingLock,
     Paused { inner: Box<Reason> },
 }
 
@@ -310,6 +314,7 @@ impl Reason {
             Self::ReleasedLockNotPrimary => "released_lock_not_primary",
             Self::NoLeaderWhilePaused => "no_leader_while_paused",
             Self::RaceBackoff => "race_backoff",
+            Self::PrePromoteFailedReleasingLock => "pre_promote_failed_releasing_lock",
             Self::Paused { inner } => inner.label(),
         }
     }
@@ -415,6 +420,9 @@ impl fmt::Display for Reason {
                 f.write_str("removed leader lock because postgres is not running as primary")
             }
             Self::NoLeaderWhilePaused => f.write_str("no leader; not promoting while paused"),
+            Self::PrePromoteFailedReleasingLock => {
+                f.write_str("Releasing leader lock because the pre_promote script failed")
+            }
             Self::RaceBackoff => f.write_str(
                 "no leader lock; postponing the race while primary_race_backoff runs",
             ),

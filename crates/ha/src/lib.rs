@@ -30,6 +30,7 @@
 //!     long_action: None,
 //!     own_lease: None,
 //!     watchdog_failed: false,
+//!     pre_promote_failed_at: None,
 //!     leader_missing_since: None,
 //!     peers: None,
 //! };

@@ -24,6 +24,9 @@ pub struct Observation {
     pub own_lease: Option<OwnLease>,
     /// `watchdog.mode: required` and the device cannot be used: never race for the key.
     pub watchdog_failed: bool,
+    /// When the `pre_promote` script last failed (exit ≠ 0): the node stays out of the race
+    /// for one `ttl` after it, and gives back a key it holds instead of promoting.
+    pub pre_promote_failed_at: Option<Instant>,
     /// When the shell first saw the leader key missing (reset whenever a leader is seen):
     /// the start of the `primary_race_backoff` window.
     pub leader_missing_since: Option<Instant>,
@@ -487,4 +490,12 @@ pub struct PeerStatus {
     pub timeline: Option<Timeline>,
     pub tags: Tags,
     pub watchdog_failed: bool,
+}
+
+impl Observation {
+    /// The `pre_promote` script failed less than `ttl` ago.
+    pub fn pre_promote_failed_recently(&self, ttl: std::time::Duration) -> bool {
+        self.pre_promote_failed_at
+            .is_some_and(|at| self.now.saturating_since(at) < ttl)
+    }
 }

@@ -177,6 +177,15 @@ fn leader_rows() {
             Reason::PromotingWithLock,
         ),
         row(
+            "key mine, replica, pre_promote just failed: release the key",
+            with(leader_n1(), |o| {
+                o.postgres.role = PgRole::Replica;
+                o.pre_promote_failed_at = Some(secs_from_now(-1));
+            }),
+            vec![Action::ReleaseLeaderKey],
+            Reason::PrePromoteFailedReleasingLock,
+        ),
+        row(
             "leader in synchronous mode reconciles its standbys",
             sync_mode(leader_n1(), &["n2"], "n1"),
             vec![Action::RenewLease, Action::ReconcileSynchronousStandbys],

@@ -222,6 +222,30 @@ fn leader_race_rows() {
             Reason::PromotedByAcquiringLock,
         ),
         row(
+            "pre_promote failed within ttl: stay out of the race",
+            peers(
+                with(no_leader(), |o| {
+                    o.pre_promote_failed_at = Some(secs_from_now(-10))
+                }),
+                all_behind(),
+            ),
+            vec![],
+            Reason::NotHealthiest {
+                why: NotHealthiest::PrePromoteFailed,
+            },
+        ),
+        row(
+            "pre_promote failed more than ttl ago: race again",
+            peers(
+                with(no_leader(), |o| {
+                    o.pre_promote_failed_at = Some(secs_from_now(-31))
+                }),
+                all_behind(),
+            ),
+            acquire_and_promote.clone(),
+            Reason::PromotedByAcquiringLock,
+        ),
+        row(
             "nofailover tag: never race",
             peers(
                 with(no_leader(), |o| o.node.tags.nofailover = true),

@@ -94,6 +94,7 @@ pub fn replica_of_n2() -> Observation {
         long_action: None,
         own_lease: None,
         watchdog_failed: false,
+        pre_promote_failed_at: None,
         leader_missing_since: None,
         peers: None,
     }
