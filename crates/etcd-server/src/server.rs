@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use etcd_proto::etcdserverpb::auth_server::AuthServer;
 use etcd_proto::etcdserverpb::cluster_server::ClusterServer;
 use etcd_proto::etcdserverpb::kv_server::KvServer;
@@ -112,6 +113,13 @@ pub async fn serve_backend<B: Backend>(
     );
     let app = router(&service);
     let stop_on_signal = stop.clone();
+    // Replies are several small HTTP/2 frames; without TCP_NODELAY, Nagle's algorithm holds
+    // the later ones until the client's (delayed) ACK, adding up to ~40 ms per reply.
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "setting TCP_NODELAY on a client connection failed");
+        }
+    });
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
