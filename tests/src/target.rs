@@ -23,18 +23,6 @@ impl Target {
             Target::Pgwarden => Ok((pgwarden_binary()?, vec!["etcd".to_owned()])),
         }
     }
-
-    /// Reads `PGWARDEN_TEST_TARGET` (`etcd` or `pgwarden`), for ad-hoc runs of one target.
-    pub fn from_env() -> anyhow::Result<Option<Target>> {
-        match std::env::var("PGWARDEN_TEST_TARGET") {
-            Err(_) => Ok(None),
-            Ok(value) => match value.as_str() {
-                "etcd" => Ok(Some(Target::Etcd)),
-                "pgwarden" => Ok(Some(Target::Pgwarden)),
-                other => bail!("PGWARDEN_TEST_TARGET must be etcd or pgwarden, got {other:?}"),
-            },
-        }
-    }
 }
 
 impl fmt::Display for Target {
