@@ -13,6 +13,7 @@ mod etcdctl;
 mod kv;
 mod lease;
 mod maintenance;
+mod restart;
 mod txn;
 mod watch;
 
