@@ -167,8 +167,9 @@ pub enum ReplicaMethod {
     Custom(CustomReplicaMethod),
 }
 
-/// Tries each method in order; the first success wins. On total failure the data directory
-/// is wiped (the next cycle retries) and the last error returned.
+/// Tries each method in order against `source` into `data_dir` (these override the ones in
+/// the basebackup options); the first success wins and its name is returned. On total failure
+/// the data directory is wiped (the next cycle retries) and the last error returned.
 pub async fn create_replica(
     tools: &Tools,
     methods: &[ReplicaMethod],
@@ -181,10 +182,18 @@ pub async fn create_replica(
     let mut last_error = None;
     for method in methods {
         let outcome = match method {
-            ReplicaMethod::Basebackup(options) if source.is_some() => pg_basebackup(tools, options)
-                .await
-                .map(|()| "basebackup".to_owned()),
-            ReplicaMethod::Basebackup(_) => continue,
+            ReplicaMethod::Basebackup(options) => {
+                // pg_basebackup needs a source: skipped when cloning without a leader.
+                let Some(source) = source else { continue };
+                let options = BasebackupOptions {
+                    source: source.clone(),
+                    data_dir: data_dir.to_owned(),
+                    ..options.as_ref().clone()
+                };
+                pg_basebackup(tools, &options)
+                    .await
+                    .map(|()| "basebackup".to_owned())
+            }
             ReplicaMethod::Custom(custom) if source.is_none() && !custom.no_leader => continue,
             ReplicaMethod::Custom(custom) => {
                 let connstring = source.map(ConnInfo::render);

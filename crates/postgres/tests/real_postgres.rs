@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use postgres::bootstrap::{BasebackupOptions, InitdbOptions, initdb, pg_basebackup};
+use postgres::bootstrap::{
+    BasebackupOptions, CustomReplicaMethod, InitdbOptions, ReplicaMethod, create_replica, initdb,
+    pg_basebackup,
+};
 use postgres::config::{ConnInfo, RecoverySettings, ServerSettings, effective_parameters};
 use postgres::controldata::{ClusterState, read_controldata};
 use postgres::datadir::write_config;
@@ -488,8 +491,6 @@ async fn failed_start_is_reported_without_waiting_out_the_timeout() -> Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_replica_methods_follow_patronis_contract() -> Result<()> {
-    use postgres::bootstrap::{CustomReplicaMethod, ReplicaMethod, create_replica};
-
     let tools = tools()?;
     let root = test_root()?;
     let data_dir = root.path().join("custom-data");
@@ -623,18 +624,48 @@ async fn pg_ctl_promote_and_slots_on_a_replica() -> Result<()> {
         .ensure_replication_user(REPLICATION_USER, None)
         .await?;
     replica.ensure_physical_slot("p3").await?;
-    pg_basebackup(
-        &tools,
-        &BasebackupOptions {
-            data_dir: n3.data_dir.clone(),
-            source: n2.conninfo(REPLICATION_USER, Some("p3")),
+    // Through create_replica this time: a no-leader-only custom method is skipped, then
+    // basebackup clones from the source given here.
+    let methods = [
+        ReplicaMethod::Custom(CustomReplicaMethod {
+            name: "archive-only".into(),
+            command: vec!["/bin/false".into()],
+            keep_data: false,
+            no_params: true,
+            no_leader: false,
+            params: vec![],
+        }),
+        ReplicaMethod::Basebackup(Box::new(BasebackupOptions {
+            data_dir: PathBuf::new(),
+            source: ConnInfo::default(),
             extra: vec![("checkpoint".into(), Some("fast".into()))],
             attempts: 1,
             retry_delay: Duration::ZERO,
             timeout: STEP_TIMEOUT,
-        },
+        })),
+    ];
+    let used = create_replica(
+        &tools,
+        &methods[1..],
+        "pgwarden-test",
+        &n3.data_dir,
+        Some(&n2.conninfo(REPLICATION_USER, Some("p3"))),
+        None,
+        STEP_TIMEOUT,
     )
     .await?;
+    assert_eq!(used, "basebackup");
+    let skipped = create_replica(
+        &tools,
+        &methods[..1],
+        "pgwarden-test",
+        &root.path().join("never"),
+        None,
+        None,
+        STEP_TIMEOUT,
+    )
+    .await;
+    assert!(skipped.is_err(), "no method applies without a leader");
     n3.write_config(&tools, Some(&n2))?;
     n3.start(&tools, Some(&n2)).await?;
     eventually("p3 streaming", STEP_TIMEOUT, || is_streaming(&n3)).await?;
