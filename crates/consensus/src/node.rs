@@ -201,6 +201,11 @@ fn raft_config(config: &NodeConfig) -> Result<Config, ConsensusError> {
         max_in_snapshot_log_to_keep: snapshot_count.min(5000),
         install_snapshot_timeout: 30_000,
         enable_pre_vote: Some(true),
+        // The state machine lives in memory and the committed id is persisted lazily, so a
+        // restarted leader must not resume leadership without an election: its read index
+        // (old noop, stale committed id) could be older than writes it acknowledged before the
+        // restart. Re-electing commits a new noop first, which covers them.
+        enable_leader_restore: Some(false),
         broadcast_submitted_on_append: Some(true),
         ..Default::default()
     }

@@ -57,6 +57,7 @@ pub(crate) async fn run(core: Arc<Core>, mut waiters: mpsc::Receiver<ReadWaiter>
 /// One read-index round followed by the wait for local apply.
 async fn barrier(core: &Core, deadline: Instant) -> Result<(), ConsensusError> {
     let index = read_index(core, deadline).await?;
+    tracing::debug!(member = %format!("{:x}", core.member_id), index, "read index");
     core.wait_applied(index, deadline).await
 }
 

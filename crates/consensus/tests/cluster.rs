@@ -215,7 +215,17 @@ async fn acknowledged_writes_survive_a_full_restart() {
             "cluster ID is stable"
         );
         member.node().linearizable_read().await.unwrap();
-        assert_eq!(member.revision(), 60);
+        let status = member.node().status();
+        assert_eq!(
+            member.revision(),
+            60,
+            "{}: applied {} commit {} snapshot {:?} leader {:?}",
+            member.config.name,
+            status.applied_index,
+            status.commit_index,
+            member.node().snapshot_index(),
+            status.leader,
+        );
     }
     cluster.shutdown().await;
 }

@@ -63,6 +63,11 @@ impl Db {
         })
     }
 
+    /// Path of the redb file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Size in bytes of the redb file.
     pub fn size(&self) -> u64 {
         std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::type_config::alias::VoteOf;
 use openraft::{OptionalSend, RaftLogReader};
-use redb::{Durability, ReadableDatabase, ReadableTable};
+use redb::{ReadableDatabase, ReadableTable};
 
 use crate::codec::{self, Entry, LogId};
 use crate::db::Db;
@@ -60,11 +60,25 @@ struct LogMemory {
     last_log: Option<LogId>,
     last_purged: Option<LogId>,
     vote: Option<VoteOf<TypeConfig>>,
+    /// The latest committed id openraft reported, and whether it is newer than the stored one.
+    committed: Option<LogId>,
+    committed_unsaved: bool,
+}
+
+impl LogMemory {
+    /// Records that `written` (what a transaction stored) reached disk, unless a newer
+    /// committed id arrived meanwhile.
+    fn mark_committed_saved(&mut self, written: Option<Option<LogId>>) {
+        if written == Some(self.committed) {
+            self.committed_unsaved = false;
+        }
+    }
 }
 
 impl LogStore {
     pub(crate) fn open(db: Db) -> Result<LogStore, StorageError> {
         let vote = db.read_meta(schema::VOTE_KEY)?;
+        let committed: Option<Option<LogId>> = db.read_meta(schema::COMMITTED_KEY)?;
         let last_purged: Option<LogId> = db.read_meta(schema::LAST_PURGED_KEY)?;
         let last_log = {
             let txn = db.database.begin_read()?;
@@ -85,9 +99,22 @@ impl LogStore {
                 last_log,
                 last_purged,
                 vote,
+                committed: committed.flatten(),
+                committed_unsaved: false,
             })),
             stats: Arc::new(LogWriteStats::default()),
         })
+    }
+
+    /// The committed id not yet written, with its encoding, for the next write transaction.
+    #[allow(clippy::type_complexity)]
+    fn unsaved_committed(&self) -> Result<(Option<Option<LogId>>, Option<Vec<u8>>), io::Error> {
+        let memory = self.memory();
+        if !memory.committed_unsaved {
+            return Ok((None, None));
+        }
+        let bytes = serde_json::to_vec(&memory.committed).map_err(io::Error::other)?;
+        Ok((Some(memory.committed), Some(bytes)))
     }
 
     /// Append counters, shared by every clone of this store.
@@ -189,27 +216,44 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.clone()
     }
 
+    /// Durable before returning (one fsync); also stores an unsaved committed id.
     async fn save_vote(&mut self, vote: &VoteOf<TypeConfig>) -> Result<(), io::Error> {
-        let saved = *vote;
-        self.blocking(move |db| db.write_meta(schema::VOTE_KEY, &saved, Durability::Immediate))
-            .await?;
-        self.memory().vote = Some(*vote);
+        let vote_bytes = serde_json::to_vec(vote).map_err(io::Error::other)?;
+        let (committed, committed_bytes) = self.unsaved_committed()?;
+        self.blocking(move |db| {
+            let txn = db.database.begin_write()?;
+            {
+                let mut meta = txn.open_table(schema::META)?;
+                meta.insert(schema::VOTE_KEY, vote_bytes.as_slice())?;
+                if let Some(bytes) = &committed_bytes {
+                    meta.insert(schema::COMMITTED_KEY, bytes.as_slice())?;
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await?;
+        let mut memory = self.memory();
+        memory.vote = Some(*vote);
+        memory.mark_committed_saved(committed);
         Ok(())
     }
 
-    /// The committed id is written without its own fsync: it becomes durable with the next log
-    /// append or vote. Losing it only makes a restart re-apply fewer entries before the leader
-    /// tells the member the commit index again, which is safe.
+    /// The committed id costs no I/O of its own: it is written by the next `append`
+    /// transaction (and so becomes durable with the next log fsync). Losing the newest value in
+    /// a crash only makes a restart re-apply fewer entries before the leader tells the member
+    /// the commit index again, which is safe.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        self.blocking(move |db| db.write_meta(schema::COMMITTED_KEY, &committed, Durability::None))
-            .await
+        let mut memory = self.memory();
+        if memory.committed != committed {
+            memory.committed = committed;
+            memory.committed_unsaved = true;
+        }
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        let committed: Option<Option<LogId>> = self
-            .blocking(|db| db.read_meta(schema::COMMITTED_KEY))
-            .await?;
-        Ok(committed.flatten())
+        Ok(self.memory().committed)
     }
 
     async fn append<I>(
@@ -231,6 +275,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let bytes = codec::encode_entry(entry).map_err(|e| io::Error::other(e.to_string()))?;
             encoded.push((entry.log_id.index, bytes));
         }
+        let (committed, committed_bytes) = self.unsaved_committed()?;
         let result = self
             .blocking(move |db| {
                 let txn = db.database.begin_write()?;
@@ -238,6 +283,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     let mut log = txn.open_table(schema::LOG)?;
                     for (index, bytes) in &encoded {
                         log.insert(schema::log_key(*index), bytes.as_slice())?;
+                    }
+                    if let Some(bytes) = &committed_bytes {
+                        let mut meta = txn.open_table(schema::META)?;
+                        meta.insert(schema::COMMITTED_KEY, bytes.as_slice())?;
                     }
                 }
                 txn.commit()?;
@@ -255,6 +304,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .fetch_add(entries.len() as u64, Ordering::Relaxed);
         {
             let mut memory = self.memory();
+            memory.mark_committed_saved(committed);
             for entry in entries {
                 memory.cache.insert(entry.log_id.index, entry);
             }

@@ -198,7 +198,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut published = Vec::new();
             let mut responses = RaftBatchResponse::default();
             let index = entry.log_id.index;
-            {
+            let revision = {
                 let mut state = self.shared.write();
                 match entry.payload {
                     EntryPayload::Blank => {}
@@ -220,11 +220,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     }
                 }
                 state.last_applied = Some(entry.log_id);
-            }
+                state.store.revision()
+            };
             for events in published {
                 // No receiver is fine: nobody watches yet.
                 let _ = self.shared.events.send(events);
             }
+            tracing::trace!(db = %self.db.path().display(), index, revision, "applied entry");
             self.shared.applied_index.send_replace(index);
             if let Some(responder) = responder {
                 responder.send(RaftReply(responses));
@@ -257,7 +259,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             state.membership = meta.last_membership.clone();
         }
         self.shared.applied_index.send_replace(index);
-        tracing::info!(last_log_index = ?meta.last_log_id.map(|id| id.index), "installed snapshot");
+        tracing::info!(db = %self.db.path().display(), last_log_index = ?meta.last_log_id.map(|id| id.index), "installed snapshot");
         Ok(())
     }
 
