@@ -159,11 +159,15 @@ enum Forwarded {
     Retry,
 }
 
-/// Whether a transport error happened before the request could reach the peer.
+/// Whether a transport error happened while connecting, so the request never reached the peer.
+/// Anything else (a reset or closed connection, a protocol error) may have happened after the
+/// peer received it: the outcome is unknown and must not be retried.
 pub(crate) fn never_sent(status: &tonic::Status) -> bool {
     let text = format!("{status:?}").to_ascii_lowercase();
     status.code() == tonic::Code::Unavailable
-        && (text.contains("connect") || text.contains("refused"))
+        && (text.contains("connection refused")
+            || text.contains("tcp connect error")
+            || text.contains("error trying to connect"))
 }
 
 /// Sends the batch to `leader` over the peer RPC.
@@ -203,7 +207,8 @@ async fn forward(
         }
         pb::ErrorKind::NotLeader | pb::ErrorKind::NoLeader => Ok(Forwarded::Retry),
         pb::ErrorKind::Timeout => Err(ConsensusError::Timeout),
-        pb::ErrorKind::Stopped => Ok(Forwarded::Retry),
+        // The leader stopped while the batch was in its log: another leader may commit it.
+        pb::ErrorKind::Stopped => Err(ConsensusError::LeaderChanged),
         pb::ErrorKind::Internal => {
             if reply.message.contains("discarded") {
                 Err(ConsensusError::LeaderChanged)

@@ -424,3 +424,89 @@ async fn a_minority_answers_with_errors_within_the_timeout() {
     assert!(started.elapsed() < REQUEST_TIMEOUT * 2 + Duration::from_secs(2));
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledged_write_is_lost_or_duplicated_across_a_failover() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use etcd_proto::etcdserverpb::RangeRequest;
+
+    let mut cluster = Cluster::start(3, 50).await;
+    let leader = cluster.leader().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for (m, member) in cluster.members.iter().enumerate() {
+        for w in 0..4 {
+            let node = member.node().clone();
+            let stop = stop.clone();
+            writers.push(tokio::spawn(async move {
+                let mut acked = Vec::new();
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("w{m}-{w}-{i}");
+                    i += 1;
+                    match node.propose(put(&key, "v")).await {
+                        Ok(_) => acked.push(key),
+                        Err(ConsensusError::Stopped) => break,
+                        Err(_) => {}
+                    }
+                }
+                acked
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.members[leader].stop().await;
+    // Keep writing through the survivors while they elect a new leader, then a while longer.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.members[leader].restart().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for writer in writers {
+        acked.extend(writer.await.unwrap());
+    }
+    assert!(acked.len() > 50, "only {} writes acknowledged", acked.len());
+    let new_leader = cluster.leader().await;
+    cluster.members[new_leader]
+        .node()
+        .linearizable_read()
+        .await
+        .unwrap();
+    for member in &cluster.members {
+        let node = member.node();
+        eventually(Duration::from_secs(15), "member caught up", || async {
+            node.linearizable_read().await.ok()
+        })
+        .await;
+        let (missing, keys, writes) = node.read(|store| {
+            let missing: Vec<&String> = acked
+                .iter()
+                .filter(|key| {
+                    let request = RangeRequest {
+                        key: key.as_bytes().to_vec().into(),
+                        count_only: true,
+                        ..Default::default()
+                    };
+                    store.range(&request).map(|r| r.count).unwrap_or(0) != 1
+                })
+                .collect();
+            let writes = store.revision() - mvcc::Store::new().revision();
+            (missing.len(), store.key_count() as i64, writes)
+        });
+        assert_eq!(
+            missing, 0,
+            "{}: acknowledged writes lost",
+            member.config.name
+        );
+        // Every attempt used a fresh key: one revision per key means nothing applied twice.
+        assert_eq!(
+            keys, writes,
+            "{}: a write was applied twice",
+            member.config.name
+        );
+    }
+    println!("{} writes acknowledged across the failover", acked.len());
+    cluster.shutdown().await;
+}
