@@ -206,3 +206,37 @@ fn another_format_version_is_refused() {
         99u32.to_be_bytes()
     );
 }
+
+#[tokio::test]
+async fn committed_id_is_stored_by_the_next_append() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut storage = Storage::open(dir.path(), 16).unwrap();
+        storage
+            .log_store
+            .append(vec![normal(1, vec![put("a", "1")])], IOFlushed::noop())
+            .await
+            .unwrap();
+        storage
+            .log_store
+            .save_committed(Some(log_id(1, 1, 1)))
+            .await
+            .unwrap();
+        assert_eq!(
+            storage.log_store.read_committed().await.unwrap(),
+            Some(log_id(1, 1, 1))
+        );
+        storage
+            .log_store
+            .append(vec![normal(2, vec![put("b", "2")])], IOFlushed::noop())
+            .await
+            .unwrap();
+    }
+    let mut storage = Storage::open(dir.path(), 16).unwrap();
+    assert_eq!(
+        storage.log_store.read_committed().await.unwrap(),
+        Some(log_id(1, 1, 1))
+    );
+    let stats = storage.log_store.write_stats();
+    assert_eq!(stats.snapshot(), (0, 0));
+}
