@@ -3,7 +3,9 @@
 //! Owns: revisions (one global counter, 1 when empty, +1 per write), every key's history since the
 //! compact revision (create/mod revision, version, tombstones, re-creation), Range / Put /
 //! DeleteRange / Txn with etcd's exact semantics and errors, compaction, the lease table as data
-//! (IDs, granted TTLs, attached keys — no timers: expiry arrives as a command), the alarm list, the
+//! (IDs, granted TTLs, attached keys — no timers: expiry arrives as a command), the alarm list,
+//! etcd's auth store (users with bcrypt hashes computed by the proposer, roles, key-range
+//! permissions, the auth revision) and the permission checks against it, the
 //! watch events each command produces and their replay from history, HashKV, and the snapshot
 //! encoding of all of it. Errors are `etcd_proto::errors::EtcdError` values from etcd's catalogue.
 //!
@@ -30,6 +32,8 @@
 //! - A compaction at revision <= 0 is `COMPACTED` (etcd accepts 0 on a never-compacted store).
 
 mod alarms;
+mod auth;
+mod auth_check;
 mod history;
 mod keyspace;
 mod leases;
@@ -42,6 +46,8 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use auth::{ROOT_ROLE, ROOT_USER, UserView};
+pub use auth_check::{Access, Caller};
 pub use keyspace::prefix_range_end;
 pub use leases::{LeaseView, MAX_LEASE_TTL};
 pub use snapshot::{SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC, SnapshotError};

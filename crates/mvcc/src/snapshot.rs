@@ -5,21 +5,31 @@
 //! key count u64 · per key { key length u32, key, version count u32, per version { revision i64,
 //! sub u32, create_revision i64, version i64, lease i64, value length u32, value } } ·
 //! lease count u64 · per lease { id i64, ttl i64 } · alarm count u64 · per alarm { member u64, alarm i32 } ·
+//! (version 2 only) auth { enabled u8, auth revision u64, user count u64, per user { name length
+//! u32, name, no_password u8, hash length u32, hash, role count u32, per role { length u32, name } },
+//! role count u64, per role { name length u32, name, permission count u32, per permission {
+//! type i32, key length u32, key, range_end length u32, range_end } } } ·
 //! CRC-32 (IEEE) of everything before it, u32.
+//! Version 1 (no auth section) still decodes, with auth disabled at auth revision 1.
 //! Lease attachments are not stored: they are rebuilt from each key's current version.
 
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
 
+use etcd_proto::authpb::Permission;
+
+use crate::auth::User;
 use crate::keyspace::{Change, Entry, KeyHistory, KeyIndex};
 use crate::leases::Lease;
 use crate::store::Store;
 
 /// First bytes of every snapshot.
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"PGWMVCC\0";
-/// The format [`Store::encode_snapshot`] writes and the only one [`Store::decode_snapshot`] reads.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// The format [`Store::encode_snapshot`] writes; [`Store::decode_snapshot`] also reads version 1.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// The oldest format [`Store::decode_snapshot`] still reads (before auth state was stored).
+const OLDEST_READABLE_VERSION: u32 = 1;
 
 /// Why snapshot bytes were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +82,16 @@ impl<'a> Reader<'a> {
 
     fn i64(&mut self) -> Result<i64, SnapshotError> {
         Ok(i64::from_le_bytes(self.array()?))
+    }
+
+    fn u8(&mut self) -> Result<u8, SnapshotError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn text(&mut self) -> Result<String, SnapshotError> {
+        let length = self.u32()? as usize;
+        String::from_utf8(self.take(length)?.to_vec())
+            .map_err(|_| SnapshotError::Malformed("auth name or hash is not UTF-8"))
     }
 
     fn blob(&mut self) -> Result<Bytes, SnapshotError> {
@@ -127,9 +147,83 @@ impl Store {
             out.extend_from_slice(&member.to_le_bytes());
             out.extend_from_slice(&alarm.to_le_bytes());
         }
+        self.encode_auth(&mut out);
         let checksum = crc32fast::hash(&out);
         out.extend_from_slice(&checksum.to_le_bytes());
         out
+    }
+
+    fn encode_auth(&self, out: &mut Vec<u8>) {
+        out.push(u8::from(self.auth.enabled));
+        out.extend_from_slice(&self.auth.revision.to_le_bytes());
+        out.extend_from_slice(&(self.auth.users.len() as u64).to_le_bytes());
+        for (name, user) in &self.auth.users {
+            put_blob(out, name.as_bytes());
+            out.push(u8::from(user.no_password));
+            put_blob(out, user.password_hash.as_bytes());
+            out.extend_from_slice(&(user.roles.len() as u32).to_le_bytes());
+            for role in &user.roles {
+                put_blob(out, role.as_bytes());
+            }
+        }
+        out.extend_from_slice(&(self.auth.roles.len() as u64).to_le_bytes());
+        for (name, permissions) in &self.auth.roles {
+            put_blob(out, name.as_bytes());
+            out.extend_from_slice(&(permissions.len() as u32).to_le_bytes());
+            for permission in permissions {
+                out.extend_from_slice(&permission.perm_type.to_le_bytes());
+                put_blob(out, &permission.key);
+                put_blob(out, &permission.range_end);
+            }
+        }
+    }
+
+    fn decode_auth(&mut self, reader: &mut Reader<'_>) -> Result<(), SnapshotError> {
+        self.auth.enabled = match reader.u8()? {
+            0 => false,
+            1 => true,
+            _ => return Err(SnapshotError::Malformed("auth enabled flag")),
+        };
+        self.auth.revision = reader.u64()?;
+        let user_count = reader.count(13)?;
+        for _ in 0..user_count {
+            let name = reader.text()?;
+            let no_password = reader.u8()? != 0;
+            let password_hash = reader.text()?;
+            let role_count = reader.u32()? as usize;
+            let mut roles = BTreeSet::new();
+            for _ in 0..role_count {
+                roles.insert(reader.text()?);
+            }
+            let user = User {
+                password_hash,
+                no_password,
+                roles,
+            };
+            if self.auth.users.insert(name, user).is_some() {
+                return Err(SnapshotError::Malformed("duplicate user"));
+            }
+        }
+        let role_count = reader.count(8)?;
+        for _ in 0..role_count {
+            let name = reader.text()?;
+            let permission_count = reader.u32()? as usize;
+            if permission_count.saturating_mul(12) > reader.bytes.len() {
+                return Err(SnapshotError::Truncated);
+            }
+            let mut permissions = Vec::with_capacity(permission_count);
+            for _ in 0..permission_count {
+                permissions.push(Permission {
+                    perm_type: reader.i32()?,
+                    key: reader.blob()?,
+                    range_end: reader.blob()?,
+                });
+            }
+            if self.auth.roles.insert(name, permissions).is_some() {
+                return Err(SnapshotError::Malformed("duplicate role"));
+            }
+        }
+        Ok(())
     }
 
     /// Rebuilds a store from [`Store::encode_snapshot`] bytes; refuses another format version, a
@@ -142,7 +236,7 @@ impl Store {
             bytes: &bytes[SNAPSHOT_MAGIC.len()..],
         };
         let found = header.u32()?;
-        if found != SNAPSHOT_FORMAT_VERSION {
+        if !(OLDEST_READABLE_VERSION..=SNAPSHOT_FORMAT_VERSION).contains(&found) {
             return Err(SnapshotError::UnsupportedVersion {
                 found,
                 supported: SNAPSHOT_FORMAT_VERSION,
@@ -288,6 +382,9 @@ impl Store {
             let member = reader.u64()?;
             let alarm = reader.i32()?;
             store.alarms.insert((member, alarm));
+        }
+        if found >= 2 {
+            store.decode_auth(&mut reader)?;
         }
         if !reader.bytes.is_empty() {
             return Err(SnapshotError::Malformed("trailing bytes"));

@@ -14,6 +14,7 @@ use etcd_proto::raftcmd::{
     ApplyError, RaftCommand, RaftResponse, raft_command::Command, raft_response::Response,
 };
 
+use crate::auth::AuthState;
 use crate::keyspace::{Change, Entry, KeyHistory, KeyIndex, histories_in};
 use crate::leases::Lease;
 use crate::validate::{validate_delete_range, validate_put};
@@ -40,6 +41,8 @@ pub struct Store {
     /// Every change above the compact revision in (revision, sub-revision) order: the revision log
     /// watch replay walks when a window holds fewer changes than the range holds keys.
     pub(crate) changes: VecDeque<Change>,
+    /// Users, roles, the enabled flag and the auth revision.
+    pub(crate) auth: AuthState,
 }
 
 /// The outcome of applying one command.
@@ -105,6 +108,7 @@ impl Store {
             live_keys: 0,
             compactable: BTreeSet::new(),
             changes: VecDeque::new(),
+            auth: AuthState::default(),
         }
     }
 
@@ -131,6 +135,35 @@ impl Store {
                 .apply_lease_expire(expire, &mut events)
                 .map(Response::LeaseExpire),
             Some(Command::Alarm(alarm)) => Ok(Response::Alarm(self.apply_alarm(alarm))),
+            Some(Command::AuthEnable(request)) => {
+                self.apply_auth_enable(request).map(Response::AuthEnable)
+            }
+            Some(Command::AuthDisable(request)) => {
+                self.apply_auth_disable(request).map(Response::AuthDisable)
+            }
+            Some(Command::UserAdd(request)) => self.apply_user_add(request).map(Response::UserAdd),
+            Some(Command::UserDelete(request)) => {
+                self.apply_user_delete(request).map(Response::UserDelete)
+            }
+            Some(Command::UserChangePassword(request)) => self
+                .apply_user_change_password(request)
+                .map(Response::UserChangePassword),
+            Some(Command::UserGrantRole(request)) => self
+                .apply_user_grant_role(request)
+                .map(Response::UserGrantRole),
+            Some(Command::UserRevokeRole(request)) => self
+                .apply_user_revoke_role(request)
+                .map(Response::UserRevokeRole),
+            Some(Command::RoleAdd(request)) => self.apply_role_add(request).map(Response::RoleAdd),
+            Some(Command::RoleDelete(request)) => {
+                self.apply_role_delete(request).map(Response::RoleDelete)
+            }
+            Some(Command::RoleGrantPermission(request)) => self
+                .apply_role_grant_permission(request)
+                .map(Response::RoleGrantPermission),
+            Some(Command::RoleRevokePermission(request)) => self
+                .apply_role_revoke_permission(request)
+                .map(Response::RoleRevokePermission),
             // An empty command (for example a newer proposer's variant this build does not know)
             // changes nothing and is answered with an empty response.
             None => {

@@ -503,12 +503,12 @@ fn snapshot_round_trip_and_rejections() {
         Err(SnapshotError::BadMagic)
     );
     let mut newer = bytes.clone();
-    newer[8] = 2;
+    newer[8] = 3;
     assert!(matches!(
         Store::decode_snapshot(&newer),
         Err(SnapshotError::UnsupportedVersion {
-            found: 2,
-            supported: 1
+            found: 3,
+            supported: 2
         })
     ));
     let mut flipped = bytes.clone();

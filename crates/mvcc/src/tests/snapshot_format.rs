@@ -1,15 +1,21 @@
 //! The snapshot format is a storage format: a member restarts from bytes an older build wrote.
-//! This golden test pins format version 1 byte for byte; changing the encoding must bump
-//! `SNAPSHOT_FORMAT_VERSION`, keep a decoder for version 1, and add a fixture for the new version.
-//! Regenerate a fixture (only together with a version bump) with `MVCC_WRITE_SNAPSHOT_FIXTURE=1`.
+//! These golden tests pin the current format (version 2, with auth state) byte for byte and keep
+//! decoding version 1 (written before auth existed); changing the encoding must bump
+//! `SNAPSHOT_FORMAT_VERSION`, keep decoders for the older versions, and add a fixture for the new
+//! one. Regenerate the current fixture (only together with a version bump) with
+//! `MVCC_WRITE_SNAPSHOT_FIXTURE=1`.
 
 use etcd_proto::etcdserverpb::AlarmType;
 use etcd_proto::etcdserverpb::alarm_request::AlarmAction;
 
+use etcd_proto::authpb::permission::Type;
+
 use super::helpers::*;
+use super::rules_auth::*;
 use crate::{SNAPSHOT_FORMAT_VERSION, Store};
 
 const FIXTURE_V1: &[u8] = include_bytes!("fixtures/snapshot_v1.bin");
+const FIXTURE_V2: &[u8] = include_bytes!("fixtures/snapshot_v2.bin");
 
 /// A store touching every part of the format: live keys, overwritten and re-created keys,
 /// tombstones kept after compaction, a txn with several sub-revisions, leases with and without
@@ -38,21 +44,55 @@ fn fixture_store() -> Store {
     store
 }
 
+/// The version 1 store plus auth state: users with and without passwords, roles with several
+/// permissions (point, range, open-ended), the root role, auth enabled.
+fn fixture_store_v2() -> Store {
+    let mut store = fixture_store();
+    for command in [
+        user_add("root", "$2b$04$root"),
+        user_add_no_password("reader"),
+        role_add("readers"),
+        grant_permission("readers", Type::Read, "a", ""),
+        grant_permission("readers", Type::Readwrite, "b", "c"),
+        grant_permission("readers", Type::Write, "z", "\0"),
+        user_grant_role("root", "root"),
+        user_grant_role("reader", "readers"),
+        auth_enable(),
+    ] {
+        expect_auth_ok(&mut store, command);
+    }
+    store
+}
+
 #[test]
-fn format_version_1_is_stable() {
-    assert_eq!(SNAPSHOT_FORMAT_VERSION, 1);
-    let store = fixture_store();
+fn format_version_2_is_stable() {
+    assert_eq!(SNAPSHOT_FORMAT_VERSION, 2);
+    let store = fixture_store_v2();
     let encoded = store.encode_snapshot();
     if std::env::var_os("MVCC_WRITE_SNAPSHOT_FIXTURE").is_some() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/src/tests/fixtures/snapshot_v1.bin"
+            "/src/tests/fixtures/snapshot_v2.bin"
         );
         std::fs::write(path, &encoded).expect("write fixture");
         return;
     }
-    assert_eq!(encoded, FIXTURE_V1, "the version 1 encoding changed");
+    assert_eq!(encoded, FIXTURE_V2, "the version 2 encoding changed");
+    let decoded = Store::decode_snapshot(FIXTURE_V2).expect("decode the version 2 fixture");
+    assert_eq!(decoded, store);
+    assert!(decoded.auth_enabled());
+    assert_eq!(decoded.auth_revision(), store.auth_revision());
+    assert_eq!(decoded.auth_user_names(), vec!["reader", "root"]);
+    assert_eq!(decoded.auth_role("readers").expect("role").len(), 3);
+    check_invariants(&decoded);
+}
+
+#[test]
+fn format_version_1_still_decodes() {
+    let store = fixture_store();
     let decoded = Store::decode_snapshot(FIXTURE_V1).expect("decode the version 1 fixture");
+    assert!(!decoded.auth_enabled());
+    assert_eq!(decoded.auth_revision(), 1);
     assert_eq!(decoded, store);
     check_invariants(&decoded);
     assert_eq!(decoded.lease(7).expect("lease 7").keys, vec![b("b")]);
@@ -87,10 +127,11 @@ mod damaged {
         /// consistent; decode never panics and never trusts a length it cannot back with bytes.
         #[test]
         fn damaged_snapshots_never_panic(
-            flips in prop::collection::vec((0_usize..430, any::<u8>()), 1..4),
-            cut in prop::option::of(0_usize..430),
+            flips in prop::collection::vec((0_usize..600, any::<u8>()), 1..4),
+            cut in prop::option::of(0_usize..600),
+            version_1 in any::<bool>(),
         ) {
-            let mut bytes = FIXTURE_V1.to_vec();
+            let mut bytes = if version_1 { FIXTURE_V1.to_vec() } else { FIXTURE_V2.to_vec() };
             for (position, value) in flips {
                 let position = position % bytes.len();
                 bytes[position] = value;
