@@ -510,3 +510,36 @@ async fn no_acknowledged_write_is_lost_or_duplicated_across_a_failover() {
     println!("{} writes acknowledged across the failover", acked.len());
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_member_does_not_stall_the_others() {
+    let cluster = Cluster::start(3, 10_000).await;
+    let leader = cluster.leader().await;
+    // A peer address that accepts TCP connections and never answers (a hung host).
+    let black_hole = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", black_hole.local_addr().unwrap());
+    let (_added, members) = cluster.members[leader]
+        .node()
+        .member_add(vec![url], false)
+        .await
+        .unwrap();
+    assert_eq!(members.len(), 4);
+    // Four voters, three alive: still a quorum. Writes and reads must keep flowing at speed.
+    let started = Instant::now();
+    for i in 0..100 {
+        let via = (leader + i) % 3;
+        cluster.members[via]
+            .node()
+            .propose(put(&format!("k{i}"), "v"))
+            .await
+            .unwrap();
+    }
+    for member in &cluster.members {
+        member.node().linearizable_read().await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    println!("100 writes + 3 reads with a black-holed voter: {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    drop(black_hole);
+    cluster.shutdown().await;
+}
