@@ -18,4 +18,4 @@ pub use backend::{ChangedKeys, Error, Expect, KeyValue, KvBackend, Result};
 pub use keys::Keys;
 pub use local::LocalStore;
 pub use values::{HistoryEntry, MemberData, StatusData, dynamic_config_from_json};
-pub use view::{Snapshot, parse_snapshot};
+pub use view::{Snapshot, parse_snapshot, tags_from_map};

@@ -1,0 +1,605 @@
+//! Executing a decision's actions in order; the first failure ends the cycle (the `ha`
+//! contract). Long actions (bootstrap, clone, rewind, reinitialize) run on a task of their
+//! own so the loop keeps renewing the lease while they run.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use dcs::{Expect, HistoryEntry, KvBackend, MemberData, StatusData};
+use ha::{Action, Decision, DemoteMode, LongActionKind, MemberName, Observation};
+use postgres::StopMode;
+
+use crate::agent::{Agent, LongTask};
+use crate::pg::LocalPg;
+
+/// How an action failed.
+#[derive(Debug)]
+pub enum ActError {
+    /// This action failed; later actions of the cycle are skipped.
+    Failed(String),
+    /// The agent must stop (continuing could damage data).
+    Fatal(String),
+}
+
+type ActResult = Result<(), ActError>;
+
+fn failed(what: &str, error: impl std::fmt::Display) -> ActError {
+    ActError::Failed(format!("{what}: {error}"))
+}
+
+/// Upper bound on a long action (initdb, clone, rewind).
+const LONG_ACTION_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// How long a stop may take before escalating to immediate.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl<B: KvBackend> Agent<B> {
+    pub(crate) async fn execute(
+        &mut self,
+        decision: &Decision,
+        observation: &Observation,
+    ) -> ActResult {
+        for action in &decision.actions {
+            self.act(action, observation).await?;
+        }
+        Ok(())
+    }
+
+    fn store_timeout(&self) -> Duration {
+        self.last_config.retry_timeout
+    }
+
+    async fn store_call<T>(
+        &self,
+        what: &str,
+        call: impl std::future::Future<Output = dcs::Result<T>>,
+    ) -> Result<T, ActError> {
+        match tokio::time::timeout(self.store_timeout(), call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(failed(what, error)),
+            Err(_) => Err(failed(what, "timed out")),
+        }
+    }
+
+    fn name_bytes(&self) -> Bytes {
+        Bytes::from(self.config.name.clone())
+    }
+
+    async fn act(&mut self, action: &Action, observation: &Observation) -> ActResult {
+        let lease = self.lease.unwrap_or(0);
+        match action {
+            Action::AcquireLeaderKey => {
+                if lease == 0 {
+                    return Err(ActError::Failed(
+                        "no store lease to bind the leader key to".into(),
+                    ));
+                }
+                let key = self.keys.leader();
+                let won = self
+                    .store_call(
+                        "acquire the leader key",
+                        self.store
+                            .put_if(&key, Expect::Absent, self.name_bytes(), lease),
+                    )
+                    .await?;
+                if !won {
+                    return Err(ActError::Failed(
+                        "another member acquired the leader key".into(),
+                    ));
+                }
+                self.holds_leader = true;
+                tracing::info!("acquired the leader key");
+            }
+            Action::RenewLease => {
+                if !self.keepalive_ok {
+                    return Err(ActError::Failed(
+                        "the lease keepalive of this cycle failed".into(),
+                    ));
+                }
+                let key = self.keys.leader();
+                let kept = self
+                    .store_call(
+                        "refresh the leader key",
+                        self.store.put_if(
+                            &key,
+                            Expect::Value(self.name_bytes()),
+                            self.name_bytes(),
+                            lease,
+                        ),
+                    )
+                    .await?;
+                if !kept {
+                    self.holds_leader = false;
+                    return Err(ActError::Failed(
+                        "the leader key is held by another member".into(),
+                    ));
+                }
+                self.holds_leader = true;
+            }
+            Action::ReleaseLeaderKey => {
+                let key = self.keys.leader();
+                self.store_call(
+                    "release the leader key",
+                    self.store
+                        .delete_if(&key, Some(Expect::Value(self.name_bytes()))),
+                )
+                .await?;
+                self.holds_leader = false;
+            }
+            Action::TakeLeaderKey => {
+                let key = self.keys.leader();
+                self.store_call(
+                    "take the leader key",
+                    self.store.put(&key, self.name_bytes(), lease),
+                )
+                .await?;
+                self.holds_leader = true;
+            }
+            Action::ClaimInitializeKey => {
+                let key = self.keys.initialize();
+                let won = self
+                    .store_call(
+                        "claim the initialize key",
+                        self.store.put_if(&key, Expect::Absent, Bytes::new(), 0),
+                    )
+                    .await?;
+                if !won {
+                    return Err(ActError::Failed(
+                        "another member is bootstrapping the cluster".into(),
+                    ));
+                }
+                self.write_initial_config().await?;
+            }
+            Action::WriteInitializeKey { system_id } => {
+                let key = self.keys.initialize();
+                let claimed_by_us = self
+                    .snapshot
+                    .as_ref()
+                    .is_some_and(|snapshot| snapshot.view.initialize == Some(None));
+                let expect = if claimed_by_us {
+                    Expect::Value(Bytes::new())
+                } else {
+                    Expect::Absent
+                };
+                let value = Bytes::from(system_id.to_string());
+                let written = self
+                    .store_call(
+                        "write the initialize key",
+                        self.store.put_if(&key, expect, value, 0),
+                    )
+                    .await?;
+                if !written {
+                    return Err(ActError::Failed(
+                        "the initialize key changed meanwhile".into(),
+                    ));
+                }
+                self.write_initial_config().await?;
+            }
+            Action::DeleteFailoverKey => {
+                let key = self.keys.failover();
+                self.store_call("delete the failover key", self.store.delete_if(&key, None))
+                    .await?;
+            }
+            Action::QueryPeers { .. } => {
+                // Answered before acting (the loop asks and decides again); a second request
+                // in one cycle is not followed.
+            }
+            Action::PrepareSyncForPromote { .. } => {
+                return Err(ActError::Failed(
+                    "synchronous mode is not supported yet".into(),
+                ));
+            }
+            Action::Promote => self.promote(observation).await?,
+            Action::ReconcileSynchronousStandbys => {}
+            Action::Demote { mode } => self.demote(*mode).await?,
+            Action::StartAsPrimary => {
+                let settings = self.pg.settings(&self.dynamic_parameters(), None);
+                self.start_postmaster(&settings)?;
+            }
+            Action::StartReadOnly => {
+                let settings = self
+                    .pg
+                    .settings(&self.dynamic_parameters(), Some(self.pg.recovery(None)));
+                self.upstream = None;
+                self.start_postmaster(&settings)?;
+            }
+            Action::StartAsReplica { upstream } => {
+                let settings = self.replica_settings(upstream.as_ref());
+                self.upstream = upstream.clone();
+                self.start_postmaster(&settings)?;
+            }
+            Action::RepointTo { upstream } => {
+                let settings = self.replica_settings(upstream.as_ref());
+                self.pg
+                    .write_config(&settings)
+                    .map_err(|error| failed("write the replica configuration", error))?;
+                self.reload()?;
+                self.upstream = upstream.clone();
+            }
+            Action::Rewind { source } => {
+                self.stop_postgres(StopMode::Fast).await?;
+                let Some(conninfo) = self.member_conninfo(source, false) else {
+                    return Err(ActError::Failed(format!("no conn_url for {source}")));
+                };
+                let settings = self.replica_settings(Some(source));
+                self.upstream = Some(source.clone());
+                let pg = self.pg.clone();
+                self.spawn_long(LongActionKind::Rewind, async move {
+                    pg.rewind(conninfo, &settings, LONG_ACTION_TIMEOUT).await
+                });
+            }
+            Action::Reinitialize { source } => {
+                self.stop_postgres(StopMode::Immediate).await?;
+                let conninfo = self.member_conninfo(source, true);
+                let settings = self.replica_settings(Some(source));
+                self.upstream = Some(source.clone());
+                let pg = self.pg.clone();
+                self.spawn_long(LongActionKind::Reinitialize, async move {
+                    pg.reinitialize(conninfo, &settings, LONG_ACTION_TIMEOUT)
+                        .await
+                });
+            }
+            Action::Bootstrap => {
+                let settings = self.pg.settings(&self.dynamic_parameters(), None);
+                let pg = self.pg.clone();
+                self.spawn_long(LongActionKind::Bootstrap, async move {
+                    pg.bootstrap(&settings, LONG_ACTION_TIMEOUT).await
+                });
+            }
+            Action::CreateReplica { source } => {
+                let conninfo = source
+                    .as_ref()
+                    .and_then(|source| self.member_conninfo(source, true));
+                let settings = self.replica_settings(source.as_ref());
+                self.upstream = source.clone();
+                let pg = self.pg.clone();
+                self.spawn_long(LongActionKind::CreateReplica, async move {
+                    pg.create_replica(conninfo, &settings, LONG_ACTION_TIMEOUT)
+                        .await
+                });
+            }
+            Action::RestartInPlace => {
+                self.stop_postgres(StopMode::Fast).await?;
+                let recovery = crate::pg::has_standby_signal(&self.pg.data_dir).then(|| {
+                    self.pg.recovery(
+                        self.upstream
+                            .as_ref()
+                            .and_then(|up| self.member_conninfo(up, true)),
+                    )
+                });
+                let settings = self.pg.settings(&self.dynamic_parameters(), recovery);
+                self.start_postmaster(&settings)?;
+            }
+            Action::CancelLongAction => {
+                if let Some(task) = self.long_task.take() {
+                    tracing::warn!("cancelling {}", task.kind.as_str());
+                    task.handle.abort();
+                }
+            }
+            Action::RunCallback { event, role } => {
+                if let Some(command) = self.config.postgresql.callbacks.get(event.as_str()) {
+                    let argv: Vec<String> = command.split_whitespace().map(str::to_owned).collect();
+                    if let Err(error) = self.callbacks.fire(
+                        &argv,
+                        event.as_str(),
+                        role.as_str(),
+                        &self.config.scope,
+                    ) {
+                        tracing::warn!("callback {}: {error}", event.as_str());
+                    }
+                }
+            }
+            Action::ExitFatal => {
+                return Err(ActError::Fatal(observation_message(observation)));
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn_long<F>(&mut self, kind: LongActionKind, work: F)
+    where
+        F: std::future::Future<Output = postgres::Result<postgres::Postmaster>> + Send + 'static,
+    {
+        let handle = tokio::spawn(async move { work.await.map_err(|error| error.to_string()) });
+        self.long_task = Some(LongTask {
+            kind,
+            started_at: self.now(),
+            handle,
+        });
+    }
+
+    pub(crate) fn dynamic_parameters(&self) -> std::collections::BTreeMap<String, String> {
+        self.snapshot
+            .as_ref()
+            .map(|snapshot| snapshot.parameters.clone())
+            .unwrap_or_default()
+    }
+
+    fn member_conninfo(
+        &self,
+        member: &MemberName,
+        replication: bool,
+    ) -> Option<postgres::config::ConnInfo> {
+        let snapshot = self.snapshot.as_ref()?;
+        let data = snapshot.members.get(member.as_str())?;
+        self.pg.conninfo(&data.conn_url, replication)
+    }
+
+    fn replica_settings(&self, upstream: Option<&MemberName>) -> postgres::config::ServerSettings {
+        let conninfo = upstream.and_then(|upstream| self.member_conninfo(upstream, true));
+        self.pg
+            .settings(&self.dynamic_parameters(), Some(self.pg.recovery(conninfo)))
+    }
+
+    fn start_postmaster(&mut self, settings: &postgres::config::ServerSettings) -> ActResult {
+        if self.postmaster.is_some() || self.adopted.is_some() {
+            return Err(ActError::Failed("PostgreSQL is already running".into()));
+        }
+        let postmaster = self
+            .pg
+            .start(settings)
+            .map_err(|error| failed("start PostgreSQL", error))?;
+        self.applied_parameters = self.dynamic_parameters();
+        self.adopt_child(postmaster);
+        Ok(())
+    }
+
+    fn reload(&self) -> ActResult {
+        if let Some(postmaster) = &self.postmaster {
+            postmaster
+                .reload()
+                .map_err(|error| failed("reload PostgreSQL", error))
+        } else if let Some(adopted) = &self.adopted {
+            adopted
+                .reload()
+                .map_err(|error| failed("reload PostgreSQL", error))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Stops PostgreSQL in `mode` (our child or an adopted postmaster); no-op when stopped.
+    pub(crate) async fn stop_postgres(&mut self, mode: StopMode) -> ActResult {
+        self.stop_requested = true;
+        if let Some(postmaster) = self.postmaster.as_mut() {
+            crate::pg::stop(postmaster, mode, STOP_TIMEOUT)
+                .await
+                .map_err(|error| failed("stop PostgreSQL", error))?;
+            self.postmaster = None;
+        }
+        if let Some(adopted) = self.adopted.take() {
+            adopted
+                .stop(mode, STOP_TIMEOUT)
+                .await
+                .map_err(|error| failed("stop PostgreSQL", error))?;
+        }
+        self.stopped_since = Some(self.now());
+        self.crashed_since = None;
+        self.started_at = None;
+        Ok(())
+    }
+
+    async fn demote(&mut self, mode: DemoteMode) -> ActResult {
+        let stop_mode = match mode {
+            DemoteMode::Offline | DemoteMode::Graceful => StopMode::Fast,
+            DemoteMode::Immediate | DemoteMode::ImmediateNoLock => StopMode::Immediate,
+        };
+        if mode == DemoteMode::Graceful
+            && let Ok(probe) = self.pg.connect().await
+        {
+            let _ = probe.checkpoint().await;
+            probe.close().await;
+        }
+        tracing::warn!("demoting: stopping PostgreSQL ({})", mode.as_str());
+        self.stop_postgres(stop_mode).await?;
+        if mode.releases_leader_key() {
+            let key = self.keys.leader();
+            self.store_call(
+                "release the leader key",
+                self.store
+                    .delete_if(&key, Some(Expect::Value(self.name_bytes()))),
+            )
+            .await?;
+        }
+        self.holds_leader = false;
+        Ok(())
+    }
+
+    /// Promotes the local replica, then makes the new timeline usable by others at once:
+    /// a CHECKPOINT (pg_rewind reads the timeline from pg_control), slots for the other
+    /// members, and the `history` entry for the timeline switch.
+    async fn promote(&mut self, observation: &Observation) -> ActResult {
+        let _ = observation;
+        let probe = self
+            .pg
+            .connect()
+            .await
+            .map_err(|error| failed("connect to promote", error))?;
+        let before = probe.facts().await.ok();
+        probe
+            .promote_and_poll(Duration::from_secs(30))
+            .await
+            .map_err(|error| failed("promote", error))?;
+        tracing::info!("promoted: PostgreSQL accepts writes");
+        self.upstream = None;
+        self.ensure_member_slots(&probe).await;
+        if let Err(error) = probe.checkpoint().await {
+            tracing::warn!("checkpoint after promote: {error}");
+        }
+        probe.close().await;
+        // Record the timeline that ended, with the LSN where it did.
+        if let Some(before) = before {
+            let ended = before.timeline.unwrap_or(1);
+            let lsn = before
+                .replayed_lsn
+                .or(before.received_lsn)
+                .map_or(0, |lsn| lsn.0);
+            let mut history = self
+                .snapshot
+                .as_ref()
+                .map(|snapshot| snapshot.history.clone())
+                .unwrap_or_default();
+            history.push(HistoryEntry(
+                ended,
+                lsn,
+                "no recovery target specified".to_owned(),
+                String::new(),
+                self.config.name.clone(),
+            ));
+            if let Ok(json) = serde_json::to_vec(&history) {
+                let key = self.keys.history();
+                let _ = self
+                    .store_call("write history", self.store.put(&key, Bytes::from(json), 0))
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn ensure_member_slots(&self, probe: &postgres::Probe) {
+        let Some(snapshot) = &self.snapshot else {
+            return;
+        };
+        for name in snapshot.members.keys() {
+            if name != &self.config.name
+                && let Err(error) = probe.ensure_physical_slot(&LocalPg::slot_name(name)).await
+            {
+                tracing::warn!("create the replication slot for {name}: {error}");
+            }
+        }
+    }
+
+    /// Writes `/config` from `bootstrap.dcs` unless it exists (create-only).
+    async fn write_initial_config(&self) -> ActResult {
+        let key = self.keys.config();
+        let json = self.config.initial_dynamic_config_json();
+        let value = Bytes::from(serde_json::to_vec(&json).unwrap_or_default());
+        self.store_call(
+            "write the config key",
+            self.store.put_if(&key, Expect::Absent, value, 0),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Primary upkeep: slots for every member, `/status` with our WAL position.
+    pub(crate) async fn leader_upkeep(&mut self) {
+        if let Ok(probe) = self.pg.connect().await {
+            self.ensure_member_slots(&probe).await;
+            probe.close().await;
+        }
+        let optime = self
+            .facts
+            .as_ref()
+            .and_then(|facts| facts.write_lsn)
+            .map_or(0, |lsn| lsn.0);
+        let status = StatusData {
+            optime,
+            ..StatusData::default()
+        };
+        if let Ok(json) = serde_json::to_vec(&status) {
+            let key = self.keys.status();
+            let _ = tokio::time::timeout(
+                self.store_timeout(),
+                self.store.put(&key, Bytes::from(json), 0),
+            )
+            .await;
+        }
+        if self
+            .snapshot
+            .as_ref()
+            .is_some_and(|snapshot| !snapshot.has_config)
+        {
+            let _ = self.write_initial_config().await;
+        }
+    }
+
+    /// Reloads PostgreSQL when `/config`'s parameters changed since it was configured.
+    pub(crate) async fn apply_dynamic_parameters(&mut self) {
+        let parameters = self.dynamic_parameters();
+        if parameters == self.applied_parameters {
+            return;
+        }
+        let recovery = crate::pg::has_standby_signal(&self.pg.data_dir).then(|| {
+            self.pg.recovery(
+                self.upstream
+                    .as_ref()
+                    .and_then(|up| self.member_conninfo(up, true)),
+            )
+        });
+        let settings = self.pg.settings(&parameters, recovery);
+        match self
+            .pg
+            .write_config(&settings)
+            .and_then(|()| match &self.postmaster {
+                Some(postmaster) => postmaster.reload(),
+                None => self.adopted.map_or(Ok(()), |adopted| adopted.reload()),
+            }) {
+            Ok(()) => {
+                tracing::info!("dynamic configuration changed; PostgreSQL reloaded");
+                self.applied_parameters = parameters;
+            }
+            Err(error) => tracing::warn!("apply the dynamic configuration: {error}"),
+        }
+    }
+
+    /// Publishes `members/<name>` (bound to our lease) when its content changed.
+    pub(crate) async fn publish_member_key(&mut self) {
+        let Some(lease) = self.lease else {
+            return;
+        };
+        let data = self.member_data();
+        let Ok(json) = serde_json::to_vec(&data) else {
+            return;
+        };
+        let json = Bytes::from(json);
+        if self.last_member_json.as_ref() == Some(&json) {
+            return;
+        }
+        let key = self.keys.member(&self.config.name);
+        match tokio::time::timeout(
+            self.store_timeout(),
+            self.store.put(&key, json.clone(), lease),
+        )
+        .await
+        {
+            Ok(Ok(())) => self.last_member_json = Some(json),
+            Ok(Err(error)) => tracing::warn!("publish the member key: {error}"),
+            Err(_) => tracing::warn!("publish the member key: timed out"),
+        }
+    }
+
+    fn member_data(&self) -> MemberData {
+        let (state, role) = crate::status::state_and_role(self);
+        let facts = self.facts.as_ref();
+        let primary = facts.is_some_and(|facts| !facts.in_recovery);
+        let received = facts.and_then(|facts| facts.received_lsn).map(|lsn| lsn.0);
+        let replayed = facts.and_then(|facts| facts.replayed_lsn).map(|lsn| lsn.0);
+        let xlog_location = if primary {
+            facts.and_then(|facts| facts.write_lsn).map(|lsn| lsn.0)
+        } else {
+            received.max(replayed)
+        };
+        MemberData {
+            conn_url: format!(
+                "postgres://{}/postgres",
+                self.config.postgresql.connect_address
+            ),
+            api_url: format!("http://{}/patroni", self.config.restapi.connect_address),
+            state,
+            role,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            xlog_location,
+            timeline: facts.and_then(|facts| facts.timeline),
+            replication_state: crate::status::replication_state(self),
+            receive_lsn: if primary { None } else { received },
+            replay_lsn: if primary { None } else { replayed },
+            tags: self.config.tags.clone(),
+            pending_restart: false,
+        }
+    }
+}
+
+fn observation_message(observation: &Observation) -> String {
+    ha::decide(observation).message
+}

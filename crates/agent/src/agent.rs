@@ -1,0 +1,595 @@
+//! The HA loop: wake → observe → `ha::decide` → act → publish, once per cycle.
+//!
+//! Wake-ups: the decision's `next_wakeup` (at most `loop_wait`), a change under the scope's
+//! prefix in the store (leader key deleted, failover key written, ...), the postmaster's exit
+//! (a crash is seen at once), or a long action finishing.
+//!
+//! The lease: every member keeps one store lease (TTL = `ttl`) alive with one keepalive at the
+//! start of each cycle; its member key, and the leader key while it leads, are bound to it.
+//! The deadline handed to `decide` is the send time of the last successful keepalive + `ttl`
+//! − [`LEASE_SAFETY_MARGIN`] on the agent's monotonic clock (design invariant 6): a primary
+//! that cannot renew demotes before the store can have expired its lease.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dcs::{Expect, Keys, KvBackend, Snapshot};
+use futures::StreamExt;
+use ha::{
+    Action, ClusterView, DataDirState, Decision, Divergence, DynamicConfig, LocalPostgres,
+    LongAction, LongActionKind, Lsn, MemberName, Observation, OwnLease, PgRole, ProcessState,
+    StoreView, SystemId, Timeline,
+};
+use postgres::{AdoptedPostmaster, Postmaster, ServerFacts};
+use rest::PatroniStatus;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::RunConfig;
+use crate::pg::{LocalPg, has_standby_signal};
+
+/// Subtracted from `ttl` for the primary's own lease deadline: covers the store's lease-check
+/// interval (500 ms) and clock-rate differences between hosts.
+pub const LEASE_SAFETY_MARGIN: Duration = Duration::from_secs(1);
+
+/// Why the agent stopped on its own.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("stopping: {0}")]
+    Fatal(String),
+}
+
+/// A long action running on its own task so the loop keeps renewing the lease meanwhile.
+/// It ends with a started postmaster (or an error message).
+pub(crate) struct LongTask {
+    pub kind: LongActionKind,
+    pub started_at: ha::Instant,
+    pub handle: JoinHandle<Result<Postmaster, String>>,
+}
+
+/// The agent of one member. Owns the postmaster child and the store lease.
+pub struct Agent<B: KvBackend> {
+    pub(crate) store: B,
+    pub(crate) keys: Keys,
+    pub(crate) config: RunConfig,
+    pub(crate) pg: LocalPg,
+    pub(crate) origin: tokio::time::Instant,
+    pub(crate) defaults: DynamicConfig,
+    /// The postmaster this agent started (its exit is seen at once).
+    pub(crate) postmaster: Option<Postmaster>,
+    /// A postmaster found running at agent start (not our child).
+    pub(crate) adopted: Option<AdoptedPostmaster>,
+    /// Set when we stopped PostgreSQL ourselves: its exit is not a crash.
+    pub(crate) stop_requested: bool,
+    pub(crate) started_at: Option<ha::Instant>,
+    pub(crate) crashed_since: Option<ha::Instant>,
+    pub(crate) stopped_since: Option<ha::Instant>,
+    pub(crate) last_start_failed: bool,
+    pub(crate) long_task: Option<LongTask>,
+    pub(crate) lease: Option<i64>,
+    /// Send time of the last successful keepalive of `lease`.
+    pub(crate) lease_renewed_at: Option<tokio::time::Instant>,
+    /// The lease keepalive of this cycle succeeded.
+    pub(crate) keepalive_ok: bool,
+    /// We hold the leader key as far as we know (set on acquire/renew, cleared on loss).
+    pub(crate) holds_leader: bool,
+    pub(crate) snapshot: Option<Snapshot>,
+    pub(crate) last_config: DynamicConfig,
+    pub(crate) previous_leader: Option<MemberName>,
+    pub(crate) previous_members: Vec<ha::Member>,
+    pub(crate) leader_missing_since: Option<ha::Instant>,
+    pub(crate) upstream: Option<MemberName>,
+    pub(crate) last_received: Option<Lsn>,
+    pub(crate) can_rewind: bool,
+    pub(crate) facts: Option<ServerFacts>,
+    pub(crate) applied_parameters: BTreeMap<String, String>,
+    pub(crate) last_member_json: Option<Bytes>,
+    pub(crate) callbacks: postgres::callbacks::CallbackRunner,
+    pub(crate) status: watch::Sender<PatroniStatus>,
+    pub(crate) last_decision: Option<Decision>,
+}
+
+impl<B: KvBackend> Agent<B> {
+    pub fn new(
+        store: B,
+        config: RunConfig,
+        run_as: postgres::RunAs,
+        status: watch::Sender<PatroniStatus>,
+    ) -> Self {
+        let defaults = config.dynamic_defaults();
+        let pg = LocalPg::new(&config, run_as.clone());
+        let adopted = AdoptedPostmaster::from_data_dir(&pg.data_dir)
+            .ok()
+            .flatten();
+        Self {
+            keys: Keys::new(&config.namespace, &config.scope),
+            store,
+            pg,
+            origin: tokio::time::Instant::now(),
+            last_config: defaults.clone(),
+            defaults,
+            config,
+            postmaster: None,
+            adopted,
+            stop_requested: false,
+            started_at: None,
+            crashed_since: None,
+            stopped_since: None,
+            last_start_failed: false,
+            long_task: None,
+            lease: None,
+            lease_renewed_at: None,
+            keepalive_ok: false,
+            holds_leader: false,
+            snapshot: None,
+            previous_leader: None,
+            previous_members: Vec::new(),
+            leader_missing_since: None,
+            upstream: None,
+            last_received: None,
+            can_rewind: true,
+            facts: None,
+            applied_parameters: BTreeMap::new(),
+            last_member_json: None,
+            callbacks: postgres::callbacks::CallbackRunner::new(run_as),
+            status,
+            last_decision: None,
+        }
+    }
+
+    pub(crate) fn now(&self) -> ha::Instant {
+        ha::Instant(self.origin.elapsed())
+    }
+
+    pub(crate) fn me(&self) -> MemberName {
+        MemberName::new(&self.config.name)
+    }
+
+    /// Runs cycles until `shutdown`; then releases the leader key and stops PostgreSQL
+    /// (fast) if this node is the primary, and revokes the lease.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), AgentError> {
+        let mut changes = self.store.watch_prefix(self.keys.prefix());
+        let outcome = loop {
+            let wakeup = match self.cycle().await {
+                Ok(wakeup) => wakeup,
+                Err(error) => break Err(error),
+            };
+            let sleep_until = self.origin + wakeup.0;
+            tokio::select! {
+                () = shutdown.cancelled() => break Ok(()),
+                () = tokio::time::sleep_until(sleep_until) => {}
+                changed = changes.next() => {
+                    if changed.is_none() {
+                        // The store stopped: keep cycling on the timer (it reports unreachable).
+                        changes = futures::stream::pending().boxed();
+                    }
+                }
+                _ = postmaster_exit(&mut self.postmaster) => {}
+                _ = long_task_done(&mut self.long_task) => {}
+            }
+        };
+        self.shutdown().await;
+        outcome
+    }
+
+    /// Leaves the cluster cleanly: a primary stops PostgreSQL (fast, so the last WAL is
+    /// flushed to replicas) and then deletes the leader key so a replica takes over at once.
+    async fn shutdown(&mut self) {
+        if let Some(task) = self.long_task.take() {
+            task.handle.abort();
+        }
+        let timeout = self.last_config.retry_timeout;
+        let primary = self.holds_leader;
+        if let Some(postmaster) = self.postmaster.as_mut() {
+            self.stop_requested = true;
+            if let Err(error) = crate::pg::stop(
+                postmaster,
+                postgres::StopMode::Fast,
+                Duration::from_secs(60),
+            )
+            .await
+            {
+                tracing::error!("stop PostgreSQL at shutdown: {error}");
+            }
+        }
+        if primary {
+            let leader = self.keys.leader();
+            let me = Bytes::from(self.config.name.clone());
+            match tokio::time::timeout(
+                timeout,
+                self.store.delete_if(&leader, Some(Expect::Value(me))),
+            )
+            .await
+            {
+                Ok(Ok(_)) => tracing::info!("released the leader key"),
+                _ => tracing::warn!("could not release the leader key; it expires with the lease"),
+            }
+        }
+        if let Some(lease) = self.lease.take() {
+            let _ = tokio::time::timeout(timeout, self.store.lease_revoke(lease)).await;
+        }
+    }
+
+    /// One cycle; returns when the next one is due at the latest.
+    async fn cycle(&mut self) -> Result<ha::Instant, AgentError> {
+        self.collect_long_task().await;
+        self.keep_lease_alive().await;
+        let store_view = self.read_store().await;
+        let postgres = self.observe_postgres(&store_view).await;
+        let mut observation = self.observation(store_view, postgres);
+        let mut decision = ha::decide(&observation);
+        if let Some(Action::QueryPeers { members }) = decision.actions.first().cloned() {
+            let peers = self.peer_urls(&members);
+            observation.peers = Some(crate::peers::query(peers).await);
+            observation.now = self.now();
+            decision = ha::decide(&observation);
+        }
+        let changed = self
+            .last_decision
+            .as_ref()
+            .is_none_or(|last| last.reason != decision.reason);
+        if changed {
+            tracing::info!(reason = decision.reason.label(), "{}", decision.message);
+        } else {
+            tracing::debug!(reason = decision.reason.label(), "{}", decision.message);
+        }
+        let result = self.execute(&decision, &observation).await;
+        let wakeup = match result {
+            Ok(()) => decision.next_wakeup,
+            Err(crate::act::ActError::Fatal(message)) => return Err(AgentError::Fatal(message)),
+            Err(crate::act::ActError::Failed(message)) => {
+                tracing::warn!("action failed: {message}");
+                // Observe again soon, but not in a hot loop.
+                self.now()
+                    .saturating_add(Duration::from_millis(200))
+                    .min(decision.next_wakeup)
+            }
+        };
+        self.after_actions(&observation).await;
+        self.publish(&decision);
+        self.last_decision = Some(decision);
+        Ok(wakeup)
+    }
+
+    async fn collect_long_task(&mut self) {
+        let finished = self
+            .long_task
+            .as_ref()
+            .is_some_and(|task| task.handle.is_finished());
+        if !finished {
+            return;
+        }
+        let Some(task) = self.long_task.take() else {
+            return;
+        };
+        match task.handle.await {
+            Ok(Ok(postmaster)) => {
+                tracing::info!("{} finished; PostgreSQL started", task.kind.as_str());
+                self.adopt_child(postmaster);
+            }
+            Ok(Err(message)) => {
+                tracing::error!("{} failed: {message}", task.kind.as_str());
+                self.last_start_failed = matches!(task.kind, LongActionKind::Restart);
+            }
+            Err(error) if error.is_cancelled() => {}
+            Err(error) => tracing::error!("{} task failed: {error}", task.kind.as_str()),
+        }
+    }
+
+    pub(crate) fn adopt_child(&mut self, postmaster: Postmaster) {
+        self.postmaster = Some(postmaster);
+        self.adopted = None;
+        self.stop_requested = false;
+        self.started_at = Some(self.now());
+        self.crashed_since = None;
+        self.stopped_since = None;
+        self.last_start_failed = false;
+    }
+
+    /// One keepalive (or a new grant when the lease is gone); records the send time.
+    async fn keep_lease_alive(&mut self) {
+        let timeout = self.last_config.retry_timeout;
+        let sent = tokio::time::Instant::now();
+        self.keepalive_ok = false;
+        if let Some(lease) = self.lease {
+            match tokio::time::timeout(timeout, self.store.lease_keepalive(lease)).await {
+                Ok(Ok(Some(_))) => {
+                    self.keepalive_ok = true;
+                    self.lease_renewed_at = Some(sent);
+                }
+                Ok(Ok(None)) => {
+                    tracing::warn!(lease, "the store lease expired; granting a new one");
+                    self.lease = None;
+                    self.lease_renewed_at = None;
+                    self.holds_leader = false;
+                    self.last_member_json = None;
+                }
+                Ok(Err(error)) => tracing::warn!("lease keepalive failed: {error}"),
+                Err(_) => tracing::warn!("lease keepalive timed out after {timeout:?}"),
+            }
+        }
+        if self.lease.is_none() {
+            let ttl = self.last_config.ttl;
+            match tokio::time::timeout(timeout, self.store.lease_grant(ttl)).await {
+                Ok(Ok(lease)) => {
+                    self.lease = Some(lease);
+                    self.lease_renewed_at = Some(sent);
+                    self.keepalive_ok = true;
+                }
+                Ok(Err(error)) => tracing::warn!("lease grant failed: {error}"),
+                Err(_) => tracing::warn!("lease grant timed out after {timeout:?}"),
+            }
+        }
+    }
+
+    async fn read_store(&mut self) -> StoreView {
+        let timeout = self.last_config.retry_timeout;
+        let read = tokio::time::timeout(timeout, self.store.get_prefix(self.keys.prefix())).await;
+        match read {
+            Ok(Ok((revision, kvs))) => {
+                let mut snapshot = dcs::parse_snapshot(&self.keys, revision, &kvs, &self.defaults);
+                self.last_config = snapshot.view.config.clone();
+                let now = self.now();
+                match snapshot.view.leader_name() {
+                    Some(leader) => {
+                        self.previous_leader = Some(leader.clone());
+                        self.previous_members = snapshot.view.members.clone();
+                        self.leader_missing_since = None;
+                    }
+                    None => {
+                        self.leader_missing_since.get_or_insert(now);
+                        // Patroni's old_cluster: members of the last snapshot with a leader.
+                        for member in &self.previous_members {
+                            if snapshot.view.member(&member.name).is_none() {
+                                snapshot.view.members.push(member.clone());
+                            }
+                        }
+                    }
+                }
+                snapshot.view.previous_leader = self.previous_leader.clone();
+                self.holds_leader = snapshot.view.leader_name() == Some(&self.me());
+                let view = snapshot.view.clone();
+                self.snapshot = Some(snapshot);
+                StoreView::Cluster(Box::new(view))
+            }
+            Ok(Err(error)) => {
+                tracing::warn!("store read failed: {error}");
+                StoreView::Unreachable {
+                    last_known_config: self.last_config.clone(),
+                }
+            }
+            Err(_) => {
+                tracing::warn!("store read timed out after {timeout:?}");
+                StoreView::Unreachable {
+                    last_known_config: self.last_config.clone(),
+                }
+            }
+        }
+    }
+
+    fn observation(&self, store: StoreView, postgres: LocalPostgres) -> Observation {
+        let own_lease = match (self.holds_leader, self.lease_renewed_at) {
+            (true, Some(renewed)) => {
+                let deadline = renewed + self.last_config.ttl.saturating_sub(LEASE_SAFETY_MARGIN);
+                Some(OwnLease {
+                    deadline: ha::Instant(deadline.saturating_duration_since(self.origin)),
+                })
+            }
+            // We lead but never renewed: the deadline has passed.
+            (true, None) => Some(OwnLease {
+                deadline: ha::Instant(Duration::ZERO),
+            }),
+            (false, _) => None,
+        };
+        Observation {
+            now: self.now(),
+            node: self.config.node_config(),
+            store,
+            postgres,
+            long_action: self.long_task.as_ref().map(|task| LongAction {
+                kind: task.kind,
+                started_at: task.started_at,
+            }),
+            own_lease,
+            watchdog_failed: false,
+            pre_promote_failed_at: None,
+            leader_missing_since: self.leader_missing_since,
+            peers: None,
+        }
+    }
+
+    fn peer_urls(&self, members: &[MemberName]) -> Vec<(MemberName, String)> {
+        let Some(snapshot) = &self.snapshot else {
+            return Vec::new();
+        };
+        members
+            .iter()
+            .map(|name| {
+                let url = snapshot
+                    .members
+                    .get(name.as_str())
+                    .map(|data| data.api_url.clone())
+                    .unwrap_or_default();
+                (name.clone(), url)
+            })
+            .collect()
+    }
+
+    /// Local PostgreSQL facts: the process, its role and positions, the data directory.
+    async fn observe_postgres(&mut self, store: &StoreView) -> LocalPostgres {
+        let now = self.now();
+        let data_dir = self.pg.data_dir.clone();
+        let mut local = LocalPostgres {
+            last_start_failed: self.last_start_failed,
+            can_rewind: self.can_rewind,
+            upstream: self.upstream.clone(),
+            ..LocalPostgres::default()
+        };
+        self.facts = None;
+        let child_exited = self.postmaster.as_mut().and_then(Postmaster::try_exited);
+        if let Some(exit) = child_exited {
+            self.postmaster = None;
+            self.started_at = None;
+            if self.stop_requested {
+                self.stopped_since = Some(now);
+            } else {
+                tracing::warn!("postmaster exited unexpectedly ({:?})", exit.status);
+                self.crashed_since = Some(now);
+            }
+        }
+        if self.adopted.is_some_and(|adopted| !adopted.is_alive()) {
+            self.adopted = None;
+            self.stopped_since.get_or_insert(now);
+        }
+        let process_alive = self.postmaster.is_some() || self.adopted.is_some();
+        if process_alive {
+            if let Ok(probe) = self.pg.connect().await {
+                if let Ok(facts) = probe.facts().await {
+                    self.facts = Some(facts);
+                }
+                probe.close().await;
+            }
+        }
+        local.process = match (&self.facts, process_alive) {
+            (Some(_), _) => {
+                self.started_at = None;
+                ProcessState::Running
+            }
+            (None, true) => ProcessState::Starting {
+                since: *self.started_at.get_or_insert(now),
+            },
+            (None, false) => match self.crashed_since {
+                Some(since) => ProcessState::Crashed { since },
+                None => ProcessState::Stopped {
+                    since: self.stopped_since,
+                },
+            },
+        };
+        let pg_version = data_dir.join("PG_VERSION").exists();
+        let empty = postgres::files::is_empty_dir(&data_dir).unwrap_or(true);
+        let mut control_timeline = None;
+        local.data_dir = if empty {
+            DataDirState::Empty
+        } else if let Some(facts) = &self.facts {
+            DataDirState::Initialized {
+                system_id: SystemId(facts.system_identifier),
+            }
+        } else if !pg_version {
+            DataDirState::Invalid
+        } else {
+            match postgres::controldata::read_controldata(&self.pg.tools, &data_dir).await {
+                Ok(control) => {
+                    self.can_rewind = control.rewind_possible();
+                    local.can_rewind = self.can_rewind;
+                    control_timeline = Some(control.checkpoint_timeline);
+                    DataDirState::Initialized {
+                        system_id: SystemId(control.system_identifier),
+                    }
+                }
+                Err(_) => DataDirState::Invalid,
+            }
+        };
+        match &self.facts {
+            Some(facts) => {
+                local.role = if facts.in_recovery {
+                    PgRole::Replica
+                } else {
+                    PgRole::Primary
+                };
+                local.timeline = facts.timeline.map(Timeline);
+                local.write_lsn = facts.write_lsn.map(|lsn| Lsn(lsn.0));
+                local.received_lsn = facts.received_lsn.map(|lsn| Lsn(lsn.0));
+                local.replayed_lsn = facts.replayed_lsn.map(|lsn| Lsn(lsn.0));
+                let streaming = facts
+                    .wal_receiver
+                    .as_ref()
+                    .is_some_and(|receiver| receiver.status == "streaming");
+                local.wal_receive_advancing = streaming && local.received_lsn > self.last_received;
+                if streaming {
+                    self.last_received = local.received_lsn;
+                }
+            }
+            None => {
+                local.role = if has_standby_signal(&data_dir) || empty {
+                    PgRole::Replica
+                } else {
+                    PgRole::Primary
+                };
+                local.timeline = control_timeline.map(Timeline);
+            }
+        }
+        local.divergence = self.divergence(store, &local);
+        local
+    }
+
+    /// Whether our history forked off the leader's: a former primary on an older timeline
+    /// (it may have written past the switch point), or anyone on a newer one. pg_rewind
+    /// finds "no rewind required" itself when the fork turns out to be harmless.
+    fn divergence(&self, store: &StoreView, local: &LocalPostgres) -> Divergence {
+        let StoreView::Cluster(cluster) = store else {
+            return Divergence::Unknown;
+        };
+        let Some(leader) = leader_member(cluster) else {
+            return Divergence::Unknown;
+        };
+        if leader.name == self.me() {
+            return Divergence::Unknown;
+        }
+        let (Some(ours), Some(theirs)) = (local.timeline, leader.timeline) else {
+            return Divergence::Unknown;
+        };
+        if ours > theirs || (ours < theirs && local.role == PgRole::Primary) {
+            Divergence::Diverged
+        } else if ours == theirs && local.role == PgRole::Primary {
+            // Two primaries on one timeline cannot both be a prefix of each other.
+            Divergence::Diverged
+        } else {
+            Divergence::None
+        }
+    }
+
+    /// Per-cycle upkeep that is not a decision: the member key, and on the primary the
+    /// `/config` key (first leader), `/status`, replication slots and dynamic parameters.
+    async fn after_actions(&mut self, observation: &Observation) {
+        let _ = observation;
+        self.publish_member_key().await;
+        let running = self.postmaster.is_some() || self.adopted.is_some();
+        if running {
+            self.apply_dynamic_parameters().await;
+        }
+        if self.holds_leader && self.facts.as_ref().is_some_and(|facts| !facts.in_recovery) {
+            self.leader_upkeep().await;
+        }
+    }
+
+    fn publish(&self, decision: &Decision) {
+        let status = crate::status::patroni_status(self, decision);
+        self.status.send_replace(status);
+    }
+}
+
+fn leader_member(cluster: &ClusterView) -> Option<&ha::Member> {
+    let name = cluster.leader_name()?;
+    cluster.member(name)
+}
+
+async fn postmaster_exit(postmaster: &mut Option<Postmaster>) {
+    match postmaster {
+        Some(postmaster) => {
+            postmaster.exited().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn long_task_done(task: &mut Option<LongTask>) {
+    loop {
+        match task {
+            Some(task) if task.handle.is_finished() => return,
+            Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            None => std::future::pending().await,
+        }
+    }
+}

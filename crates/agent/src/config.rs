@@ -1,0 +1,473 @@
+//! The `pgwarden run` configuration: a `patroni.yml` where the meaning is the same, plus a
+//! `raft:` section for the embedded store (or `etcd3:` for an external etcd cluster).
+//!
+//! Parsing is strict: an unknown key or a value of the wrong type is refused with its key path
+//! (e.g. `postgresql.parameters: ...`, `restapi.listen: invalid socket address syntax`), and
+//! impossible timings (`loop_wait + 2 × retry_timeout > ttl`) are refused at start.
+//!
+//! Default timings (pgwarden's, not Patroni's 30/10/10), chosen so another node accepts writes
+//! within ~5 s of the primary's host dying, while keeping Patroni's safety contract:
+//! * `ttl = 5 s`: the leader lease. A failover waits out what is left of it (≤ 5 s after the
+//!   primary's last keepalive), so it bounds the failover time; it is also long enough that a
+//!   Raft leader election in the store (~1–2 s) does not cost the primary its lease.
+//! * `loop_wait = 1 s`: the primary renews every second, so the lease is rarely more than 1 s
+//!   old when the primary dies; replicas wake on the store watch anyway, not on this timer.
+//! * `retry_timeout = 2 s`: store calls give up after it. `1 + 2 × 2 = 5 ≤ ttl`: a primary
+//!   that cannot renew notices and demotes before its lease can expire (design invariant 6;
+//!   the agent also demotes at `keepalive sent + ttl − 1 s` on its own monotonic clock).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Yaml(String),
+    /// An unknown key or a wrong type, with the key path.
+    #[error("{path}: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+pub const DEFAULT_TTL: Duration = Duration::from_secs(5);
+pub const DEFAULT_LOOP_WAIT: Duration = Duration::from_secs(1);
+pub const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    pub scope: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    pub name: String,
+    pub restapi: RestApiConfig,
+    #[serde(default)]
+    pub raft: Option<RaftConfig>,
+    #[serde(default)]
+    pub etcd3: Option<Etcd3Config>,
+    #[serde(default)]
+    pub bootstrap: Option<BootstrapConfig>,
+    pub postgresql: PostgresqlConfig,
+    #[serde(default)]
+    pub tags: BTreeMap<String, serde_json::Value>,
+    /// Accepted for compatibility; pgwarden does not drive a watchdog device yet.
+    #[serde(default)]
+    pub watchdog: Option<serde_json::Value>,
+    /// Accepted for compatibility (Patroni's logging section); logs go to stderr.
+    #[serde(default)]
+    pub log: Option<serde_json::Value>,
+}
+
+fn default_namespace() -> String {
+    "/service".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestApiConfig {
+    pub listen: SocketAddr,
+    /// `host:port` other members use to reach this API.
+    pub connect_address: String,
+}
+
+/// The embedded store: this node is one member of a Raft group of `self_addr` +
+/// `partner_addrs`, and serves the etcd v3 API on `etcd_api`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaftConfig {
+    pub data_dir: PathBuf,
+    pub self_addr: SocketAddr,
+    #[serde(default)]
+    pub partner_addrs: Vec<SocketAddr>,
+    #[serde(default)]
+    pub etcd_api: Option<SocketAddr>,
+}
+
+/// An external etcd cluster, as Patroni's `etcd3:` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Etcd3Config {
+    #[serde(default)]
+    pub hosts: Option<HostList>,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub protocol: Option<String>,
+}
+
+/// `hosts:` as a list or a comma-separated string (Patroni accepts both).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum HostList {
+    List(Vec<String>),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapConfig {
+    #[serde(default)]
+    pub dcs: Option<DcsBootstrap>,
+    /// initdb options: `- encoding: UTF8` maps or bare `- data-checksums` words.
+    #[serde(default)]
+    pub initdb: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub method: Option<String>,
+}
+
+/// `bootstrap.dcs`: the dynamic configuration written to `/config` by the first leader.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DcsBootstrap {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loop_wait: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_timeout: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum_lag_on_failover: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_start_timeout: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_stop_timeout: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_race_backoff: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synchronous_mode: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synchronous_mode_strict: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synchronous_node_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_timeline: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failsafe_mode: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_slots_ttl: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_slots: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgresql: Option<DcsPostgresql>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DcsPostgresql {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_pg_rewind: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_slots: Option<bool>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parameters: BTreeMap<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pg_hba: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove_data_directory_on_rewind_failure: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove_data_directory_on_diverged_timelines: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresqlConfig {
+    /// `host:port` PostgreSQL listens on (host may be a comma list).
+    pub listen: String,
+    /// `host:port` other members connect to.
+    pub connect_address: String,
+    pub data_dir: PathBuf,
+    pub bin_dir: PathBuf,
+    #[serde(default)]
+    pub config_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub pgpass: Option<PathBuf>,
+    pub authentication: Authentication,
+    #[serde(default)]
+    pub parameters: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub pg_hba: Vec<String>,
+    #[serde(default)]
+    pub callbacks: BTreeMap<String, String>,
+    #[serde(default)]
+    pub create_replica_methods: Vec<String>,
+    #[serde(default)]
+    pub basebackup: Option<serde_json::Value>,
+    #[serde(default = "yes")]
+    pub use_pg_rewind: bool,
+    #[serde(default)]
+    pub remove_data_directory_on_rewind_failure: bool,
+    #[serde(default)]
+    pub remove_data_directory_on_diverged_timelines: bool,
+    /// The OS user PostgreSQL runs as when pgwarden runs as root (PostgreSQL refuses root).
+    #[serde(default = "default_os_user")]
+    pub os_user: String,
+    /// Custom replica methods by name (`<name>: {command: ..., no_leader: ...}`), as Patroni
+    /// puts them directly under `postgresql:`; only sections named in
+    /// `create_replica_methods` are read.
+    #[serde(flatten)]
+    pub method_sections: BTreeMap<String, serde_json::Value>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_os_user() -> String {
+    "postgres".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authentication {
+    pub superuser: Credentials,
+    pub replication: Credentials,
+    #[serde(default)]
+    pub rewind: Option<Credentials>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// Splits `host:port` (the last colon separates the port).
+pub fn split_host_port(text: &str) -> Option<(String, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
+    Some((host.trim_matches(['[', ']']).to_owned(), port.parse().ok()?))
+}
+
+fn seconds(value: Option<f64>, default: Duration) -> Duration {
+    value
+        .filter(|secs| secs.is_finite() && *secs >= 0.0)
+        .map_or(default, Duration::from_secs_f64)
+}
+
+impl RunConfig {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<RunConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    /// Parses and validates the YAML text.
+    pub fn parse(text: &str) -> Result<RunConfig, ConfigError> {
+        // YAML → a JSON value first, so the typed pass can name the key path of a refusal.
+        let value: serde_json::Value =
+            serde_saphyr::from_str(text).map_err(|error| ConfigError::Yaml(error.to_string()))?;
+        let config: RunConfig =
+            serde_path_to_error::deserialize(value).map_err(|error| ConfigError::Invalid {
+                path: error.path().to_string(),
+                reason: error.inner().to_string(),
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn invalid(path: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: path.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.scope.is_empty() || self.scope.contains('/') {
+            return Err(Self::invalid(
+                "scope",
+                "must be a non-empty name without '/'",
+            ));
+        }
+        if self.name.is_empty() || self.name.contains('/') {
+            return Err(Self::invalid(
+                "name",
+                "must be a non-empty name without '/'",
+            ));
+        }
+        match (&self.raft, &self.etcd3) {
+            (None, None) => {
+                return Err(Self::invalid(".", "one of `raft:` or `etcd3:` is required"));
+            }
+            (Some(_), Some(_)) => {
+                return Err(Self::invalid(
+                    ".",
+                    "`raft:` and `etcd3:` exclude each other",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(etcd3) = &self.etcd3
+            && etcd3.endpoints().is_empty()
+        {
+            return Err(Self::invalid(
+                "etcd3.hosts",
+                "at least one host:port is required",
+            ));
+        }
+        for (path, address) in [
+            ("restapi.connect_address", &self.restapi.connect_address),
+            ("postgresql.listen", &self.postgresql.listen),
+            (
+                "postgresql.connect_address",
+                &self.postgresql.connect_address,
+            ),
+        ] {
+            if split_host_port(address).is_none() {
+                return Err(Self::invalid(path, format!("{address:?} is not host:port")));
+            }
+        }
+        for name in &self.postgresql.create_replica_methods {
+            if name != "basebackup" && !self.postgresql.method_sections.contains_key(name) {
+                return Err(Self::invalid(
+                    "postgresql.create_replica_methods",
+                    format!("method {name:?} has no `postgresql.{name}` section"),
+                ));
+            }
+        }
+        for key in self.postgresql.method_sections.keys() {
+            if !self.postgresql.create_replica_methods.contains(key) {
+                return Err(Self::invalid(
+                    &format!("postgresql.{key}"),
+                    "unknown field (not a listed create_replica_methods entry)",
+                ));
+            }
+        }
+        let dynamic = self.dynamic_defaults();
+        if dynamic.loop_wait + dynamic.retry_timeout * 2 > dynamic.ttl {
+            return Err(Self::invalid(
+                "bootstrap.dcs",
+                format!(
+                    "impossible timings: loop_wait ({:?}) + 2 * retry_timeout ({:?}) > ttl ({:?})",
+                    dynamic.loop_wait, dynamic.retry_timeout, dynamic.ttl
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `bootstrap.dcs`, if given.
+    pub fn dcs_bootstrap(&self) -> DcsBootstrap {
+        self.bootstrap
+            .as_ref()
+            .and_then(|bootstrap| bootstrap.dcs.clone())
+            .unwrap_or_default()
+    }
+
+    /// The dynamic configuration this node assumes until it reads `/config`: pgwarden's
+    /// defaults overridden by `bootstrap.dcs`.
+    pub fn dynamic_defaults(&self) -> ha::DynamicConfig {
+        let dcs = self.dcs_bootstrap();
+        let mut config = ha::DynamicConfig {
+            ttl: seconds(dcs.ttl, DEFAULT_TTL),
+            loop_wait: seconds(dcs.loop_wait, DEFAULT_LOOP_WAIT),
+            retry_timeout: seconds(dcs.retry_timeout, DEFAULT_RETRY_TIMEOUT),
+            primary_start_timeout: seconds(dcs.primary_start_timeout, Duration::from_secs(300)),
+            primary_race_backoff: seconds(dcs.primary_race_backoff, Duration::ZERO),
+            ..ha::DynamicConfig::default()
+        };
+        if let Some(lag) = dcs.maximum_lag_on_failover {
+            config.maximum_lag_on_failover = lag;
+        }
+        if let Some(check) = dcs.check_timeline {
+            config.check_timeline = check;
+        }
+        config
+    }
+
+    /// The JSON written to `/config` when this node bootstraps the cluster (the effective
+    /// timings are always written so every node uses the same ones).
+    pub fn initial_dynamic_config_json(&self) -> serde_json::Value {
+        let mut dcs = self.dcs_bootstrap();
+        let defaults = self.dynamic_defaults();
+        dcs.ttl = Some(defaults.ttl.as_secs_f64());
+        dcs.loop_wait = Some(defaults.loop_wait.as_secs_f64());
+        dcs.retry_timeout = Some(defaults.retry_timeout.as_secs_f64());
+        serde_json::to_value(&dcs).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn node_config(&self) -> ha::NodeConfig {
+        let dcs_postgresql = self.dcs_bootstrap().postgresql.unwrap_or_default();
+        ha::NodeConfig {
+            name: ha::MemberName::new(&self.name),
+            tags: dcs::tags_from_map(&self.tags),
+            can_bootstrap: true,
+            use_pg_rewind: dcs_postgresql
+                .use_pg_rewind
+                .unwrap_or(self.postgresql.use_pg_rewind),
+            reinit_on_diverged_timelines: self.postgresql.remove_data_directory_on_rewind_failure
+                || self.postgresql.remove_data_directory_on_diverged_timelines
+                || dcs_postgresql
+                    .remove_data_directory_on_rewind_failure
+                    .unwrap_or(false),
+            clone_without_leader: false,
+        }
+    }
+
+    /// PostgreSQL parameters of the local file, as strings.
+    pub fn local_parameters(&self) -> BTreeMap<String, String> {
+        self.postgresql
+            .parameters
+            .iter()
+            .map(|(name, value)| (name.clone(), parameter_text(value)))
+            .collect()
+    }
+}
+
+impl Etcd3Config {
+    /// `http://host:port` endpoints.
+    pub fn endpoints(&self) -> Vec<String> {
+        let hosts: Vec<String> = match (&self.hosts, &self.host) {
+            (Some(HostList::List(hosts)), _) => hosts.clone(),
+            (Some(HostList::Text(text)), _) => text.split(',').map(str::to_owned).collect(),
+            (None, Some(host)) => vec![host.clone()],
+            (None, None) => Vec::new(),
+        };
+        let scheme = self.protocol.as_deref().unwrap_or("http");
+        hosts
+            .iter()
+            .map(|host| host.trim())
+            .filter(|host| !host.is_empty())
+            .map(|host| {
+                if host.contains("://") {
+                    host.to_owned()
+                } else {
+                    format!("{scheme}://{host}")
+                }
+            })
+            .collect()
+    }
+}
+
+/// A parameter value as PostgreSQL reads it (booleans as on/off).
+pub fn parameter_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Bool(true) => "on".to_owned(),
+        serde_json::Value::Bool(false) => "off".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+#[path = "config_test.rs"]
+mod tests;

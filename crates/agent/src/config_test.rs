@@ -1,0 +1,114 @@
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
+
+use super::*;
+
+const ISSUE_EXAMPLE: &str = r#"
+scope: demo
+name: n1
+restapi:
+  listen: 127.0.0.1:8009
+  connect_address: 127.0.0.1:8009
+raft:
+  data_dir: /var/lib/pgwarden/n1/raft
+  self_addr: 127.0.0.1:2381            # Raft peer address of this node
+  partner_addrs: [127.0.0.1:2382, 127.0.0.1:2383]
+  etcd_api: 127.0.0.1:2379
+bootstrap:
+  dcs:
+    ttl: 10
+postgresql:
+  listen: 127.0.0.1:5432
+  connect_address: 127.0.0.1:5432
+  data_dir: /var/lib/pgwarden/n1/pgdata
+  bin_dir: /usr/lib/postgresql/15/bin
+  authentication:
+    superuser: {username: postgres, password: secret}
+    replication: {username: replicator, password: secret}
+  parameters:
+    unix_socket_directories: /var/run/pgwarden/n1
+    shared_buffers: 32MB
+  pg_hba:
+  - local all all trust
+  - host all all 127.0.0.1/32 trust
+  - host replication replicator 127.0.0.1/32 trust
+"#;
+
+#[test]
+fn the_issue_example_parses() {
+    let config = RunConfig::parse(ISSUE_EXAMPLE).unwrap();
+    assert_eq!(config.namespace, "/service");
+    assert_eq!(config.raft.as_ref().unwrap().partner_addrs.len(), 2);
+    assert_eq!(config.dynamic_defaults().ttl, Duration::from_secs(10));
+    assert_eq!(config.dynamic_defaults().loop_wait, DEFAULT_LOOP_WAIT);
+    assert_eq!(config.local_parameters()["shared_buffers"], "32MB");
+    assert_eq!(config.postgresql.os_user, "postgres");
+    assert!(config.node_config().use_pg_rewind);
+}
+
+fn refusal(text: &str) -> String {
+    RunConfig::parse(text).unwrap_err().to_string()
+}
+
+#[test]
+fn unknown_keys_are_refused_with_their_path() {
+    let text = ISSUE_EXAMPLE.replace(
+        "    shared_buffers: 32MB",
+        "    shared_buffers: 32MB\n    bogus: 1",
+    );
+    // Parameters are free-form; an unknown key in a typed section is not.
+    RunConfig::parse(&text).unwrap();
+    let text = ISSUE_EXAMPLE.replace("  pg_hba:", "  bogus: 1\n  pg_hba:");
+    let error = refusal(&text);
+    assert!(error.starts_with("postgresql"), "{error}");
+    assert!(error.contains("bogus"), "{error}");
+    let text = ISSUE_EXAMPLE.replace(
+        "  etcd_api: 127.0.0.1:2379",
+        "  etcd_api: 127.0.0.1:2379\n  peers: 3",
+    );
+    let error = refusal(&text);
+    assert!(
+        error.starts_with("raft:") || error.contains("raft"),
+        "{error}"
+    );
+    assert!(error.contains("unknown field `peers`"), "{error}");
+}
+
+#[test]
+fn wrong_types_are_refused_with_their_path() {
+    let text = ISSUE_EXAMPLE.replace("listen: 127.0.0.1:8009", "listen: [1, 2]");
+    let error = refusal(&text);
+    assert!(error.starts_with("restapi.listen:"), "{error}");
+    let text = ISSUE_EXAMPLE.replace("ttl: 10", "ttl: ten");
+    let error = refusal(&text);
+    assert!(error.starts_with("bootstrap.dcs.ttl:"), "{error}");
+}
+
+#[test]
+fn impossible_timings_are_refused() {
+    let text = ISSUE_EXAMPLE.replace("ttl: 10", "ttl: 10\n    loop_wait: 5\n    retry_timeout: 4");
+    let error = refusal(&text);
+    assert!(error.contains("impossible timings"), "{error}");
+}
+
+#[test]
+fn default_timings_satisfy_the_contract() {
+    assert!(DEFAULT_LOOP_WAIT + DEFAULT_RETRY_TIMEOUT * 2 <= DEFAULT_TTL);
+}
+
+#[test]
+fn a_store_section_is_required() {
+    let text = ISSUE_EXAMPLE.replace("raft:", "rafty:");
+    assert!(refusal(&text).contains("unknown field `rafty`"));
+}
+
+#[test]
+fn etcd3_hosts_as_list_or_text() {
+    let text = ISSUE_EXAMPLE
+        .replace("raft:\n  data_dir: /var/lib/pgwarden/n1/raft\n  self_addr: 127.0.0.1:2381            # Raft peer address of this node\n  partner_addrs: [127.0.0.1:2382, 127.0.0.1:2383]\n  etcd_api: 127.0.0.1:2379\n",
+            "etcd3:\n  hosts: 127.0.0.1:2379,127.0.0.1:2380\n");
+    let config = RunConfig::parse(&text).unwrap();
+    assert_eq!(
+        config.etcd3.unwrap().endpoints(),
+        ["http://127.0.0.1:2379", "http://127.0.0.1:2380"]
+    );
+}

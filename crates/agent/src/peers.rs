@@ -1,0 +1,138 @@
+//! Asking other members `GET /patroni` before racing for the leader key (patroni.md §1.7):
+//! a tiny HTTP/1.1 client on a plain TCP stream, 2 s per peer, no retries, all peers at once.
+
+use std::time::Duration;
+
+use ha::{Lsn, MemberName, PeerAnswer, PeerReply, PeerStatus, Timeline};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Patroni's per-peer timeout for the leader race.
+const PEER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Asks every `(name, api_url)` at once; an unreachable or unparsable peer is `Unreachable`.
+pub async fn query(peers: Vec<(MemberName, String)>) -> Vec<PeerAnswer> {
+    let asks = peers.into_iter().map(|(name, url)| async move {
+        let reply = match tokio::time::timeout(PEER_TIMEOUT, get_json(&url)).await {
+            Ok(Some(json)) => PeerReply::Status(peer_status(&json)),
+            _ => PeerReply::Unreachable,
+        };
+        PeerAnswer { name, reply }
+    });
+    futures::future::join_all(asks).await
+}
+
+/// The race-relevant fields of a `/patroni` answer.
+pub fn peer_status(json: &serde_json::Value) -> PeerStatus {
+    let text = |key: &str| json.get(key).and_then(serde_json::Value::as_str);
+    let xlog = json.get("xlog");
+    let position = |key: &str| {
+        xlog.and_then(|xlog| xlog.get(key))
+            .and_then(serde_json::Value::as_u64)
+    };
+    let is_primary =
+        matches!(text("role"), Some("primary" | "master")) && text("state") == Some("running");
+    let wal_position = if is_primary {
+        position("location")
+    } else {
+        match (position("received_location"), position("replayed_location")) {
+            (Some(received), Some(replayed)) => Some(received.max(replayed)),
+            (received, replayed) => received.or(replayed),
+        }
+    };
+    let tags = json
+        .get("tags")
+        .and_then(serde_json::Value::as_object)
+        .map(dcs_tags)
+        .unwrap_or_default();
+    PeerStatus {
+        is_primary,
+        wal_position: wal_position.map(Lsn),
+        timeline: json
+            .get("timeline")
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|timeline| u32::try_from(timeline).ok())
+            .map(Timeline),
+        tags,
+        watchdog_failed: json
+            .get("watchdog_failed")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false),
+    }
+}
+
+fn dcs_tags(map: &serde_json::Map<String, serde_json::Value>) -> ha::Tags {
+    let tags = map
+        .iter()
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    dcs::tags_from_map(&tags)
+}
+
+/// `GET url` → the JSON body, or `None` on any failure.
+async fn get_json(url: &str) -> Option<serde_json::Value> {
+    let rest = url.strip_prefix("http://")?;
+    let (address, path) = match rest.find('/') {
+        Some(slash) => (&rest[..slash], &rest[slash..]),
+        None => (rest, "/"),
+    };
+    let mut stream = TcpStream::connect(address).await.ok()?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nAccept: application/json\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.ok()?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let chunked = head.lines().any(|line| {
+        let line = line.to_ascii_lowercase();
+        line.starts_with("transfer-encoding:") && line.contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_owned()
+    };
+    serde_json::from_str(&body).ok()
+}
+
+fn dechunk(mut body: &str) -> Option<String> {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.push_str(rest.get(..size)?);
+        body = rest.get(size + 2..)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_replica_status() {
+        let json = serde_json::json!({
+            "state": "running", "role": "replica", "timeline": 2,
+            "xlog": {"received_location": 100, "replayed_location": 90},
+            "tags": {"nofailover": true},
+        });
+        let status = peer_status(&json);
+        assert!(!status.is_primary);
+        assert_eq!(status.wal_position, Some(Lsn(100)));
+        assert_eq!(status.timeline, Some(Timeline(2)));
+        assert!(status.tags.nofailover);
+    }
+
+    #[test]
+    fn dechunks() {
+        assert_eq!(
+            dechunk("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").as_deref(),
+            Some("abcde")
+        );
+    }
+}

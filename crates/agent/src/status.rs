@@ -1,0 +1,99 @@
+//! What the agent publishes for the REST API after each cycle.
+
+use dcs::KvBackend;
+use ha::Decision;
+use rest::{AgentIdentity, PatroniStatus, Xlog};
+
+use crate::agent::Agent;
+
+/// Patroni's `state` and `role` words for the member key and `/patroni`.
+pub(crate) fn state_and_role<B: KvBackend>(agent: &Agent<B>) -> (String, String) {
+    let running = agent.facts.is_some();
+    let state = if let Some(task) = &agent.long_task {
+        match task.kind {
+            ha::LongActionKind::Bootstrap => "initializing new cluster",
+            ha::LongActionKind::CreateReplica | ha::LongActionKind::Reinitialize => {
+                "creating replica"
+            }
+            _ => "starting",
+        }
+    } else if running {
+        "running"
+    } else if agent.postmaster.is_some() || agent.adopted.is_some() {
+        "starting"
+    } else if agent.crashed_since.is_some() {
+        "crashed"
+    } else {
+        "stopped"
+    };
+    let role = match &agent.facts {
+        Some(facts) if !facts.in_recovery => "primary",
+        Some(_) => "replica",
+        None if postgres::files::is_empty_dir(&agent.pg.data_dir).unwrap_or(true) => {
+            "uninitialized"
+        }
+        None => "replica",
+    };
+    (state.to_owned(), role.to_owned())
+}
+
+pub(crate) fn replication_state<B: KvBackend>(agent: &Agent<B>) -> Option<String> {
+    let facts = agent.facts.as_ref()?;
+    if !facts.in_recovery {
+        return None;
+    }
+    Some(match &facts.wal_receiver {
+        Some(receiver) if receiver.status == "streaming" => "streaming".to_owned(),
+        _ => "in archive recovery".to_owned(),
+    })
+}
+
+pub(crate) fn patroni_status<B: KvBackend>(agent: &Agent<B>, decision: &Decision) -> PatroniStatus {
+    let (state, role) = state_and_role(agent);
+    let facts = agent.facts.as_ref();
+    let xlog = facts.map(|facts| {
+        if facts.in_recovery {
+            Xlog {
+                location: None,
+                received_location: facts.received_lsn.map(|lsn| lsn.0),
+                replayed_location: facts.replayed_lsn.map(|lsn| lsn.0),
+                paused: Some(facts.replay_paused),
+            }
+        } else {
+            Xlog {
+                location: facts.write_lsn.map(|lsn| lsn.0),
+                received_location: None,
+                replayed_location: None,
+                paused: None,
+            }
+        }
+    });
+    PatroniStatus {
+        state,
+        role,
+        server_version: facts.map(|facts| facts.server_version),
+        xlog,
+        timeline: facts.and_then(|facts| facts.timeline),
+        replication_state: replication_state(agent),
+        database_system_identifier: facts.map(|facts| facts.system_identifier.to_string()),
+        cluster_unlocked: agent
+            .snapshot
+            .as_ref()
+            .is_some_and(|snapshot| snapshot.view.leader.is_none()),
+        tags: agent.config.tags.clone(),
+        watchdog_failed: false,
+        message: decision.message.clone(),
+        patroni: identity(&agent.config),
+        holds_leader_key: agent.holds_leader,
+        last_cycle: Some(std::time::Instant::now()),
+        ttl: agent.last_config.ttl,
+    }
+}
+
+pub fn identity(config: &crate::config::RunConfig) -> AgentIdentity {
+    AgentIdentity {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        scope: config.scope.clone(),
+        name: config.name.clone(),
+    }
+}
