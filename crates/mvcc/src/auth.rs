@@ -45,6 +45,9 @@ pub(crate) struct AuthState {
     pub enabled: bool,
     /// Bumped by every successful auth change; tokens carry the revision they were issued at.
     pub revision: u64,
+    /// The auth revision auth was last enabled at (0: never). Tokens issued before it belong
+    /// to an earlier enabled period and are void, as etcd drops all tokens on enable/disable.
+    pub enabled_revision: u64,
     pub users: BTreeMap<String, User>,
     /// Each role's permissions, sorted by (key, range_end), at most one per (key, range_end).
     pub roles: BTreeMap<String, Vec<Permission>>,
@@ -55,6 +58,7 @@ impl Default for AuthState {
         AuthState {
             enabled: false,
             revision: 1,
+            enabled_revision: 0,
             users: BTreeMap::new(),
             roles: BTreeMap::new(),
         }
@@ -87,6 +91,11 @@ impl Store {
     /// The auth revision: tokens issued before it are stale.
     pub fn auth_revision(&self) -> u64 {
         self.auth.revision
+    }
+
+    /// The auth revision auth was last enabled at (0: never); tokens issued before it are void.
+    pub fn auth_enabled_revision(&self) -> u64 {
+        self.auth.enabled_revision
     }
 
     pub fn auth_user(&self, name: &str) -> Option<UserView> {
@@ -132,6 +141,7 @@ impl Store {
             }
             self.auth.enabled = true;
             self.bump_auth_revision();
+            self.auth.enabled_revision = self.auth.revision;
         }
         Ok(AuthEnableResponse {
             header: header(self.revision),

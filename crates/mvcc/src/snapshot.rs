@@ -5,7 +5,7 @@
 //! key count u64 · per key { key length u32, key, version count u32, per version { revision i64,
 //! sub u32, create_revision i64, version i64, lease i64, value length u32, value } } ·
 //! lease count u64 · per lease { id i64, ttl i64 } · alarm count u64 · per alarm { member u64, alarm i32 } ·
-//! (version 2 only) auth { enabled u8, auth revision u64, user count u64, per user { name length
+//! (version 2 only) auth { enabled u8, auth revision u64, enabled-at auth revision u64, user count u64, per user { name length
 //! u32, name, no_password u8, hash length u32, hash, role count u32, per role { length u32, name } },
 //! role count u64, per role { name length u32, name, permission count u32, per permission {
 //! type i32, key length u32, key, range_end length u32, range_end } } } ·
@@ -156,6 +156,7 @@ impl Store {
     fn encode_auth(&self, out: &mut Vec<u8>) {
         out.push(u8::from(self.auth.enabled));
         out.extend_from_slice(&self.auth.revision.to_le_bytes());
+        out.extend_from_slice(&self.auth.enabled_revision.to_le_bytes());
         out.extend_from_slice(&(self.auth.users.len() as u64).to_le_bytes());
         for (name, user) in &self.auth.users {
             put_blob(out, name.as_bytes());
@@ -185,6 +186,12 @@ impl Store {
             _ => return Err(SnapshotError::Malformed("auth enabled flag")),
         };
         self.auth.revision = reader.u64()?;
+        self.auth.enabled_revision = reader.u64()?;
+        if self.auth.enabled_revision > self.auth.revision {
+            return Err(SnapshotError::Malformed(
+                "auth enabled after its own revision",
+            ));
+        }
         let user_count = reader.count(13)?;
         for _ in 0..user_count {
             let name = reader.text()?;

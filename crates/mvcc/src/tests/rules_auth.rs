@@ -196,6 +196,7 @@ fn enable_needs_root_user_with_root_role() {
     expect_auth_ok(&mut store, auth_enable());
     assert!(store.auth_enabled());
     assert_eq!(store.auth_revision(), revision + 1);
+    assert_eq!(store.auth_enabled_revision(), revision + 1);
     // Enabling again is accepted and changes nothing.
     expect_auth_ok(&mut store, auth_enable());
     assert_eq!(store.auth_revision(), revision + 1);
