@@ -28,7 +28,7 @@ use std::sync::Arc;
 pub use codec::{CodecError, Entry, LogId, decode_entry, encode_entry, log_id};
 pub use db::Db;
 pub use error::StorageError;
-pub use log_store::{LogStore, LogWriteStats};
+pub use log_store::{LogHistograms, LogStore, LogWriteStats};
 /// The etcd keyspace held by the state machine.
 pub use mvcc::Store;
 pub use state_machine::{

@@ -9,7 +9,7 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::type_config::alias::VoteOf;
@@ -40,6 +40,18 @@ pub struct LogWriteStats {
     pub append_commits: AtomicU64,
     /// Entries written by those commits.
     pub entries: AtomicU64,
+    /// Where appends report timings and batch sizes; set once by whoever exports metrics.
+    pub histograms: OnceLock<LogHistograms>,
+}
+
+/// Histograms an append records into (handles of the `metrics` facade, owned by the member's
+/// metrics registry): the redb commit (write-out and fsync), the whole write transaction,
+/// and the client commands carried by each appended entry (the group-commit batch size).
+#[derive(Debug, Clone)]
+pub struct LogHistograms {
+    pub commit_seconds: metrics::Histogram,
+    pub write_seconds: metrics::Histogram,
+    pub commands_per_entry: metrics::Histogram,
 }
 
 impl LogWriteStats {
@@ -275,9 +287,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let bytes = codec::encode_entry(entry).map_err(|e| io::Error::other(e.to_string()))?;
             encoded.push((entry.log_id.index, bytes));
         }
+        if let Some(histograms) = self.stats.histograms.get() {
+            for entry in &entries {
+                if let openraft::EntryPayload::Normal(request) = &entry.payload {
+                    histograms
+                        .commands_per_entry
+                        .record(request.0.commands.len() as f64);
+                }
+            }
+        }
         let (committed, committed_bytes) = self.unsaved_committed()?;
+        let histograms = self.stats.histograms.get().cloned();
         let result = self
             .blocking(move |db| {
+                let started = std::time::Instant::now();
                 let txn = db.database.begin_write()?;
                 {
                     let mut log = txn.open_table(schema::LOG)?;
@@ -289,7 +312,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                         meta.insert(schema::COMMITTED_KEY, bytes.as_slice())?;
                     }
                 }
+                let committing = std::time::Instant::now();
                 txn.commit()?;
+                if let Some(histograms) = histograms {
+                    histograms.commit_seconds.record(committing.elapsed());
+                    histograms.write_seconds.record(started.elapsed());
+                }
                 Ok(())
             })
             .await;
