@@ -52,4 +52,4 @@ pub(crate) mod pb {
 pub use config::{DEFAULT_REQUEST_TIMEOUT, InitialClusterState, MemberId, NodeConfig, RaftStatus};
 pub use error::ConsensusError;
 pub use node::RaftNode;
-pub use storage::AppliedEvents;
+pub use storage::{AppliedEvents, LogHistograms};

@@ -63,6 +63,8 @@ pub(crate) struct Core {
     pub(crate) channels: PeerChannels,
     /// Log append counters of this member's storage.
     pub(crate) log_stats: Arc<storage::LogWriteStats>,
+    /// Read-index rounds run by the read batcher (one per group of waiters).
+    pub(crate) read_index_rounds: std::sync::atomic::AtomicU64,
     /// Client proposals, sent by `propose`, drained by the proposer task.
     pub(crate) proposals: mpsc::Sender<Proposal>,
     /// Read-barrier waiters, sent by `linearizable_read`, drained by the read batcher task.
@@ -255,6 +257,7 @@ impl RaftNode {
             db: storage.db.clone(),
             channels,
             log_stats: storage.log_store.write_stats(),
+            read_index_rounds: std::sync::atomic::AtomicU64::new(0),
             proposals: proposals_tx,
             reads: reads_tx,
             status: watch::Sender::new(RaftStatus::default()),
@@ -385,6 +388,19 @@ impl RaftNode {
     /// fsync, each entry one group-commit batch.
     pub fn log_write_stats(&self) -> (u64, u64) {
         self.core.log_stats.snapshot()
+    }
+
+    /// Hands the log store the histograms its appends record into (commit time, write time,
+    /// commands per entry). Only the first call takes effect; false for later ones.
+    pub fn attach_log_histograms(&self, histograms: storage::LogHistograms) -> bool {
+        self.core.log_stats.histograms.set(histograms).is_ok()
+    }
+
+    /// Read-index rounds run since this member started (each serves every read queued before it).
+    pub fn read_index_rounds(&self) -> u64 {
+        self.core
+            .read_index_rounds
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The last log index included in this member's latest snapshot, if it has one.

@@ -47,6 +47,8 @@ pub(crate) async fn run(core: Arc<Core>, mut waiters: mpsc::Receiver<ReadWaiter>
             .map(|w| w.deadline)
             .max()
             .unwrap_or_else(Instant::now);
+        core.read_index_rounds
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let result = barrier(&core, deadline).await;
         for waiter in group {
             let _ = waiter.reply.send(result.clone());
