@@ -95,6 +95,11 @@ fn map_write_error(
         RaftError::APIError(ClientWriteError::ChangeMembershipError(
             ChangeMembershipError::InProgress(_),
         )) => ConsensusError::Etcd(errors::NOT_LEADER),
+        // Another membership entry landed between the two steps of a joint change: retry;
+        // the retry completes (flattens) the change.
+        RaftError::APIError(ClientWriteError::PreconditionFailed(_)) => {
+            ConsensusError::Etcd(errors::NOT_LEADER)
+        }
         RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => {
             ConsensusError::LeaderChanged
         }
@@ -125,7 +130,13 @@ impl Core {
         change: MemberChange,
     ) -> Result<Vec<Member>, ConsensusError> {
         let deadline = self.request_deadline();
-        match tokio::time::timeout_at(deadline, self.apply_member_change(change)).await {
+        // One change at a time on this leader: a second change proposed between the two steps
+        // of a joint change would make openraft refuse the second step.
+        let change = async {
+            let _serialized = self.membership_lock.lock().await;
+            self.apply_member_change(change).await
+        };
+        match tokio::time::timeout_at(deadline, change).await {
             Ok(result) => result,
             Err(_) => Err(ConsensusError::Timeout),
         }
@@ -156,27 +167,39 @@ impl Core {
                 if !valid_urls(&peer_urls) {
                     return Err(ConsensusError::Etcd(errors::MEMBER_BAD_URLS));
                 }
-                if find(id).is_some() {
-                    return Err(ConsensusError::Etcd(errors::MEMBER_EXIST));
-                }
-                if url_taken(&peer_urls, None) {
+                // The ID is new for every MemberAdd request, so finding it with the same URLs
+                // means this request is being retried: finish it instead of refusing it.
+                let retried = match find(id) {
+                    Some((_, node, _)) if node.peer_urls == peer_urls => true,
+                    Some(_) => return Err(ConsensusError::Etcd(errors::MEMBER_EXIST)),
+                    None => false,
+                };
+                if !retried && url_taken(&peer_urls, None) {
                     return Err(ConsensusError::Etcd(errors::PEER_URL_EXIST));
                 }
-                let node = MemberNode {
-                    name: String::new(),
-                    peer_urls,
-                    client_urls: Vec::new(),
-                };
-                let added = raft
-                    .add_learner(id, node, false)
-                    .await
-                    .map_err(map_write_error)?;
-                if is_learner {
-                    added
+                let added = if retried {
+                    None
                 } else {
-                    raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
+                    let node = MemberNode {
+                        name: String::new(),
+                        peer_urls,
+                        client_urls: Vec::new(),
+                    };
+                    Some(
+                        raft.add_learner(id, node, false)
+                            .await
+                            .map_err(map_write_error)?,
+                    )
+                };
+                match added {
+                    Some(added) if is_learner => added,
+                    _ if is_learner => {
+                        return Ok(self.members());
+                    }
+                    _ => raft
+                        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
                         .await
-                        .map_err(map_write_error)?
+                        .map_err(map_write_error)?,
                 }
             }
             MemberChange::Remove { id } => {

@@ -67,6 +67,9 @@ pub(crate) struct Core {
     pub(crate) read_index_rounds: std::sync::atomic::AtomicU64,
     /// Client proposals, sent by `propose`, drained by the proposer task.
     pub(crate) proposals: mpsc::Sender<Proposal>,
+    /// Serializes membership changes on the leader (held across the change's awaits; an async
+    /// mutex because openraft's joint changes take two log entries).
+    pub(crate) membership_lock: tokio::sync::Mutex<()>,
     /// Read-barrier waiters, sent by `linearizable_read`, drained by the read batcher task.
     pub(crate) reads: mpsc::Sender<ReadWaiter>,
     /// Published by the status task; receivers are the server layer and the HA agent.
@@ -260,6 +263,7 @@ impl RaftNode {
             read_index_rounds: std::sync::atomic::AtomicU64::new(0),
             proposals: proposals_tx,
             reads: reads_tx,
+            membership_lock: tokio::sync::Mutex::new(()),
             status: watch::Sender::new(RaftStatus::default()),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
