@@ -1,0 +1,134 @@
+//! The embedded store of `pgwarden run`: a Raft member named after its peer address, its
+//! etcd v3 API, and the in-process backend the agent uses (the same service instance, so
+//! the agent's leases are kept by the lease keeper that serves etcd clients).
+//!
+//! Every node of the `raft:` group derives the same initial cluster from its own
+//! `self_addr` + `partner_addrs`: members are named by their peer address and their IDs are
+//! derived from the peer URL (`http://<addr>`) and a token made from the scope, so the three
+//! nodes form one group without listing names. An empty data directory starts a new
+//! cluster; a non-empty one restarts the member it holds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent::config::RaftConfig;
+use anyhow::Context;
+use consensus::{InitialClusterState, NodeConfig, RaftNode};
+use dcs::LocalStore;
+use etcd_server::lease::TokioClock;
+use etcd_server::{ServerConfig, Service};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Raft timings: etcd's defaults (100 ms heartbeat, 1 s election timeout).
+const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
+const ELECTION_TIMEOUT: Duration = Duration::from_millis(1000);
+
+pub struct EmbeddedStore {
+    node: RaftNode,
+    service: Service<RaftNode>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+    serving: JoinHandle<std::io::Result<()>>,
+}
+
+fn peer_url(addr: &std::net::SocketAddr) -> String {
+    format!("http://{addr}")
+}
+
+impl EmbeddedStore {
+    pub async fn start(scope: &str, raft: &RaftConfig) -> anyhow::Result<EmbeddedStore> {
+        let peer_listener = TcpListener::bind(raft.self_addr)
+            .await
+            .with_context(|| format!("bind raft.self_addr {}", raft.self_addr))?;
+        let api_addr = raft
+            .etcd_api
+            .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        let api_listener = TcpListener::bind(api_addr)
+            .await
+            .with_context(|| format!("bind raft.etcd_api {api_addr}"))?;
+        let api_url = format!("http://{}", api_listener.local_addr()?);
+        let mut initial_cluster =
+            vec![(raft.self_addr.to_string(), vec![peer_url(&raft.self_addr)])];
+        for partner in &raft.partner_addrs {
+            initial_cluster.push((partner.to_string(), vec![peer_url(partner)]));
+        }
+        let node = RaftNode::start(
+            NodeConfig {
+                name: raft.self_addr.to_string(),
+                data_dir: raft.data_dir.clone(),
+                peer_urls: vec![peer_url(&raft.self_addr)],
+                client_urls: vec![api_url.clone()],
+                initial_cluster,
+                initial_cluster_state: InitialClusterState::New,
+                initial_cluster_token: format!("pgwarden-{scope}"),
+                heartbeat_interval: HEARTBEAT_INTERVAL,
+                election_timeout: ELECTION_TIMEOUT,
+                snapshot_count: 10_000,
+                request_timeout: consensus::DEFAULT_REQUEST_TIMEOUT,
+            },
+            peer_listener,
+        )
+        .await
+        .context("start the Raft member")?;
+        tracing::info!(
+            member_id = %format!("{:x}", node.member_id()),
+            etcd_api = %api_url,
+            "Raft member started"
+        );
+        let server_config = ServerConfig {
+            election_timeout: ELECTION_TIMEOUT,
+            ..ServerConfig::default()
+        };
+        let lease_check_interval = server_config.lease_check_interval;
+        let tasks = TaskTracker::new();
+        let stop = CancellationToken::new();
+        let service = Service::new(
+            node.clone(),
+            server_config,
+            Arc::new(TokioClock),
+            tasks.clone(),
+            stop.clone(),
+        );
+        tasks.spawn(
+            service
+                .lease_keeper()
+                .clone()
+                .run(lease_check_interval, stop.clone()),
+        );
+        let app = etcd_server::server::router(&service);
+        let serve_stop = stop.clone();
+        let serving = tokio::spawn(async move {
+            axum::serve(api_listener, app)
+                .with_graceful_shutdown(serve_stop.cancelled_owned())
+                .await
+        });
+        Ok(EmbeddedStore {
+            node,
+            service,
+            stop,
+            tasks,
+            serving,
+        })
+    }
+
+    /// The agent's in-process view of this member's store.
+    pub fn backend(&self) -> LocalStore<RaftNode> {
+        LocalStore::new(self.service.clone())
+    }
+
+    /// Stops the etcd API (open streams end), the lease keeper, then the Raft member.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        match self.serving.await {
+            Ok(Err(error)) => tracing::error!("etcd API stopped with an error: {error}"),
+            Err(error) => tracing::error!("etcd API task failed: {error}"),
+            Ok(Ok(())) => {}
+        }
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.node.shutdown().await.context("stop the Raft member")
+    }
+}
