@@ -23,6 +23,11 @@ pub enum Command {
     ///
     /// A script that starts an etcd member can start pgwarden instead by changing only the binary.
     Etcd(EtcdFlags),
+    /// Supervise the local PostgreSQL with the embedded store, configured by a patroni.yml-like file.
+    Run {
+        /// The configuration file (patroni.yml layout with a `raft:` section).
+        config: std::path::PathBuf,
+    },
 }
 
 /// Rewrites etcd's single-dash long flags (`-name n1`, `-data-dir=/x`) after the `etcd` subcommand

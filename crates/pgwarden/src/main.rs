@@ -10,6 +10,7 @@ mod client_listeners;
 mod etcd_cmd;
 mod etcd_flags;
 mod ignored_flags;
+mod run;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -48,6 +49,32 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Run { config } => run_command(&config),
+    }
+}
+
+/// `pgwarden run CONFIG.yml`: a refused configuration exits with the usage code.
+fn run_command(path: &std::path::Path) -> ExitCode {
+    let config = match run::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
         }
     }
 }
