@@ -1,0 +1,404 @@
+//! A harness for HA acceptance tests: three (or more) `pgwarden run` processes, each with its
+//! own PostgreSQL 15, on loopback ports bound from 0, in a temporary directory that is handed
+//! to the `postgres` OS user when the tests run as root.
+//! Everything started is torn down by PID in `Drop` (the agent with SIGKILL, the postmaster
+//! from its pid file with SIGQUIT, then SIGKILL).
+//! It must not know pgwarden's internals: it talks to nodes only through their REST API and
+//! PostgreSQL, as an operator would.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Where PostgreSQL 15 lives on the test machines.
+pub const PG_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+
+/// The `pgwarden` binary: `PGWARDEN_BIN`, or the workspace's debug build (built on demand).
+pub fn pgwarden_binary() -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::env::var("PGWARDEN_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .args(["build", "-q", "-p", "pgwarden", "--bin", "pgwarden"])
+        .current_dir(&workspace)
+        .status()
+        .context("run cargo build -p pgwarden")?;
+    if !status.success() {
+        bail!("cargo build -p pgwarden failed");
+    }
+    Ok(workspace.join("target/debug/pgwarden"))
+}
+
+/// A free loopback port (bound from 0, then released).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+/// Hands `path` to the postgres OS user when running as root.
+fn give_to_postgres(path: &Path) -> anyhow::Result<()> {
+    if is_root() {
+        let user = nix::unistd::User::from_name("postgres")?.context("no postgres OS user")?;
+        std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))?;
+    }
+    Ok(())
+}
+
+/// One member's ports and paths.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub name: String,
+    pub dir: PathBuf,
+    pub raft_port: u16,
+    pub etcd_port: u16,
+    pub rest_port: u16,
+    pub pg_port: u16,
+}
+
+impl NodeSpec {
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("pgdata")
+    }
+
+    pub fn socket_dir(&self) -> PathBuf {
+        self.dir.join("sock")
+    }
+
+    fn config(&self, partners: &[u16]) -> String {
+        let partners: Vec<String> = partners
+            .iter()
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect();
+        format!(
+            r#"scope: demo
+name: {name}
+restapi:
+  listen: 127.0.0.1:{rest}
+  connect_address: 127.0.0.1:{rest}
+raft:
+  data_dir: {dir}/raft
+  self_addr: 127.0.0.1:{raft}
+  partner_addrs: [{partners}]
+  etcd_api: 127.0.0.1:{etcd}
+bootstrap:
+  dcs:
+    postgresql:
+      parameters:
+        wal_keep_size: 64MB
+postgresql:
+  listen: 127.0.0.1:{pg}
+  connect_address: 127.0.0.1:{pg}
+  data_dir: {dir}/pgdata
+  bin_dir: {bin}
+  authentication:
+    superuser: {{username: postgres, password: secret}}
+    replication: {{username: replicator, password: secret}}
+  parameters:
+    unix_socket_directories: {dir}/sock
+    shared_buffers: 16MB
+    max_connections: 30
+    fsync: 'off'
+  pg_hba:
+  - local all all trust
+  - host all all 127.0.0.1/32 trust
+  - host replication replicator 127.0.0.1/32 trust
+"#,
+            name = self.name,
+            rest = self.rest_port,
+            raft = self.raft_port,
+            etcd = self.etcd_port,
+            pg = self.pg_port,
+            dir = self.dir.display(),
+            bin = PG_BIN_DIR,
+            partners = partners.join(", "),
+        )
+    }
+}
+
+/// A running (or stopped) member.
+#[derive(Debug)]
+pub struct Node {
+    pub spec: NodeSpec,
+    config_path: PathBuf,
+    log_path: PathBuf,
+    binary: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// Starts `pgwarden run` (again).
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)?;
+        let child = Command::new(&self.binary)
+            .arg("run")
+            .arg(&self.config_path)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawn pgwarden run")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL to the agent and to its postmaster together (a host dying, as seen by peers).
+    pub fn kill_hard(&mut self) {
+        let postmaster = self.postmaster_pid();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(pid) = postmaster {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        // The postmaster's children exit when it is gone; wait for the pid to disappear.
+        if let Some(pid) = postmaster {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while kill(Pid::from_raw(pid), None).is_ok() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    pub fn postmaster_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.spec.data_dir().join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The node's `GET /patroni` JSON, or `None` if it does not answer.
+    pub async fn patroni(&self) -> Option<serde_json::Value> {
+        http_get_json(&format!("127.0.0.1:{}", self.spec.rest_port), "/patroni").await
+    }
+
+    /// True when an INSERT commits on this node (it accepts writes).
+    pub async fn accepts_writes(&self) -> bool {
+        let connect = tokio_postgres::Config::new()
+            .host("127.0.0.1")
+            .port(self.spec.pg_port)
+            .user("postgres")
+            .password("secret")
+            .dbname("postgres")
+            .connect_timeout(Duration::from_millis(500))
+            .connect(tokio_postgres::NoTls)
+            .await;
+        let Ok((client, connection)) = connect else {
+            return false;
+        };
+        let driver = tokio::spawn(connection);
+        let ok = tokio::time::timeout(
+            Duration::from_secs(2),
+            client.batch_execute(
+                "CREATE TABLE IF NOT EXISTS probe (at timestamptz); INSERT INTO probe VALUES (now())",
+            ),
+        )
+        .await
+        .is_ok_and(|result| result.is_ok());
+        drop(client);
+        let _ = driver.await;
+        ok
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let postmaster = self.postmaster_pid();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(pid) = postmaster {
+            let pid = Pid::from_raw(pid);
+            let _ = kill(pid, Signal::SIGQUIT);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while kill(pid, None).is_ok() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+    }
+}
+
+/// A cluster of `pgwarden run` members in one temporary directory.
+#[derive(Debug)]
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    /// Dropped after the nodes (field order), so processes stop before files go.
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Writes the configurations of `size` members and starts them all.
+    pub fn start(size: usize) -> anyhow::Result<Cluster> {
+        let binary = pgwarden_binary()?;
+        let dir = tempfile::Builder::new().prefix("pgwarden-ha-").tempdir()?;
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )?;
+        let mut specs = Vec::new();
+        for index in 1..=size {
+            let node_dir = dir.path().join(format!("n{index}"));
+            std::fs::create_dir_all(node_dir.join("sock"))?;
+            std::fs::set_permissions(
+                &node_dir,
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )?;
+            give_to_postgres(&node_dir.join("sock"))?;
+            specs.push(NodeSpec {
+                name: format!("n{index}"),
+                dir: node_dir,
+                raft_port: free_port()?,
+                etcd_port: free_port()?,
+                rest_port: free_port()?,
+                pg_port: free_port()?,
+            });
+        }
+        let mut nodes = Vec::new();
+        for spec in &specs {
+            let partners: Vec<u16> = specs
+                .iter()
+                .filter(|other| other.name != spec.name)
+                .map(|other| other.raft_port)
+                .collect();
+            let config_path = spec.dir.join("pgwarden.yml");
+            std::fs::write(&config_path, spec.config(&partners))?;
+            let mut node = Node {
+                spec: spec.clone(),
+                config_path,
+                log_path: spec.dir.join("pgwarden.log"),
+                binary: binary.clone(),
+                child: None,
+            };
+            node.start()?;
+            nodes.push(node);
+        }
+        Ok(Cluster { nodes, _dir: dir })
+    }
+
+    /// Waits until one running primary and `replicas` streaming replicas; returns the
+    /// primary's index.
+    pub async fn wait_healthy(&self, replicas: usize, timeout: Duration) -> anyhow::Result<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut primary = None;
+            let mut streaming = 0;
+            for (index, node) in self.nodes.iter().enumerate() {
+                if let Some(status) = node.patroni().await {
+                    let running = status["state"] == "running";
+                    if running && status["role"] == "primary" {
+                        primary = Some(index);
+                    } else if running
+                        && status["role"] == "replica"
+                        && status["replication_state"] == "streaming"
+                    {
+                        streaming += 1;
+                    }
+                }
+            }
+            if let Some(primary) = primary
+                && streaming >= replicas
+            {
+                return Ok(primary);
+            }
+            if Instant::now() > deadline {
+                bail!("cluster not healthy within {timeout:?}:\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until a node other than `except` accepts writes; returns its index.
+    pub async fn wait_writable(&self, except: usize, timeout: Duration) -> anyhow::Result<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            for (index, node) in self.nodes.iter().enumerate() {
+                if index != except && node.accepts_writes().await {
+                    return Ok(index);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("no writable primary within {timeout:?}:\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until node `index` is a streaming replica.
+    pub async fn wait_streaming(&self, index: usize, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.nodes[index].patroni().await
+                && status["role"] == "replica"
+                && status["state"] == "running"
+                && status["replication_state"] == "streaming"
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "node {index} not streaming within {timeout:?}:\n{}",
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The tail of every node's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for node in &self.nodes {
+            let log = node.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            out.push_str(&format!("--- {} ---\n", node.spec.name));
+            for line in tail.into_iter().rev() {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+/// `GET path` on `address` → JSON body (HTTP/1.1, `Connection: close`), 1 s timeout.
+pub async fn http_get_json(address: &str, path: &str) -> Option<serde_json::Value> {
+    let fetch = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.ok()?;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let (_, body) = text.split_once("\r\n\r\n")?;
+        serde_json::from_str(body).ok()
+    };
+    tokio::time::timeout(Duration::from_secs(1), fetch)
+        .await
+        .ok()
+        .flatten()
+}
