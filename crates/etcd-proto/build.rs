@@ -15,7 +15,7 @@ const PROTOS: &[&str] = &[
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let proto_root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files: Vec<PathBuf> = PROTOS.iter().map(|file| proto_root.join(file)).collect();
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());
