@@ -27,6 +27,10 @@ pub struct ServerConfig {
     pub db_size_quota_bytes: i64,
     /// How long a follower waits for the leader when forwarding a lease call.
     pub forward_timeout: Duration,
+    /// How long a simple auth token stays valid without being used (etcd --auth-token-ttl).
+    pub auth_token_ttl: Duration,
+    /// bcrypt cost of password hashes (etcd --bcrypt-cost, default 10; 4 is the minimum).
+    pub bcrypt_cost: u32,
 }
 
 impl Default for ServerConfig {
@@ -39,6 +43,8 @@ impl Default for ServerConfig {
             lease_check_interval: Duration::from_millis(500),
             db_size_quota_bytes: 2 * 1024 * 1024 * 1024,
             forward_timeout: Duration::from_secs(5),
+            auth_token_ttl: Duration::from_secs(300),
+            bcrypt_cost: 10,
         }
     }
 }

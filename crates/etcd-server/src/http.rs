@@ -4,11 +4,13 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use etcd_proto::errors;
 use etcd_proto::etcdserverpb::{AlarmType, RangeRequest};
 use serde_json::{Value, json};
 
 use crate::backend::Backend;
 use crate::config::{CLUSTER_VERSION, SERVER_VERSION};
+use crate::error::ServiceError;
 use crate::service::Service;
 
 /// The HTTP/1.1 routes served next to gRPC on the same listener.
@@ -81,8 +83,13 @@ async fn health<B: Backend>(
         serializable: options.serializable,
         ..RangeRequest::default()
     };
-    if let Err(error) = service.range(probe).await {
-        return unhealthy(format!("RANGE ERROR:{error}"));
+    // With auth enabled the anonymous probe is refused, which still proves the member
+    // serves requests: etcd counts those two refusals as healthy too.
+    match service.range(probe).await {
+        Err(ServiceError::Etcd(refused))
+            if refused == errors::USER_EMPTY || refused == errors::PERMISSION_DENIED => {}
+        Err(error) => return unhealthy(format!("RANGE ERROR:{error}")),
+        Ok(_) => {}
     }
     (
         StatusCode::OK,

@@ -1,9 +1,6 @@
-//! `etcdserverpb.Auth`. Authentication is never enabled in pgwarden yet: AuthStatus answers
-//! `enabled: false`, Authenticate answers etcd's "authentication is not enabled", AuthEnable
-//! finds no root user, AuthDisable is a no-op success. The user and role store is not
-//! implemented: those calls answer `Unimplemented`.
+//! `etcdserverpb.Auth`: thin adapters over `service::auth`. Every call but Authenticate runs as
+//! the caller its token names (management needs the root role once auth is enabled).
 
-use etcd_proto::errors;
 use etcd_proto::etcdserverpb::auth_server::Auth;
 use etcd_proto::etcdserverpb::*;
 use tonic::{Request, Response, Status};
@@ -16,135 +13,141 @@ pub struct AuthApi<B: Backend> {
     pub service: Service<B>,
 }
 
-fn no_user_store() -> Status {
-    Status::unimplemented("pgwarden does not implement etcd users and roles yet")
-}
-
 #[tonic::async_trait]
 impl<B: Backend> Auth for AuthApi<B> {
     async fn auth_enable(
         &self,
-        _request: Request<AuthEnableRequest>,
+        request: Request<AuthEnableRequest>,
     ) -> Result<Response<AuthEnableResponse>, Status> {
-        // Enabling needs user `root` with role `root`; the user store is empty.
-        Err(errors::ROOT_USER_NOT_EXIST.status())
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.auth_enable(request.into_inner()).await)
     }
 
     async fn auth_disable(
         &self,
-        _request: Request<AuthDisableRequest>,
+        request: Request<AuthDisableRequest>,
     ) -> Result<Response<AuthDisableResponse>, Status> {
-        reply(Ok(AuthDisableResponse {
-            header: Some(self.service.current_header()),
-        }))
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.auth_disable(request.into_inner()).await)
     }
 
     async fn auth_status(
         &self,
-        _request: Request<AuthStatusRequest>,
+        request: Request<AuthStatusRequest>,
     ) -> Result<Response<AuthStatusResponse>, Status> {
-        reply(Ok(AuthStatusResponse {
-            header: Some(self.service.current_header()),
-            enabled: false,
-            auth_revision: 0,
-        }))
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.auth_status().await)
     }
 
     async fn authenticate(
         &self,
-        _request: Request<AuthenticateRequest>,
+        request: Request<AuthenticateRequest>,
     ) -> Result<Response<AuthenticateResponse>, Status> {
-        Err(errors::AUTH_NOT_ENABLED.status())
+        // Needs no token: it is how a client gets one.
+        reply(self.service.authenticate(request.into_inner()).await)
     }
 
     async fn user_add(
         &self,
-        _request: Request<AuthUserAddRequest>,
+        request: Request<AuthUserAddRequest>,
     ) -> Result<Response<AuthUserAddResponse>, Status> {
-        Err(no_user_store())
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.user_add(request.into_inner()).await)
     }
 
     async fn user_get(
         &self,
-        _request: Request<AuthUserGetRequest>,
+        request: Request<AuthUserGetRequest>,
     ) -> Result<Response<AuthUserGetResponse>, Status> {
-        Err(no_user_store())
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.user_get(request.into_inner()).await)
     }
 
     async fn user_list(
         &self,
-        _request: Request<AuthUserListRequest>,
+        request: Request<AuthUserListRequest>,
     ) -> Result<Response<AuthUserListResponse>, Status> {
-        Err(no_user_store())
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.user_list().await)
     }
 
     async fn user_delete(
         &self,
-        _request: Request<AuthUserDeleteRequest>,
+        request: Request<AuthUserDeleteRequest>,
     ) -> Result<Response<AuthUserDeleteResponse>, Status> {
-        Err(no_user_store())
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.user_delete(request.into_inner()).await)
     }
 
     async fn user_change_password(
         &self,
-        _request: Request<AuthUserChangePasswordRequest>,
+        request: Request<AuthUserChangePasswordRequest>,
     ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
-        Err(no_user_store())
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.user_change_password(request.into_inner()).await)
     }
 
     async fn user_grant_role(
         &self,
-        _request: Request<AuthUserGrantRoleRequest>,
+        request: Request<AuthUserGrantRoleRequest>,
     ) -> Result<Response<AuthUserGrantRoleResponse>, Status> {
-        Err(no_user_store())
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.user_grant_role(request.into_inner()).await)
     }
 
     async fn user_revoke_role(
         &self,
-        _request: Request<AuthUserRevokeRoleRequest>,
+        request: Request<AuthUserRevokeRoleRequest>,
     ) -> Result<Response<AuthUserRevokeRoleResponse>, Status> {
-        Err(no_user_store())
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.user_revoke_role(request.into_inner()).await)
     }
 
     async fn role_add(
         &self,
-        _request: Request<AuthRoleAddRequest>,
+        request: Request<AuthRoleAddRequest>,
     ) -> Result<Response<AuthRoleAddResponse>, Status> {
-        Err(no_user_store())
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.role_add(request.into_inner()).await)
     }
 
     async fn role_get(
         &self,
-        _request: Request<AuthRoleGetRequest>,
+        request: Request<AuthRoleGetRequest>,
     ) -> Result<Response<AuthRoleGetResponse>, Status> {
-        Err(no_user_store())
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.role_get(request.into_inner()).await)
     }
 
     async fn role_list(
         &self,
-        _request: Request<AuthRoleListRequest>,
+        request: Request<AuthRoleListRequest>,
     ) -> Result<Response<AuthRoleListResponse>, Status> {
-        Err(no_user_store())
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.role_list().await)
     }
 
     async fn role_delete(
         &self,
-        _request: Request<AuthRoleDeleteRequest>,
+        request: Request<AuthRoleDeleteRequest>,
     ) -> Result<Response<AuthRoleDeleteResponse>, Status> {
-        Err(no_user_store())
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.role_delete(request.into_inner()).await)
     }
 
     async fn role_grant_permission(
         &self,
-        _request: Request<AuthRoleGrantPermissionRequest>,
+        request: Request<AuthRoleGrantPermissionRequest>,
     ) -> Result<Response<AuthRoleGrantPermissionResponse>, Status> {
-        Err(no_user_store())
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.role_grant_permission(request.into_inner()).await)
     }
 
     async fn role_revoke_permission(
         &self,
-        _request: Request<AuthRoleRevokePermissionRequest>,
+        request: Request<AuthRoleRevokePermissionRequest>,
     ) -> Result<Response<AuthRoleRevokePermissionResponse>, Status> {
-        Err(no_user_store())
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.role_revoke_permission(request.into_inner()).await)
     }
 }

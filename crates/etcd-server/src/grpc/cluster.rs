@@ -22,21 +22,24 @@ impl<B: Backend> Cluster for ClusterApi<B> {
         &self,
         request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        reply(self.service.member_add(request.into_inner()).await)
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.member_add(request.into_inner()).await)
     }
 
     async fn member_remove(
         &self,
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        reply(self.service.member_remove(request.into_inner()).await)
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.member_remove(request.into_inner()).await)
     }
 
     async fn member_update(
         &self,
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        reply(self.service.member_update(request.into_inner()).await)
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.member_update(request.into_inner()).await)
     }
 
     async fn member_list(
@@ -50,6 +53,7 @@ impl<B: Backend> Cluster for ClusterApi<B> {
         &self,
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        reply(self.service.member_promote(request.into_inner()).await)
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.member_promote(request.into_inner()).await)
     }
 }

@@ -34,14 +34,14 @@ impl<B: Backend> Election for ElectionApi<B> {
         &self,
         request: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
+        let service = super::caller(&self.service, request.metadata())?;
         let request = request.into_inner();
         let name = request.name.clone();
-        let result = self
-            .service
+        let result = service
             .campaign(request.name, request.lease, request.value)
             .await;
         reply(result.map(|(header, key, rev, lease)| CampaignResponse {
-            header: Some(self.service.header(header.revision)),
+            header: Some(service.header(header.revision)),
             leader: Some(LeaderKey {
                 name,
                 key,
@@ -55,10 +55,11 @@ impl<B: Backend> Election for ElectionApi<B> {
         &self,
         request: Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
+        let service = super::caller(&self.service, request.metadata())?;
         let request = request.into_inner();
         let result = match leader_key(request.leader) {
             Ok(leader) => {
-                self.service
+                service
                     .proclaim(leader.key, leader.rev, leader.lease, request.value)
                     .await
             }
@@ -73,10 +74,8 @@ impl<B: Backend> Election for ElectionApi<B> {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
-        let result = self
-            .service
-            .election_leader(&request.into_inner().name)
-            .await;
+        let service = super::caller(&self.service, request.metadata())?;
+        let result = service.election_leader(&request.into_inner().name).await;
         reply(result.map(|(header, kv)| LeaderResponse {
             header: Some(header),
             kv: Some(kv),
@@ -89,8 +88,9 @@ impl<B: Backend> Election for ElectionApi<B> {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
+        let service = super::caller(&self.service, request.metadata())?;
         let name = request.into_inner().name;
-        let service = self.service.clone();
+        let service = service.clone();
         let updates = futures::stream::unfold(
             (service, name, None, false),
             |(service, name, last, failed)| async move {
@@ -117,8 +117,9 @@ impl<B: Backend> Election for ElectionApi<B> {
         &self,
         request: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
+        let service = super::caller(&self.service, request.metadata())?;
         let result = match leader_key(request.into_inner().leader) {
-            Ok(leader) => self.service.resign(leader.key, leader.rev).await,
+            Ok(leader) => service.resign(leader.key, leader.rev).await,
             Err(error) => Err(error),
         };
         reply(result.map(|header| ResignResponse {

@@ -21,22 +21,26 @@ impl<B: Backend> Kv for KvApi<B> {
         &self,
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
-        reply(self.service.range(request.into_inner()).await)
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.range(request.into_inner()).await)
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        reply(self.service.put(request.into_inner()).await)
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.put(request.into_inner()).await)
     }
 
     async fn delete_range(
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
-        reply(self.service.delete_range(request.into_inner()).await)
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.delete_range(request.into_inner()).await)
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        reply(self.service.txn(request.into_inner()).await)
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.txn(request.into_inner()).await)
     }
 
     async fn compact(

@@ -38,7 +38,8 @@ impl<B: Backend> Lease for LeaseApi<B> {
         &self,
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
-        reply(self.service.lease_revoke(request.into_inner()).await)
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.lease_revoke(request.into_inner()).await)
     }
 
     /// One reply per request, in order; the stream ends at the first error (the client

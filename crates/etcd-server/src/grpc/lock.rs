@@ -15,10 +15,11 @@ pub struct LockApi<B: Backend> {
 #[tonic::async_trait]
 impl<B: Backend> Lock for LockApi<B> {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        let service = super::caller(&self.service, request.metadata())?;
         let request = request.into_inner();
-        let result = self.service.lock(request.name, request.lease).await;
+        let result = service.lock(request.name, request.lease).await;
         reply(result.map(|(header, key)| LockResponse {
-            header: Some(self.service.header(header.revision)),
+            header: Some(service.header(header.revision)),
             key,
         }))
     }
@@ -27,7 +28,8 @@ impl<B: Backend> Lock for LockApi<B> {
         &self,
         request: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
-        let result = self.service.unlock(request.into_inner().key).await;
+        let service = super::caller(&self.service, request.metadata())?;
+        let result = service.unlock(request.into_inner().key).await;
         reply(result.map(|header| UnlockResponse {
             header: Some(header),
         }))

@@ -41,28 +41,31 @@ impl<B: Backend> Maintenance for MaintenanceApi<B> {
 
     async fn defragment(
         &self,
-        _request: Request<DefragmentRequest>,
+        request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        reply(self.service.defragment().await)
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.defragment().await)
     }
 
-    async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        reply(self.service.hash().await)
+    async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.hash().await)
     }
 
     async fn hash_kv(
         &self,
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
-        reply(self.service.hash_kv(request.into_inner()).await)
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.hash_kv(request.into_inner()).await)
     }
 
     async fn snapshot(
         &self,
-        _request: Request<SnapshotRequest>,
+        request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        let chunks = self
-            .service
+        let service = super::caller(&self.service, request.metadata())?;
+        let chunks = service
             .snapshot()
             .await
             .map_err(|error| to_status(&error))?;
@@ -75,7 +78,8 @@ impl<B: Backend> Maintenance for MaintenanceApi<B> {
         &self,
         request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
-        reply(self.service.move_leader(request.into_inner()).await)
+        let service = super::caller(&self.service, request.metadata())?;
+        reply(service.move_leader(request.into_inner()).await)
     }
 
     /// Cluster downgrades are not supported (only `etcdctl downgrade` uses this call).

@@ -32,12 +32,13 @@ impl<B: Backend> Watch for WatchApi<B> {
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let require_leader = metadata_flag(request.metadata(), HAS_LEADER_METADATA);
-        if require_leader && self.service.node().status().leader.is_none() {
+        let service = super::caller(&self.service, request.metadata())?;
+        if require_leader && service.node().status().leader.is_none() {
             return Err(to_status(&ServiceError::NoLeader));
         }
         let (outbound, responses) = mpsc::channel(RESPONSE_BUFFER);
         let task = stream::run(
-            self.service.clone(),
+            service,
             request.into_inner(),
             outbound,
             StreamOptions { require_leader },

@@ -68,6 +68,7 @@ impl<B: Backend> Service<B> {
         &self,
         request: MemberAddRequest,
     ) -> Result<MemberAddResponse, ServiceError> {
+        self.check(mvcc::Access::Admin)?;
         if request.peer_ur_ls.is_empty() {
             return Err(errors::MEMBER_BAD_URLS.into());
         }
@@ -86,6 +87,7 @@ impl<B: Backend> Service<B> {
         &self,
         request: MemberRemoveRequest,
     ) -> Result<MemberRemoveResponse, ServiceError> {
+        self.check(mvcc::Access::Admin)?;
         let members = self.node.member_remove(request.id).await?;
         Ok(MemberRemoveResponse {
             header: Some(self.current_header()),
@@ -97,6 +99,7 @@ impl<B: Backend> Service<B> {
         &self,
         request: MemberUpdateRequest,
     ) -> Result<MemberUpdateResponse, ServiceError> {
+        self.check(mvcc::Access::Admin)?;
         if request.peer_ur_ls.is_empty() {
             return Err(errors::MEMBER_BAD_URLS.into());
         }
@@ -114,6 +117,7 @@ impl<B: Backend> Service<B> {
         &self,
         request: MemberPromoteRequest,
     ) -> Result<MemberPromoteResponse, ServiceError> {
+        self.check(mvcc::Access::Admin)?;
         let members = self.node.member_promote(request.id).await?;
         Ok(MemberPromoteResponse {
             header: Some(self.current_header()),
@@ -184,6 +188,7 @@ impl<B: Backend> Service<B> {
 
     /// Defragment has nothing to reclaim in pgwarden's storage; it answers success.
     pub async fn defragment(&self) -> Result<DefragmentResponse, ServiceError> {
+        self.check(mvcc::Access::Admin)?;
         Ok(DefragmentResponse {
             header: Some(self.current_header()),
         })
@@ -191,6 +196,7 @@ impl<B: Backend> Service<B> {
 
     /// Hash of the whole keyspace at the current revision (equal across members at one revision).
     pub async fn hash(&self) -> Result<HashResponse, ServiceError> {
+        self.check(mvcc::Access::Admin)?;
         let (revision, result) = self.node.read(|store| (store.revision(), store.hash_kv(0)));
         let (hash, _, _) = result?;
         Ok(HashResponse {
@@ -200,6 +206,7 @@ impl<B: Backend> Service<B> {
     }
 
     pub async fn hash_kv(&self, request: HashKvRequest) -> Result<HashKvResponse, ServiceError> {
+        self.check(mvcc::Access::Admin)?;
         let (revision, result) = self
             .node
             .read(|store| (store.revision(), store.hash_kv(request.revision)));
@@ -214,6 +221,7 @@ impl<B: Backend> Service<B> {
 
     /// The member's state machine as snapshot stream messages (see [`snapshot_chunks`]).
     pub async fn snapshot(&self) -> Result<Vec<SnapshotResponse>, ServiceError> {
+        self.check(mvcc::Access::Admin)?;
         let data = self.node.snapshot_bytes().await?;
         let header = self.current_header();
         let mut chunks = snapshot_chunks(data);
@@ -229,6 +237,7 @@ impl<B: Backend> Service<B> {
         &self,
         request: MoveLeaderRequest,
     ) -> Result<MoveLeaderResponse, ServiceError> {
+        self.check(mvcc::Access::Admin)?;
         if !self.node.status().is_leader() {
             return Err(errors::NOT_LEADER.into());
         }

@@ -6,6 +6,7 @@ use etcd_proto::etcdserverpb::{
 };
 use etcd_proto::raftcmd::raft_command::Command;
 use etcd_proto::raftcmd::raft_response::Response;
+use mvcc::Access;
 
 use super::{Service, unexpected};
 use crate::backend::Backend;
@@ -17,6 +18,7 @@ impl<B: Backend> Service<B> {
     /// `header.revision` is the store's current revision at read time, even for past revisions.
     pub async fn range(&self, request: RangeRequest) -> Result<RangeResponse, ServiceError> {
         validate::validate_range(&request)?;
+        self.check(Access::Range(&request))?;
         if !request.serializable {
             self.node.linearizable_read().await?;
         }
@@ -30,6 +32,7 @@ impl<B: Backend> Service<B> {
 
     pub async fn put(&self, request: PutRequest) -> Result<PutResponse, ServiceError> {
         validate::validate_put(&request)?;
+        self.check(Access::Put(&request))?;
         self.check_size(&request)?;
         match self.propose(Command::Put(request)).await? {
             Response::Put(mut response) => {
@@ -45,6 +48,7 @@ impl<B: Backend> Service<B> {
         request: DeleteRangeRequest,
     ) -> Result<DeleteRangeResponse, ServiceError> {
         validate::validate_delete_range(&request)?;
+        self.check(Access::DeleteRange(&request))?;
         self.check_size(&request)?;
         match self.propose(Command::DeleteRange(request)).await? {
             Response::DeleteRange(mut response) => {
@@ -59,6 +63,7 @@ impl<B: Backend> Service<B> {
     /// is serializable); any txn that may write goes through the log.
     pub async fn txn(&self, request: TxnRequest) -> Result<TxnResponse, ServiceError> {
         validate::validate_txn(&request, self.config.max_txn_ops)?;
+        self.check(Access::Txn(&request))?;
         if validate::is_read_only_txn(&request) {
             if !validate::txn_is_serializable(&request) {
                 self.node.linearizable_read().await?;

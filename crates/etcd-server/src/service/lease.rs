@@ -61,6 +61,7 @@ impl<B: Backend> Service<B> {
         request: LeaseRevokeRequest,
     ) -> Result<LeaseRevokeResponse, ServiceError> {
         let id = request.id;
+        self.check(mvcc::Access::LeaseRevoke(id))?;
         match self.propose(Command::LeaseRevoke(request)).await? {
             Response::LeaseRevoke(mut response) => {
                 self.leases.forget(id);

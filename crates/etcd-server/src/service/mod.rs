@@ -5,6 +5,8 @@
 //! linearizable), and fills the response header. Nothing here knows tonic's request or stream
 //! types; errors are [`ServiceError`]s, mapped to the wire by [`crate::error::to_status`].
 
+mod auth;
+mod auth_tokens;
 mod cluster;
 mod kv;
 mod lease;
@@ -26,6 +28,8 @@ use crate::error::ServiceError;
 use crate::lease::forward::LeaderForwarder;
 use crate::lease::{Clock, LeaseKeeper};
 
+pub use auth::{AuthInfo, token_from_header};
+pub use auth_tokens::{TokenOwner, TokenStore};
 pub use cluster::snapshot_chunks;
 
 /// The store service for one member. Cheap to clone.
@@ -39,6 +43,10 @@ pub struct Service<B: Backend> {
     tasks: TaskTracker,
     /// Cancelled when the server shuts down; long-lived streams end on it.
     shutdown: CancellationToken,
+    /// Simple auth tokens issued by this member, shared by every clone.
+    tokens: Arc<TokenStore>,
+    /// Who this service acts for; every request method checks it (see [`auth`]).
+    caller: AuthInfo,
 }
 
 impl<B: Backend> Service<B> {
@@ -51,6 +59,8 @@ impl<B: Backend> Service<B> {
     ) -> Self {
         let forwarder = Arc::new(LeaderForwarder::new(config.forward_timeout));
         Service {
+            tokens: Arc::new(TokenStore::new(config.auth_token_ttl, clock.clone())),
+            caller: AuthInfo::Anonymous,
             leases: LeaseKeeper::new(node.clone(), clock),
             node,
             config: Arc::new(config),

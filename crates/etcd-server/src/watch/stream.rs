@@ -87,7 +87,7 @@ where
                 Some(Ok(request)) => {
                     // Bring the session up to date first so replies reflect the freshest revision.
                     let mut responses = drain_feed(&node, &mut feed, &mut session);
-                    responses.extend(handle_request(&node, &mut session, request));
+                    responses.extend(handle_request(&service, &mut session, request));
                     responses
                 }
                 Some(Err(_)) => return,
@@ -169,17 +169,46 @@ fn drain_feed<B: Backend>(
 }
 
 fn handle_request<B: Backend>(
-    node: &B,
+    service: &Service<B>,
     session: &mut WatchSession,
     request: WatchRequest,
 ) -> Vec<WatchResponse> {
+    let node = service.node();
     match request.request_union {
         Some(RequestUnion::CreateRequest(create)) => {
-            session.create(node.read(|store| store.revision()), create)
+            let store_rev = node.read(|store| store.revision());
+            let access = mvcc::Access::Watch {
+                key: &create.key,
+                range_end: &create.range_end,
+            };
+            if service.check(access).is_err() {
+                return vec![permission_denied(store_rev)];
+            }
+            session.create(store_rev, create)
         }
         Some(RequestUnion::CancelRequest(cancel)) => session.cancel(cancel.watch_id),
         Some(RequestUnion::ProgressRequest(_)) => session.progress_request(),
         None => Vec::new(),
+    }
+}
+
+/// etcd's answer to a watch the caller may not read: created and canceled at once, with the
+/// text of etcd's gRPC permission-denied error as the reason (`rpctypes.ErrGRPCPermissionDenied`
+/// rendered by Go, which clients wrap back into that error).
+fn permission_denied(store_rev: i64) -> WatchResponse {
+    WatchResponse {
+        header: Some(etcd_proto::etcdserverpb::ResponseHeader {
+            revision: store_rev,
+            ..Default::default()
+        }),
+        watch_id: -1,
+        created: true,
+        canceled: true,
+        cancel_reason: format!(
+            "rpc error: code = PermissionDenied desc = {}",
+            etcd_proto::errors::PERMISSION_DENIED.message
+        ),
+        ..WatchResponse::default()
     }
 }
 
