@@ -397,3 +397,114 @@ async fn auth_lifecycle_permissions_and_tokens() {
     drop((outside, inside));
     member.shutdown().await;
 }
+
+/// One etcdctl (API v3) invocation against `address`, with a deadline.
+async fn etcdctl(address: SocketAddr, args: &[&str]) -> (bool, String) {
+    let binary = std::env::var_os("ETCDCTL_BIN").unwrap_or_else(|| "/usr/bin/etcdctl".into());
+    let mut command = tokio::process::Command::new(binary);
+    command
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={address}"))
+        .arg("--command-timeout=10s")
+        .args(args)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(WITHIN, command.output())
+        .await
+        .expect("etcdctl finishes")
+        .expect("etcdctl runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// etcdctl's auth, user and role commands (etcd-api.md §4), as an operator would type them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_auth_user_and_role_commands() {
+    let member = Member::start().await;
+    let at = member.address;
+    let ok = |(success, text): (bool, String)| {
+        assert!(success, "etcdctl failed: {text}");
+        text
+    };
+    let failed = |(success, text): (bool, String)| {
+        assert!(!success, "etcdctl succeeded: {text}");
+        text
+    };
+
+    let text = failed(etcdctl(at, &["auth", "enable"]).await);
+    assert!(text.contains("root user does not exist"), "{text}");
+    ok(etcdctl(at, &["user", "add", "root:rootpw"]).await);
+    // etcd's documented sequence: the root user, the root role, the grant, then enable.
+    ok(etcdctl(at, &["role", "add", "root"]).await);
+    ok(etcdctl(at, &["user", "grant-role", "root", "root"]).await);
+    let text = ok(etcdctl(at, &["auth", "enable"]).await);
+    assert!(text.contains("Authentication Enabled"), "{text}");
+
+    let text = failed(etcdctl(at, &["put", "k", "v"]).await);
+    assert!(text.contains("user name is empty"), "{text}");
+    let root = ["--user", "root:rootpw"];
+    fn as_user<'a>(user: &[&'a str; 2], args: &[&'a str]) -> Vec<&'a str> {
+        [&user[..], args].concat()
+    }
+    let as_root = |args: &[&'static str]| as_user(&root, args);
+    ok(etcdctl(at, &as_root(&["put", "/app/a", "1"])).await);
+    ok(etcdctl(at, &as_root(&["user", "add", "alice:alicepw"])).await);
+    ok(etcdctl(at, &as_root(&["role", "add", "reader"])).await);
+    ok(etcdctl(
+        at,
+        &as_root(&[
+            "role",
+            "grant-permission",
+            "reader",
+            "read",
+            "/app/",
+            "--prefix=true",
+        ]),
+    )
+    .await);
+    ok(etcdctl(at, &as_root(&["user", "grant-role", "alice", "reader"])).await);
+    let text = ok(etcdctl(at, &as_root(&["role", "get", "reader"])).await);
+    assert!(text.contains("/app/"), "{text}");
+    let text = ok(etcdctl(at, &as_root(&["user", "list"])).await);
+    assert!(text.contains("alice") && text.contains("root"), "{text}");
+    let text = ok(etcdctl(at, &as_root(&["user", "get", "alice"])).await);
+    assert!(text.contains("reader"), "{text}");
+
+    let alice = ["--user", "alice:alicepw"];
+    let as_alice = |args: &[&'static str]| as_user(&alice, args);
+    let text = ok(etcdctl(at, &as_alice(&["get", "/app/a"])).await);
+    assert!(text.contains("/app/a"), "{text}");
+    let text = failed(etcdctl(at, &as_alice(&["put", "/app/a", "2"])).await);
+    assert!(text.contains("permission denied"), "{text}");
+    let text = failed(etcdctl(at, &["--user", "alice:wrong", "get", "/app/a"]).await);
+    assert!(text.contains("authentication failed"), "{text}");
+
+    ok(etcdctl(
+        at,
+        &as_root(&[
+            "role",
+            "revoke-permission",
+            "reader",
+            "/app/",
+            "--prefix=true",
+        ]),
+    )
+    .await);
+    let text = failed(etcdctl(at, &as_alice(&["get", "/app/a"])).await);
+    assert!(text.contains("permission denied"), "{text}");
+    ok(etcdctl(at, &as_root(&["user", "revoke-role", "alice", "reader"])).await);
+    ok(etcdctl(at, &as_root(&["role", "delete", "reader"])).await);
+    ok(etcdctl(
+        at,
+        &as_root(&["user", "passwd", "alice", "--interactive=false"]),
+    )
+    .await);
+    ok(etcdctl(at, &as_root(&["user", "delete", "alice"])).await);
+    let text = ok(etcdctl(at, &as_root(&["auth", "disable"])).await);
+    assert!(text.contains("Authentication Disabled"), "{text}");
+    ok(etcdctl(at, &["put", "k", "v"]).await);
+    member.shutdown().await;
+}
