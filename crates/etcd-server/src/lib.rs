@@ -4,7 +4,8 @@
 //! one thin gRPC adapter per etcd service in [`grpc`] (validate → call service → map error);
 //! the watch sessions fed by the member's applied-event feed in [`watch`]; the leader-only
 //! lease keeper and the follower's keepalive forwarding in [`lease`]; etcd's server-side Lock
-//! and Election recipes in [`service::recipes`]; `/version` and `/health` in [`http`]; and
+//! and Election recipes in [`service::recipes`]; `/version` and `/health` in [`http`]; etcd's
+//! HTTP JSON gateway (`/v3/...`, a second adapter over the same service) in [`gateway`]; and
 //! [`serve`]-ing all of it on one listener.
 //! Errors become gRPC statuses in exactly one function, [`error::to_status`], backed by
 //! etcd's catalogue in `etcd_proto::errors`.
@@ -17,6 +18,7 @@
 pub mod backend;
 pub mod config;
 pub mod error;
+pub mod gateway;
 pub mod grpc;
 pub mod http;
 pub mod lease;

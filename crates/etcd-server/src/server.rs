@@ -37,7 +37,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-/// Every gRPC service of the etcd API plus `/version` and `/health`, as one axum router.
+/// Every gRPC service of the etcd API, its JSON gateway (`/v3/...`), `/version` and `/health`,
+/// as one axum router.
 pub fn router<B: Backend>(service: &Service<B>) -> axum::Router {
     let max_receive = service.config().grpc_max_receive_bytes();
     let routes = Routes::new(
@@ -88,7 +89,9 @@ pub fn router<B: Backend>(service: &Service<B>) -> axum::Router {
         })
         .max_decoding_message_size(max_receive),
     );
-    crate::http::router(service.clone()).merge(routes.into_axum_router())
+    crate::http::router(service.clone())
+        .merge(crate::gateway::router(service.clone()))
+        .merge(routes.into_axum_router())
 }
 
 /// Serves the etcd API of `node` on `listener` until `shutdown` resolves, with the lease
