@@ -498,12 +498,15 @@ impl<B: KvBackend> Agent<B> {
             ..StatusData::default()
         };
         if let Ok(json) = serde_json::to_vec(&status) {
-            let key = self.keys.status();
-            let _ = tokio::time::timeout(
-                self.store_timeout(),
-                self.store.put(&key, Bytes::from(json), 0),
-            )
-            .await;
+            let json = Bytes::from(json);
+            // Written only when it changed: every write is a store revision and a watch event.
+            if self.last_status_json.as_ref() != Some(&json) {
+                let key = self.keys.status();
+                let put = self.store.put(&key, json.clone(), 0);
+                if let Ok(Ok(())) = tokio::time::timeout(self.store_timeout(), put).await {
+                    self.last_status_json = Some(json);
+                }
+            }
         }
         if self
             .snapshot

@@ -86,6 +86,7 @@ pub struct Agent<B: KvBackend> {
     pub(crate) facts: Option<ServerFacts>,
     pub(crate) applied_parameters: BTreeMap<String, String>,
     pub(crate) last_member_json: Option<Bytes>,
+    pub(crate) last_status_json: Option<Bytes>,
     pub(crate) callbacks: postgres::callbacks::CallbackRunner,
     pub(crate) status: watch::Sender<PatroniStatus>,
     pub(crate) last_decision: Option<Decision>,
@@ -133,6 +134,7 @@ impl<B: KvBackend> Agent<B> {
             facts: None,
             applied_parameters: BTreeMap::new(),
             last_member_json: None,
+            last_status_json: None,
             callbacks: postgres::callbacks::CallbackRunner::new(run_as),
             status,
             last_decision: None,
@@ -157,17 +159,30 @@ impl<B: KvBackend> Agent<B> {
                 Err(error) => break Err(error),
             };
             let sleep_until = self.origin + wakeup.0;
-            tokio::select! {
-                () = shutdown.cancelled() => break Ok(()),
-                () = tokio::time::sleep_until(sleep_until) => {}
-                changed = changes.next() => {
-                    if changed.is_none() {
-                        // The store stopped: keep cycling on the timer (it reports unreachable).
-                        changes = futures::stream::pending().boxed();
-                    }
+            let keys = self.keys.clone();
+            let holds_leader = self.holds_leader;
+            let stop = loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break true,
+                    () = tokio::time::sleep_until(sleep_until) => break false,
+                    changed = changes.next() => match changed {
+                        // Only keys that change a decision wake the loop early: member keys
+                        // and `/status` change every cycle somewhere and would make the
+                        // members' cycles chase each other (the timer picks them up).
+                        Some(changed) if !changed.is_empty()
+                            && !changed.iter().any(|key| wakes_the_loop(&keys, key, holds_leader)) => continue,
+                        Some(_) => break false,
+                        None => {
+                            // The store stopped: cycle on the timer (it reports unreachable).
+                            changes = futures::stream::pending().boxed();
+                        }
+                    },
+                    _ = postmaster_exit(&mut self.postmaster) => break false,
+                    _ = long_task_done(&mut self.long_task) => break false,
                 }
-                _ = postmaster_exit(&mut self.postmaster) => {}
-                _ = long_task_done(&mut self.long_task) => {}
+            };
+            if stop {
+                break Ok(());
             }
         };
         self.shutdown().await;
@@ -444,13 +459,11 @@ impl<B: KvBackend> Agent<B> {
             self.stopped_since.get_or_insert(now);
         }
         let process_alive = self.postmaster.is_some() || self.adopted.is_some();
-        if process_alive {
-            if let Ok(probe) = self.pg.connect().await {
-                if let Ok(facts) = probe.facts().await {
-                    self.facts = Some(facts);
-                }
-                probe.close().await;
+        if process_alive && let Ok(probe) = self.pg.connect().await {
+            if let Ok(facts) = probe.facts().await {
+                self.facts = Some(facts);
             }
+            probe.close().await;
         }
         local.process = match (&self.facts, process_alive) {
             (Some(_), _) => {
@@ -568,6 +581,17 @@ impl<B: KvBackend> Agent<B> {
         let status = crate::status::patroni_status(self, decision);
         self.status.send_replace(status);
     }
+}
+
+/// The keys whose change is worth a cycle at once: the leader key (deleted = race now; not
+/// for its holder, whose own refresh writes it every cycle), `/failover`, `/initialize`,
+/// `/config` and `/sync`.
+fn wakes_the_loop(keys: &Keys, key: &str, holds_leader: bool) -> bool {
+    (key == keys.leader() && !holds_leader)
+        || key == keys.failover()
+        || key == keys.initialize()
+        || key == keys.config()
+        || key == keys.sync()
 }
 
 fn leader_member(cluster: &ClusterView) -> Option<&ha::Member> {

@@ -8,8 +8,10 @@ use ha_cluster_tests::Cluster;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_failover_and_rejoin() -> anyhow::Result<()> {
     // Phase 1: three empty data directories become one primary and two streaming replicas.
+    let started_at = Instant::now();
     let mut cluster = Cluster::start(3)?;
     let primary = cluster.wait_healthy(2, Duration::from_secs(120)).await?;
+    println!("bootstrap: one primary and two streaming replicas after {:.2?}", started_at.elapsed());
     assert!(
         cluster.nodes[primary].accepts_writes().await,
         "the primary accepts writes"
@@ -59,5 +61,8 @@ async fn bootstrap_failover_and_rejoin() -> anyhow::Result<()> {
         }
     }
     assert_eq!(writable, 1);
+    if std::env::var_os("PGWARDEN_TEST_LOGS").is_some() {
+        println!("{}", cluster.logs());
+    }
     Ok(())
 }
