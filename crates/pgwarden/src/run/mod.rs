@@ -58,6 +58,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     let rest = tokio::spawn(async move {
         rest::serve(rest_listener, status_rx, rest_stop.cancelled_owned()).await
     });
+    let placement =
+        store.keep_raft_leader_off_primary(status_tx.subscribe(), shutdown.child_token());
     let agent = Agent::new(store.backend(), config, run_as, status_tx);
     let agent_stop = shutdown.child_token();
     let mut agent_task = tokio::spawn(agent.run(agent_stop.clone()));
@@ -90,6 +92,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             Ok(Ok(())) => {}
         }
     }
+    let _ = placement.await;
     tokio::time::timeout(STORE_SHUTDOWN_GRACE, store.shutdown())
         .await
         .context("stopping the store took too long")??;

@@ -25,6 +25,10 @@ use tokio_util::task::TaskTracker;
 /// Raft timings: etcd's defaults (100 ms heartbeat, 1 s election timeout).
 const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
 const ELECTION_TIMEOUT: Duration = Duration::from_millis(1000);
+const LEASE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How often the primary's host checks that it is not also the store's Raft leader.
+const LEADER_PLACEMENT_INTERVAL: Duration = Duration::from_millis(500);
 
 pub struct EmbeddedStore {
     node: RaftNode,
@@ -80,6 +84,9 @@ impl EmbeddedStore {
         );
         let server_config = ServerConfig {
             election_timeout: ELECTION_TIMEOUT,
+            // An expired leader lease is noticed within 100 ms instead of etcd's 500 ms: it
+            // is on the failover's critical path.
+            lease_check_interval: LEASE_CHECK_INTERVAL,
             ..ServerConfig::default()
         };
         let lease_check_interval = server_config.lease_check_interval;
@@ -117,6 +124,55 @@ impl EmbeddedStore {
     /// The agent's in-process view of this member's store.
     pub fn backend(&self) -> LocalStore<RaftNode> {
         LocalStore::new(self.service.clone())
+    }
+
+    /// Keeps the store's Raft leadership off this host while it runs the PostgreSQL primary
+    /// (design.md §4, "the failover time budget"): if both died together, a new Raft leader
+    /// would first have to restart every lease at a full TTL, adding an election and a whole
+    /// TTL to the failover. Runs until `stop`.
+    pub fn keep_raft_leader_off_primary(
+        &self,
+        status: tokio::sync::watch::Receiver<rest::PatroniStatus>,
+        stop: CancellationToken,
+    ) -> JoinHandle<()> {
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            let mut attempt: usize = 0;
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(LEADER_PLACEMENT_INTERVAL) => {}
+                }
+                let is_primary = {
+                    let status = status.borrow();
+                    status.holds_leader_key && status.role == "primary"
+                };
+                if !is_primary || !node.is_leader() {
+                    continue;
+                }
+                let own_id = node.member_id();
+                let others: Vec<u64> = node
+                    .status()
+                    .members
+                    .iter()
+                    .filter(|member| member.id != own_id && !member.is_learner)
+                    .map(|member| member.id)
+                    .collect();
+                if others.is_empty() {
+                    continue;
+                }
+                // Rotate through the voters so one unreachable member does not block the move.
+                let target = others[attempt % others.len()];
+                attempt = attempt.wrapping_add(1);
+                match node.move_leader(target).await {
+                    Ok(()) => tracing::info!(
+                        target = %format!("{target:x}"),
+                        "moved the store's Raft leadership off the PostgreSQL primary's host"
+                    ),
+                    Err(error) => tracing::debug!("moving the Raft leadership failed: {error}"),
+                }
+            }
+        })
     }
 
     /// Stops the etcd API (open streams end), the lease keeper, then the Raft member.
