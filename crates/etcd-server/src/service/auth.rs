@@ -444,3 +444,16 @@ impl<B: Backend> Service<B> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorization_header_token_with_or_without_bearer() {
+        assert_eq!(token_from_header("Bearer abc.7"), Some("abc.7"));
+        assert_eq!(token_from_header("abc.7"), Some("abc.7"));
+        assert_eq!(token_from_header("Bearer "), None);
+        assert_eq!(token_from_header(""), None);
+    }
+}
