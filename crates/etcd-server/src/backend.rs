@@ -87,4 +87,24 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn snapshot_bytes(&self) -> impl Future<Output = Result<Vec<u8>, ServiceError>> + Send;
     /// Size in bytes of the member's storage files.
     fn db_size(&self) -> u64;
+    /// Counters the member keeps about its own work, for `/metrics` (zero where unknown).
+    fn engine_counters(&self) -> EngineCounters {
+        EngineCounters::default()
+    }
+    /// Hands the member's log store the histograms it records appends into. False when it
+    /// already has some (the first registry attached keeps them).
+    fn attach_log_histograms(&self, _histograms: crate::metrics::LogHistograms) -> bool {
+        false
+    }
+}
+
+/// Monotonic counters of a member's consensus and storage work, sampled at scrape time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineCounters {
+    /// Read-index rounds run for linearizable reads.
+    pub read_index_rounds: u64,
+    /// Raft log appends (each one redb commit and fsync).
+    pub log_appends: u64,
+    /// Log entries written by those appends.
+    pub log_entries: u64,
 }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::space::AutoCompaction;
+
 /// The server version reported by `/version` and `Maintenance.Status` (≥ 3.4 so that
 /// version-sniffing clients such as Patroni pick the `/v3` gateway prefix).
 pub const SERVER_VERSION: &str = "3.5.17";
@@ -23,8 +25,11 @@ pub struct ServerConfig {
     pub election_timeout: Duration,
     /// How often the Raft leader's lease keeper looks for expired leases (etcd: 500 ms).
     pub lease_check_interval: Duration,
-    /// Reported as `dbSizeQuota` in `Maintenance.Status` (etcd --quota-backend-bytes).
+    /// The backend quota (etcd --quota-backend-bytes; 0 = etcd's default of 2 GiB): past it
+    /// the NOSPACE alarm is raised (see [`crate::space`]). Reported as `dbSizeQuota`.
     pub db_size_quota_bytes: i64,
+    /// Server-side auto-compaction (etcd --auto-compaction-mode/-retention); `None` is off.
+    pub auto_compaction: Option<AutoCompaction>,
     /// How long a follower waits for the leader when forwarding a lease call.
     pub forward_timeout: Duration,
     /// How long a simple auth token stays valid without being used (etcd --auth-token-ttl).
@@ -42,6 +47,7 @@ impl Default for ServerConfig {
             election_timeout: Duration::from_millis(1000),
             lease_check_interval: Duration::from_millis(500),
             db_size_quota_bytes: 2 * 1024 * 1024 * 1024,
+            auto_compaction: None,
             forward_timeout: Duration::from_secs(5),
             auth_token_ttl: Duration::from_secs(300),
             bcrypt_cost: 10,

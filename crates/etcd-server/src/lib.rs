@@ -6,7 +6,8 @@
 //! lease keeper and the follower's keepalive forwarding in [`lease`]; etcd's server-side Lock
 //! and Election recipes in [`service::recipes`]; `/version` and `/health` in [`http`]; etcd's
 //! HTTP JSON gateway (`/v3/...`, a second adapter over the same service) in [`gateway`]; and
-//! [`serve`]-ing all of it on one listener.
+//! [`serve`]-ing all of it on one listener, with `GET /metrics` ([`metrics`]) and space
+//! management (the backend quota and auto-compaction, [`space`]).
 //! Errors become gRPC statuses in exactly one function, [`error::to_status`], backed by
 //! etcd's catalogue in `etcd_proto::errors`.
 //!
@@ -22,9 +23,11 @@ pub mod gateway;
 pub mod grpc;
 pub mod http;
 pub mod lease;
+pub mod metrics;
 mod raft_backend;
 pub mod server;
 pub mod service;
+pub mod space;
 mod validate;
 pub mod watch;
 

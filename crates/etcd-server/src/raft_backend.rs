@@ -7,7 +7,7 @@ use etcd_proto::etcdserverpb::Member;
 use etcd_proto::raftcmd::{RaftCommand, RaftResponse};
 use tokio::sync::{broadcast, watch};
 
-use crate::backend::{AppliedEvents, Backend, NodeStatus};
+use crate::backend::{AppliedEvents, Backend, EngineCounters, NodeStatus};
 use crate::error::ServiceError;
 
 impl From<ConsensusError> for ServiceError {
@@ -90,5 +90,18 @@ impl Backend for RaftNode {
 
     fn db_size(&self) -> u64 {
         RaftNode::db_size(self)
+    }
+
+    fn engine_counters(&self) -> EngineCounters {
+        let (log_appends, log_entries) = RaftNode::log_write_stats(self);
+        EngineCounters {
+            read_index_rounds: RaftNode::read_index_rounds(self),
+            log_appends,
+            log_entries,
+        }
+    }
+
+    fn attach_log_histograms(&self, histograms: crate::metrics::LogHistograms) -> bool {
+        RaftNode::attach_log_histograms(self, histograms)
     }
 }

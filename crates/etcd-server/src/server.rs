@@ -89,9 +89,17 @@ pub fn router<B: Backend>(service: &Service<B>) -> axum::Router {
         })
         .max_decoding_message_size(max_receive),
     );
+    // Counted per call by a layer on the gRPC routes only (not the HTTP ones).
+    let grpc = routes
+        .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(
+            service.metrics().clone(),
+            crate::metrics::grpc::track,
+        ));
     crate::http::router(service.clone())
         .merge(crate::gateway::router(service.clone()))
-        .merge(routes.into_axum_router())
+        .merge(crate::metrics::router(service.clone()))
+        .merge(grpc)
 }
 
 /// Serves the etcd API of `node` on `listener` until `shutdown` resolves, with the lease
@@ -107,13 +115,22 @@ pub async fn serve_backend<B: Backend>(
     let tasks = TaskTracker::new();
     let stop = CancellationToken::new();
     let lease_check_interval = config.lease_check_interval;
-    let service = Service::new(node, config, clock, tasks.clone(), stop.clone());
+    let service = Service::new(node, config, clock.clone(), tasks.clone(), stop.clone());
     tasks.spawn(
         service
             .lease_keeper()
             .clone()
             .run(lease_check_interval, stop.clone()),
     );
+    tasks.spawn(crate::metrics::observer::run(service.clone(), stop.clone()));
+    if let Some(auto_compaction) = service.config().auto_compaction.clone() {
+        tasks.spawn(crate::space::compactor::run(
+            service.clone(),
+            auto_compaction,
+            clock.clone(),
+            stop.clone(),
+        ));
+    }
     let app = router(&service);
     let stop_on_signal = stop.clone();
     // Replies are several small HTTP/2 frames; without TCP_NODELAY, Nagle's algorithm holds

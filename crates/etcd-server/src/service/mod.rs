@@ -27,6 +27,8 @@ use crate::config::ServerConfig;
 use crate::error::ServiceError;
 use crate::lease::forward::LeaderForwarder;
 use crate::lease::{Clock, LeaseKeeper};
+use crate::metrics::ServerMetrics;
+use crate::space::SpaceQuota;
 
 pub use auth::{AuthInfo, token_from_header};
 pub use auth_tokens::{TokenOwner, TokenStore};
@@ -47,6 +49,10 @@ pub struct Service<B: Backend> {
     tokens: Arc<TokenStore>,
     /// Who this service acts for; every request method checks it (see [`auth`]).
     caller: AuthInfo,
+    /// This member's metric registry (served at `/metrics`).
+    metrics: Arc<ServerMetrics>,
+    /// The backend quota, checked before proposing writes that add data.
+    space: Arc<SpaceQuota>,
 }
 
 impl<B: Backend> Service<B> {
@@ -58,9 +64,16 @@ impl<B: Backend> Service<B> {
         shutdown: CancellationToken,
     ) -> Self {
         let forwarder = Arc::new(LeaderForwarder::new(config.forward_timeout));
+        let metrics = Arc::new(ServerMetrics::new());
+        let space = Arc::new(SpaceQuota::new(
+            config.db_size_quota_bytes,
+            metrics.nospace_alarms_raised.clone(),
+        ));
         Service {
             tokens: Arc::new(TokenStore::new(config.auth_token_ttl, clock.clone())),
             caller: AuthInfo::Anonymous,
+            metrics,
+            space,
             leases: LeaseKeeper::new(node.clone(), clock),
             node,
             config: Arc::new(config),
@@ -80,6 +93,14 @@ impl<B: Backend> Service<B> {
 
     pub fn lease_keeper(&self) -> &LeaseKeeper<B> {
         &self.leases
+    }
+
+    pub fn metrics(&self) -> &Arc<ServerMetrics> {
+        &self.metrics
+    }
+
+    pub fn space(&self) -> &SpaceQuota {
+        &self.space
     }
 
     pub fn tasks(&self) -> &TaskTracker {
@@ -127,12 +148,16 @@ impl<B: Backend> Service<B> {
     /// Proposes one command and waits until it is applied locally; an apply refusal becomes
     /// [`ServiceError::Apply`] with etcd's code and message.
     async fn propose(&self, command: Command) -> Result<Response, ServiceError> {
-        let answer = self
+        self.space.check(&self.node, &command).await?;
+        self.metrics.proposals_pending.increment(1.0);
+        let proposed = self
             .node
             .propose(RaftCommand {
                 command: Some(command),
             })
-            .await?;
+            .await;
+        self.metrics.proposals_pending.decrement(1.0);
+        let answer = proposed.inspect_err(|_| self.metrics.proposals_failed.increment(1))?;
         match answer.response {
             Some(Response::Error(refused)) => Err(ServiceError::Apply(refused)),
             Some(response) => Ok(response),
