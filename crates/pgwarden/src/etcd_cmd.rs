@@ -172,6 +172,8 @@ fn node_config(config: &EtcdConfig) -> NodeConfig {
 fn server_config(config: &EtcdConfig) -> ServerConfig {
     ServerConfig {
         election_timeout: config.election_timeout,
+        db_size_quota_bytes: config.quota_backend_bytes,
+        auto_compaction: config.auto_compaction.clone(),
         ..ServerConfig::default()
     }
 }

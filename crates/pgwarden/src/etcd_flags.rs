@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use clap::Args;
 use clap::ValueEnum;
+use etcd_server::space::AutoCompaction;
+use etcd_server::space::AutoCompactionError;
 
 use crate::ignored_flags::IgnoredFlags;
 
@@ -84,6 +86,25 @@ pub struct EtcdFlags {
     #[arg(long, default_value_t = 10_000, env = "ETCD_SNAPSHOT_COUNT")]
     pub snapshot_count: u64,
 
+    /// Auto-compaction mode: "periodic" (keep a duration of history) or "revision" (keep a number of revisions).
+    #[arg(long, default_value = "periodic", env = "ETCD_AUTO_COMPACTION_MODE")]
+    pub auto_compaction_mode: String,
+
+    /// Auto-compaction retention: in periodic mode a duration ("1h", "30m") or a bare number of hours;
+    /// in revision mode a number of revisions. 0 turns auto-compaction off.
+    #[arg(long, default_value = "0", env = "ETCD_AUTO_COMPACTION_RETENTION")]
+    pub auto_compaction_retention: String,
+
+    /// Raise the NOSPACE alarm when the keyspace would exceed this many bytes (0: 2 GiB; negative: no quota).
+    /// pgwarden measures the keyspace's logical size with its retained history, not a file size.
+    #[arg(
+        long,
+        default_value_t = 0,
+        allow_negative_numbers = true,
+        env = "ETCD_QUOTA_BACKEND_BYTES"
+    )]
+    pub quota_backend_bytes: i64,
+
     #[command(flatten)]
     pub ignored: IgnoredFlags,
 }
@@ -137,6 +158,10 @@ pub struct EtcdConfig {
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
     pub snapshot_count: u64,
+    /// Server-side auto-compaction; `None` when off.
+    pub auto_compaction: Option<AutoCompaction>,
+    /// `--quota-backend-bytes` as given (0: etcd's default of 2 GiB; negative: no quota).
+    pub quota_backend_bytes: i64,
     /// Accepted-but-ignored etcd flags as given (`--logger=zap`), for one log line at start.
     pub ignored_flags: Vec<String>,
 }
@@ -200,6 +225,18 @@ impl EtcdFlags {
             return Err(FlagError::new("snapshot-count", "must be positive"));
         }
 
+        let auto_compaction =
+            AutoCompaction::parse(&self.auto_compaction_mode, &self.auto_compaction_retention)
+                .map_err(|error| match error {
+                    AutoCompactionError::Mode(_) => {
+                        FlagError::new("auto-compaction-mode", error.to_string())
+                    }
+                    AutoCompactionError::PeriodicRetention(_)
+                    | AutoCompactionError::RevisionRetention(_) => {
+                        FlagError::new("auto-compaction-retention", error.to_string())
+                    }
+                })?;
+
         Ok(EtcdConfig {
             name,
             data_dir,
@@ -213,6 +250,8 @@ impl EtcdFlags {
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval),
             election_timeout: Duration::from_millis(self.election_timeout),
             snapshot_count: self.snapshot_count,
+            auto_compaction,
+            quota_backend_bytes: self.quota_backend_bytes,
             ignored_flags: self.ignored.given.clone(),
         })
     }

@@ -11,8 +11,10 @@ use crate::cli::Command;
 
 fn parse(args: &[&str]) -> Result<EtcdFlags, clap::Error> {
     let argv = ["pgwarden", "etcd"].iter().chain(args.iter());
-    let Command::Etcd(flags) = Cli::try_parse_from(argv)?.command;
-    Ok(flags)
+    match Cli::try_parse_from(argv)?.command {
+        Command::Etcd(flags) => Ok(flags),
+        other => panic!("`pgwarden etcd` parsed as {other:?}"),
+    }
 }
 
 fn config(args: &[&str]) -> EtcdConfig {
@@ -294,11 +296,6 @@ fn common_harmless_etcd_flags_are_accepted_and_reported_as_ignored() {
         "info",
         "--enable-v2=false",
         "--enable-pprof",
-        "--auto-compaction-mode",
-        "periodic",
-        "--auto-compaction-retention=1h",
-        "--quota-backend-bytes",
-        "8589934592",
     ]);
     assert_eq!(
         config.ignored_flags,
@@ -307,9 +304,6 @@ fn common_harmless_etcd_flags_are_accepted_and_reported_as_ignored() {
             "--log-level=info",
             "--enable-v2=false",
             "--enable-pprof=true",
-            "--auto-compaction-mode=periodic",
-            "--auto-compaction-retention=1h",
-            "--quota-backend-bytes=8589934592",
         ]
     );
 }
@@ -332,7 +326,9 @@ fn etcds_single_dash_spelling_is_accepted() {
     ]
     .map(std::ffi::OsString::from);
     let normalized = crate::cli::normalize_etcd_args(argv);
-    let Command::Etcd(flags) = Cli::try_parse_from(normalized).expect("parses").command;
+    let Command::Etcd(flags) = Cli::try_parse_from(normalized).expect("parses").command else {
+        panic!("`pgwarden etcd` parsed as another command");
+    };
     let config = flags.validate().expect("validates");
     assert_eq!(config.name, "n1");
     assert_eq!(config.data_dir, PathBuf::from("/d"));
@@ -375,4 +371,96 @@ fn only_long_flag_shapes_are_rewritten() {
             "-name"
         ]
     );
+}
+
+#[test]
+fn space_flags_default_to_etcds_no_auto_compaction_and_a_two_gib_quota() {
+    let config = config(&[]);
+    assert_eq!(config.auto_compaction, None);
+    assert_eq!(
+        config.quota_backend_bytes, 0,
+        "0 means etcd's default of 2 GiB"
+    );
+}
+
+#[test]
+fn space_flags_take_etcds_values() {
+    let hour = Duration::from_secs(3600);
+    let cases: &[(&[&str], Option<AutoCompaction>, i64)] = &[
+        (
+            &["--auto-compaction-retention=1"],
+            Some(AutoCompaction::Periodic { retention: hour }),
+            0,
+        ),
+        (
+            &[
+                "--auto-compaction-mode",
+                "periodic",
+                "--auto-compaction-retention",
+                "30m",
+            ],
+            Some(AutoCompaction::Periodic {
+                retention: hour / 2,
+            }),
+            0,
+        ),
+        (
+            &[
+                "--auto-compaction-mode=revision",
+                "--auto-compaction-retention=1000",
+            ],
+            Some(AutoCompaction::Revision {
+                retention: 1000,
+                interval: Duration::from_secs(300),
+            }),
+            0,
+        ),
+        (&["--auto-compaction-mode=revision"], None, 0),
+        (
+            &["--quota-backend-bytes", "8589934592"],
+            None,
+            8_589_934_592,
+        ),
+        (&["--quota-backend-bytes=-1"], None, -1),
+    ];
+    for (args, auto_compaction, quota) in cases {
+        let config = config(args);
+        assert_eq!(&config.auto_compaction, auto_compaction, "{args:?}");
+        assert_eq!(config.quota_backend_bytes, *quota, "{args:?}");
+        assert!(config.ignored_flags.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn bad_space_flag_values_are_refused_naming_the_flag() {
+    let refused: &[(&[&str], &str)] = &[
+        (&["--auto-compaction-mode=hourly"], "auto-compaction-mode"),
+        (
+            &["--auto-compaction-retention=1d"],
+            "auto-compaction-retention",
+        ),
+        (
+            &["--auto-compaction-retention=-2"],
+            "auto-compaction-retention",
+        ),
+        (
+            &[
+                "--auto-compaction-mode=revision",
+                "--auto-compaction-retention=1h",
+            ],
+            "auto-compaction-retention",
+        ),
+    ];
+    for (args, flag) in refused {
+        let error = flag_error(args);
+        assert_eq!(error.flag, *flag, "{args:?}");
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("invalid value for --{flag}: "))
+        );
+    }
+    let unparsable = parse(&["--quota-backend-bytes=2GB"]).expect_err("not a number");
+    assert_eq!(unparsable.exit_code(), 2);
+    assert!(unparsable.to_string().contains("--quota-backend-bytes"));
 }

@@ -2,7 +2,8 @@
 //!
 //! Scripts that start etcd commonly pass logging, compaction and quota flags; refusing them would make
 //! "change only the binary" fail for no benefit. Each one is harmless to ignore: pgwarden logs through
-//! `RUST_LOG`, keeps the v2 API off, does not compact on its own, and applies fixed request limits.
+//! `RUST_LOG`, keeps the v2 API off, serves `/metrics` on the client port, and applies fixed request limits.
+//! (Auto-compaction and the backend quota are implemented: see `etcd_flags`.)
 //! Flags that change where data lives or how peers are reached (e.g. `--wal-dir`, TLS flags) are not here:
 //! they are refused as unknown, so a script never silently gets a different setup than it asked for.
 
@@ -30,9 +31,6 @@ const IGNORED_ETCD_FLAGS: &[(&str, ValueShape)] = &[
     ("debug", ValueShape::Bool),
     ("enable-v2", ValueShape::Bool),
     ("enable-pprof", ValueShape::Bool),
-    ("auto-compaction-mode", ValueShape::Value),
-    ("auto-compaction-retention", ValueShape::Value),
-    ("quota-backend-bytes", ValueShape::Value),
     ("max-request-bytes", ValueShape::Value),
     ("max-txn-ops", ValueShape::Value),
     ("max-snapshots", ValueShape::Value),
