@@ -7,7 +7,7 @@
 //! a number, enums as a name or a number, and standard or URL-safe base64. What they refuse and
 //! etcd's gateway accepts is `null` for a field (meaning "default") and unknown fields (which
 //! etcd discards); [`decode`] drops null members first, and drops a field the decoder calls
-//! unknown before trying again (see [`drop_unknown_field`]).
+//! unknown before trying again (see `drop_unknown_field`).
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
