@@ -240,3 +240,67 @@ async fn committed_id_is_stored_by_the_next_append() {
     let stats = storage.log_store.write_stats();
     assert_eq!(stats.snapshot(), (0, 0));
 }
+
+/// `append` returns before the fsync: entries must be readable at once, whether they sit in
+/// memory or on disk, and a truncation overtaking queued appends must leave no stale entry.
+#[tokio::test]
+async fn appends_are_readable_before_durable_and_truncation_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut storage = Storage::open(dir.path(), 16).unwrap();
+    // More than the cache holds, in many small appends queued back to back.
+    let entries: Vec<Entry> = (1..=9_000)
+        .map(|i| normal(i, vec![put("k", "v")]))
+        .collect();
+    for chunk in entries.chunks(100) {
+        storage
+            .log_store
+            .append(chunk.to_vec(), IOFlushed::noop())
+            .await
+            .unwrap();
+    }
+    let read = storage
+        .log_store
+        .try_get_log_entries(1..9_001)
+        .await
+        .unwrap();
+    assert_eq!(read, entries);
+    // Replace the tail with entries of a newer term.
+    storage
+        .log_store
+        .truncate_after(Some(log_id(1, 1, 8_500)))
+        .await
+        .unwrap();
+    let replacement: Vec<Entry> = (8_501..=8_600)
+        .map(|i| Entry {
+            log_id: log_id(2, 1, i),
+            payload: EntryPayload::Blank,
+        })
+        .collect();
+    storage
+        .log_store
+        .append(replacement.clone(), IOFlushed::noop())
+        .await
+        .unwrap();
+    let mut expected = entries[..8_500].to_vec();
+    expected.extend(replacement);
+    assert_eq!(
+        storage
+            .log_store
+            .try_get_log_entries(1..10_000)
+            .await
+            .unwrap(),
+        expected
+    );
+    drop(storage);
+    let mut storage = Storage::open(dir.path(), 16).unwrap();
+    let state = storage.log_store.get_log_state().await.unwrap();
+    assert_eq!(state.last_log_id, Some(log_id(2, 1, 8_600)));
+    assert_eq!(
+        storage
+            .log_store
+            .try_get_log_entries(1..10_000)
+            .await
+            .unwrap(),
+        expected
+    );
+}
