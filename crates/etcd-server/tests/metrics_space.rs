@@ -415,6 +415,23 @@ async fn quota_raises_nospace_refusing_writes_until_compacted_and_disarmed() {
         }
     }
     let (written, status) = refused.expect("the quota refused a put");
+    let member_status = maintenance
+        .status(etcd_proto::etcdserverpb::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(member_status.db_size_quota, 16 * 1024);
+    assert!(
+        member_status.db_size_in_use > 10 * 1024,
+        "{member_status:?}"
+    );
+    assert!(
+        member_status
+            .errors
+            .iter()
+            .any(|error| error.ends_with("alarm:NOSPACE")),
+        "{member_status:?}"
+    );
     assert!(written >= 10, "only {written} puts fit in 16 KiB");
     assert_eq!(status.code(), tonic::Code::ResourceExhausted);
     assert_eq!(

@@ -149,10 +149,12 @@ impl<B: Backend> Service<B> {
             raft_term: status.term,
             raft_applied_index: status.applied_index,
             errors: problems,
-            db_size_in_use: db_size,
+            // The keyspace's logical size, the figure the quota is checked against.
+            db_size_in_use: i64::try_from(self.space().logical_size(&self.node))
+                .unwrap_or(i64::MAX),
             is_learner: status.is_learner,
             storage_version: String::new(),
-            db_size_quota: self.config.db_size_quota_bytes,
+            db_size_quota: i64::try_from(self.space().quota_bytes()).unwrap_or(i64::MAX),
             downgrade_info: Some(DowngradeInfo {
                 enabled: false,
                 target_version: String::new(),
