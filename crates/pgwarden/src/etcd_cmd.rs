@@ -174,6 +174,7 @@ fn server_config(config: &EtcdConfig) -> ServerConfig {
         election_timeout: config.election_timeout,
         db_size_quota_bytes: config.quota_backend_bytes,
         auto_compaction: config.auto_compaction.clone(),
+        auth_token_ttl: config.auth_token_ttl,
         ..ServerConfig::default()
     }
 }

@@ -105,6 +105,10 @@ pub struct EtcdFlags {
     )]
     pub quota_backend_bytes: i64,
 
+    /// Seconds a simple auth token stays valid without being used.
+    #[arg(long, default_value_t = 300, env = "ETCD_AUTH_TOKEN_TTL")]
+    pub auth_token_ttl: u64,
+
     #[command(flatten)]
     pub ignored: IgnoredFlags,
 }
@@ -162,6 +166,8 @@ pub struct EtcdConfig {
     pub auto_compaction: Option<AutoCompaction>,
     /// `--quota-backend-bytes` as given (0: etcd's default of 2 GiB; negative: no quota).
     pub quota_backend_bytes: i64,
+    /// How long a simple auth token stays valid without being used (`--auth-token-ttl`).
+    pub auth_token_ttl: Duration,
     /// Accepted-but-ignored etcd flags as given (`--logger=zap`), for one log line at start.
     pub ignored_flags: Vec<String>,
 }
@@ -221,6 +227,9 @@ impl EtcdFlags {
         }
 
         check_timings(self.heartbeat_interval, self.election_timeout)?;
+        if self.auth_token_ttl == 0 {
+            return Err(FlagError::new("auth-token-ttl", "must be positive"));
+        }
         if self.snapshot_count == 0 {
             return Err(FlagError::new("snapshot-count", "must be positive"));
         }
@@ -252,6 +261,7 @@ impl EtcdFlags {
             snapshot_count: self.snapshot_count,
             auto_compaction,
             quota_backend_bytes: self.quota_backend_bytes,
+            auth_token_ttl: Duration::from_secs(self.auth_token_ttl),
             ignored_flags: self.ignored.given.clone(),
         })
     }

@@ -464,3 +464,18 @@ fn bad_space_flag_values_are_refused_naming_the_flag() {
     assert_eq!(unparsable.exit_code(), 2);
     assert!(unparsable.to_string().contains("--quota-backend-bytes"));
 }
+
+#[test]
+fn auth_token_ttl_defaults_to_etcds_five_minutes_and_must_be_positive() {
+    assert_eq!(config(&[]).auth_token_ttl, Duration::from_secs(300));
+    assert_eq!(
+        config(&["--auth-token-ttl=60"]).auth_token_ttl,
+        Duration::from_secs(60)
+    );
+    assert_eq!(
+        flag_error(&["--auth-token-ttl", "0"]).flag,
+        "auth-token-ttl"
+    );
+    let unparsable = parse(&["--auth-token-ttl=5m"]).expect_err("seconds only");
+    assert!(unparsable.to_string().contains("--auth-token-ttl"));
+}
