@@ -8,6 +8,7 @@
 //! HTTP JSON gateway (`/v3/...`, a second adapter over the same service) in [`gateway`]; and
 //! [`serve`]-ing all of it on one listener, with `GET /metrics` ([`metrics`]) and space
 //! management (the backend quota and auto-compaction, [`space`]).
+//! The client listener accepts the URL-form HTTP/2 `:authority` of etcdctl 3.4 ([`h2_authority`]).
 //! Errors become gRPC statuses in exactly one function, [`error::to_status`], backed by
 //! etcd's catalogue in `etcd_proto::errors`.
 //!
@@ -21,6 +22,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod grpc;
+pub mod h2_authority;
 pub mod http;
 pub mod lease;
 pub mod metrics;

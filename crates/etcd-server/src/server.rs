@@ -140,6 +140,8 @@ pub async fn serve_backend<B: Backend>(
             tracing::debug!(%error, "setting TCP_NODELAY on a client connection failed");
         }
     });
+    // etcdctl 3.4's URL-form `:authority` is made bare before hyper sees it (see h2_authority).
+    let listener = crate::h2_authority::AuthorityFixListener::new(listener);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
