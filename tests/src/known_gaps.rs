@@ -17,12 +17,6 @@ pub struct KnownGap {
 /// Every known difference of pgwarden from etcd 3.4, as observed by these suites.
 pub const KNOWN_GAPS: &[KnownGap] = &[
     KnownGap {
-        cases: "etcdctl::single::url_endpoints_for_per_endpoint_commands",
-        reason: "etcdctl 3.4 sends the endpoint URL as the HTTP/2 :authority of `endpoint status`, \
-                 `endpoint hashkv` and `move-leader`; hyper's HTTP/2 server refuses it \
-                 (RST_STREAM PROTOCOL_ERROR) where etcd's Go server accepts it",
-    },
-    KnownGap {
         cases: "etcdctl::same_json_shapes_as_etcd",
         reason: "response headers differ from etcd 3.4's: MemberList carries a revision (etcd's \
                  cluster API header has none), Alarm GET carries a header (etcd answers an empty \

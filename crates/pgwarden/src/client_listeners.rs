@@ -52,6 +52,7 @@ pub async fn serve_all(
     let merged = MergedListener::start(listeners, &tasks, &stop)?;
     let app = etcd_server::server::router(&service);
     let stop_on_shutdown = stop.clone();
+    let merged = etcd_server::h2_authority::AuthorityFixListener::new(merged);
     let result = axum::serve(merged, app)
         .with_graceful_shutdown(async move {
             shutdown.cancelled().await;
