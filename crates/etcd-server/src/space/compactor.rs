@@ -1,8 +1,8 @@
 //! The auto-compactor (etcd `--auto-compaction-mode` and `--auto-compaction-retention`).
 //!
-//! - `periodic`: keep the last *retention* of history. Every member samples its revision every
-//!   retention/10 (at most every 6 minutes, as etcd caps its compact interval at one hour);
-//!   the leader compacts to the newest revision sampled at least *retention* ago.
+//! - `periodic`: keep the last *retention* of history. As in etcd, compactions are
+//!   min(retention, 1 hour) apart and every member samples its revision ten times per such
+//!   interval; the leader compacts to the newest revision sampled at least *retention* ago.
 //! - `revision`: keep the last *retention* revisions. Every 5 minutes (etcd's interval) the
 //!   leader compacts to current revision − retention.
 //!
@@ -148,6 +148,9 @@ pub struct Planner {
     config: AutoCompaction,
     /// (time, revision) samples, oldest first; periodic mode only.
     samples: VecDeque<(Instant, i64)>,
+    /// When this planner last asked for a compaction; periodic mode spaces them by
+    /// min(retention, 1 hour).
+    last_planned: Option<Instant>,
 }
 
 impl Planner {
@@ -155,6 +158,7 @@ impl Planner {
         Planner {
             config,
             samples: VecDeque::new(),
+            last_planned: None,
         }
     }
 
@@ -170,13 +174,24 @@ impl Planner {
                 while self.samples.len() > 1 && self.samples[1].0 <= horizon {
                     self.samples.pop_front();
                 }
+                let interval = (*retention).min(PERIODIC_MAX_COMPACT_INTERVAL);
+                if self
+                    .last_planned
+                    .is_some_and(|last| now.saturating_duration_since(last) < interval)
+                {
+                    return None;
+                }
                 match self.samples.front() {
                     Some((taken, sampled)) if *taken <= horizon => *sampled,
                     _ => return None,
                 }
             }
         };
-        (target > compacted).then_some(target)
+        if target <= compacted {
+            return None;
+        }
+        self.last_planned = Some(now);
+        Some(target)
     }
 }
 
