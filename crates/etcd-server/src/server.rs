@@ -122,15 +122,7 @@ pub async fn serve_backend<B: Backend>(
             .clone()
             .run(lease_check_interval, stop.clone()),
     );
-    tasks.spawn(crate::metrics::observer::run(service.clone(), stop.clone()));
-    if let Some(auto_compaction) = service.config().auto_compaction.clone() {
-        tasks.spawn(crate::space::compactor::run(
-            service.clone(),
-            auto_compaction,
-            clock.clone(),
-            stop.clone(),
-        ));
-    }
+    spawn_space_and_metrics_tasks(&service, clock, &stop);
     let app = router(&service);
     let stop_on_signal = stop.clone();
     // Replies are several small HTTP/2 frames; without TCP_NODELAY, Nagle's algorithm holds
@@ -152,6 +144,26 @@ pub async fn serve_backend<B: Backend>(
     tasks.close();
     tasks.wait().await;
     result.map_err(ServeError::Io)
+}
+
+/// Starts the member's metrics observer (leader changes, storage histograms, upkeep) and, when
+/// configured, the auto-compactor, on the service's task tracker until `stop` is cancelled.
+/// Whoever builds a [`Service`] without [`serve_backend`] calls this next to the lease keeper.
+pub fn spawn_space_and_metrics_tasks<B: Backend>(
+    service: &Service<B>,
+    clock: Arc<dyn Clock>,
+    stop: &CancellationToken,
+) {
+    let tasks = service.tasks();
+    tasks.spawn(crate::metrics::observer::run(service.clone(), stop.clone()));
+    if let Some(auto_compaction) = service.config().auto_compaction.clone() {
+        tasks.spawn(crate::space::compactor::run(
+            service.clone(),
+            auto_compaction,
+            clock,
+            stop.clone(),
+        ));
+    }
 }
 
 /// Serves the etcd API of a Raft member on `listener` until `shutdown` resolves (see

@@ -36,19 +36,15 @@ pub async fn serve_all(
     let tasks = TaskTracker::new();
     let stop = CancellationToken::new();
     let lease_check_interval = config.lease_check_interval;
-    let service = Service::new(
-        node,
-        config,
-        Arc::new(TokioClock),
-        tasks.clone(),
-        stop.clone(),
-    );
+    let clock: Arc<TokioClock> = Arc::new(TokioClock);
+    let service = Service::new(node, config, clock.clone(), tasks.clone(), stop.clone());
     tasks.spawn(
         service
             .lease_keeper()
             .clone()
             .run(lease_check_interval, stop.clone()),
     );
+    etcd_server::server::spawn_space_and_metrics_tasks(&service, clock, &stop);
     let merged = MergedListener::start(listeners, &tasks, &stop)?;
     let app = etcd_server::server::router(&service);
     let stop_on_shutdown = stop.clone();
