@@ -25,6 +25,10 @@ use crate::error::ConsensusError;
 use crate::pb;
 use crate::pb::peer_client::PeerClient;
 
+/// Largest peer reply accepted (forwarded batch responses can be large); every client made
+/// for a peer gets it, not only the first one.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Size of one snapshot chunk on the wire.
 const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 
@@ -57,7 +61,9 @@ impl PeerChannels {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(channel) = channels.get(url) {
-            return Ok(PeerClient::new(channel.clone()));
+            return Ok(
+                PeerClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES)
+            );
         }
         let channel = Endpoint::from_shared(url.clone())
             .map_err(|e| ConsensusError::Internal(format!("bad peer URL {url}: {e}")))?
@@ -67,7 +73,7 @@ impl PeerChannels {
             .keep_alive_timeout(Duration::from_secs(5))
             .connect_lazy();
         channels.insert(url.clone(), channel.clone());
-        Ok(PeerClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
+        Ok(PeerClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES))
     }
 }
 
