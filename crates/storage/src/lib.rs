@@ -18,7 +18,6 @@ mod codec;
 mod db;
 mod error;
 mod log_store;
-mod log_writer;
 pub mod schema;
 mod state_machine;
 mod types;

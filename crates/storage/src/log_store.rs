@@ -1,11 +1,8 @@
 //! The Raft log store: entries, vote, committed id and purge point in redb.
 //!
-//! `append` encodes the batch openraft hands it, keeps the entries in memory (readable at once)
-//! and queues them for the log writer thread ([`crate::log_writer`]), which commits whatever is
-//! queued in one redb transaction (one fsync) and only then reports completion to openraft: the
-//! storage half of group commit, overlapped with replication. Recent entries stay decoded in
-//! memory so that replication reads the tail without decoding; entries not yet durable are
-//! always in memory.
+//! `append` writes the whole batch openraft hands it in one redb transaction (one fsync) and
+//! reports completion only after the commit returned: that is the storage half of group commit.
+//! Recent entries are also kept in memory so that replication reads the tail without decoding.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -22,12 +19,10 @@ use redb::{ReadableDatabase, ReadableTable};
 use crate::codec::{self, Entry, LogId};
 use crate::db::Db;
 use crate::error::StorageError;
-use crate::log_writer::{Job, Writer};
 use crate::schema;
 use crate::types::TypeConfig;
 
-/// How many of the newest durable entries stay decoded in memory for replication (entries not
-/// yet durable are kept in addition).
+/// How many of the newest entries stay decoded in memory for replication.
 const CACHE_ENTRIES: usize = 8192;
 
 /// The log store handed to openraft; clones share the same file and cache.
@@ -36,8 +31,6 @@ pub struct LogStore {
     db: Db,
     state: Arc<Mutex<LogMemory>>,
     stats: Arc<LogWriteStats>,
-    /// The log writer thread; it ends when the last clone is dropped.
-    writer: Arc<Writer>,
 }
 
 /// Counters of log appends since the store was opened: how well group commit amortizes fsyncs.
@@ -73,53 +66,25 @@ impl LogWriteStats {
 
 /// What the log store keeps in memory. Guarded by a std mutex that is never held across `.await`:
 /// every critical section is a few map operations.
-pub(crate) struct LogMemory {
-    /// The newest entries, contiguous up to `last_log`: every entry after `durable_last` plus
-    /// at most [`CACHE_ENTRIES`] durable ones.
+struct LogMemory {
+    /// The newest entries (at most [`CACHE_ENTRIES`]), contiguous up to `last_log`.
     cache: BTreeMap<u64, Entry>,
-    /// The last entry handed to `append` (readable, maybe not yet durable).
     last_log: Option<LogId>,
-    /// The newest log index known durable: raised by the writer thread after each commit,
-    /// lowered by `truncate_after` at once (before its deletion is even queued).
-    pub(crate) durable_last: Option<u64>,
-    /// Incremented by every `truncate_after`, so a writer commit that began before a
-    /// truncation does not raise `durable_last` above it.
-    pub(crate) truncations: u64,
     last_purged: Option<LogId>,
     vote: Option<VoteOf<TypeConfig>>,
     /// The latest committed id openraft reported, and whether it is newer than the stored one.
-    pub(crate) committed: Option<LogId>,
-    pub(crate) committed_unsaved: bool,
+    committed: Option<LogId>,
+    committed_unsaved: bool,
 }
 
 impl LogMemory {
     /// Records that `written` (what a transaction stored) reached disk, unless a newer
     /// committed id arrived meanwhile.
-    pub(crate) fn mark_committed_saved(&mut self, written: Option<Option<LogId>>) {
-        if written.is_some() && written == Some(self.committed) {
+    fn mark_committed_saved(&mut self, written: Option<Option<LogId>>) {
+        if written == Some(self.committed) {
             self.committed_unsaved = false;
         }
     }
-
-    /// Drops the oldest durable entries beyond [`CACHE_ENTRIES`]; never one not yet durable.
-    pub(crate) fn trim_cache(&mut self) {
-        while self.cache.len() > CACHE_ENTRIES {
-            match self.cache.first_key_value() {
-                Some((index, _)) if self.durable_last.is_some_and(|last| *index <= last) => {
-                    self.cache.pop_first();
-                }
-                _ => break,
-            }
-        }
-    }
-}
-
-/// Locks the log memory. A panic while holding this lock leaves only plain maps behind:
-/// recover the data.
-pub(crate) fn lock(memory: &Mutex<LogMemory>) -> MutexGuard<'_, LogMemory> {
-    memory
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl LogStore {
@@ -139,41 +104,29 @@ impl LogStore {
                 None => last_purged,
             }
         };
-        let state = Arc::new(Mutex::new(LogMemory {
-            cache: BTreeMap::new(),
-            last_log,
-            durable_last: last_log.map(|id| id.index),
-            truncations: 0,
-            last_purged,
-            vote,
-            committed: committed.flatten(),
-            committed_unsaved: false,
-        }));
-        let stats = Arc::new(LogWriteStats::default());
-        let writer = Arc::new(Writer::start(db.clone(), state.clone(), stats.clone())?);
         Ok(LogStore {
             db,
-            state,
-            stats,
-            writer,
+            state: Arc::new(Mutex::new(LogMemory {
+                cache: BTreeMap::new(),
+                last_log,
+                last_purged,
+                vote,
+                committed: committed.flatten(),
+                committed_unsaved: false,
+            })),
+            stats: Arc::new(LogWriteStats::default()),
         })
     }
 
-    /// Queues `job` for the writer thread.
-    fn submit(&self, job: Job) -> Result<(), io::Error> {
-        self.writer.submit(job)
-    }
-
-    /// Queues a job that answers on a oneshot and waits for its commit.
-    async fn write_and_wait(
-        &self,
-        job: impl FnOnce(tokio::sync::oneshot::Sender<Result<(), StorageError>>) -> Job,
-    ) -> Result<(), io::Error> {
-        let (done, wait) = tokio::sync::oneshot::channel();
-        self.submit(job(done))?;
-        wait.await
-            .map_err(|_| io::Error::other("log writer thread stopped"))?
-            .map_err(StorageError::into_io)
+    /// The committed id not yet written, with its encoding, for the next write transaction.
+    #[allow(clippy::type_complexity)]
+    fn unsaved_committed(&self) -> Result<(Option<Option<LogId>>, Option<Vec<u8>>), io::Error> {
+        let memory = self.memory();
+        if !memory.committed_unsaved {
+            return Ok((None, None));
+        }
+        let bytes = serde_json::to_vec(&memory.committed).map_err(io::Error::other)?;
+        Ok((Some(memory.committed), Some(bytes)))
     }
 
     /// Append counters, shared by every clone of this store.
@@ -182,7 +135,10 @@ impl LogStore {
     }
 
     fn memory(&self) -> MutexGuard<'_, LogMemory> {
-        lock(&self.state)
+        // A panic while holding this lock leaves only plain maps behind: recover the data.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs blocking redb work off the async runtime.
@@ -236,33 +192,20 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if start >= end {
             return Ok(Vec::new());
         }
-        // Entries from the cache's first index on are served from memory (and only there are
-        // the ones not yet durable); older ones come from disk, where they are durable.
-        let cache_first = {
-            let memory = self.memory();
-            match memory.cache.first_key_value() {
-                Some((first, _)) if *first <= start => {
-                    return Ok(memory
-                        .cache
-                        .range(start..end)
-                        .map(|(_, e)| e.clone())
-                        .collect());
-                }
-                Some((first, _)) => Some(*first),
-                None => None,
-            }
-        };
-        let disk_end = cache_first.map_or(end, |first| end.min(first));
-        let mut entries = self
-            .blocking(move |db| LogStore::read_range_from_disk(db, start, disk_end))
-            .await?;
-        if let Some(first) = cache_first
-            && end > first
         {
             let memory = self.memory();
-            entries.extend(memory.cache.range(first..end).map(|(_, e)| e.clone()));
+            if let Some((first, _)) = memory.cache.first_key_value()
+                && *first <= start
+            {
+                return Ok(memory
+                    .cache
+                    .range(start..end)
+                    .map(|(_, e)| e.clone())
+                    .collect());
+            }
         }
-        Ok(entries)
+        self.blocking(move |db| LogStore::read_range_from_disk(db, start, end))
+            .await
     }
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf<TypeConfig>>, io::Error> {
@@ -287,15 +230,29 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     /// Durable before returning (one fsync); also stores an unsaved committed id.
     async fn save_vote(&mut self, vote: &VoteOf<TypeConfig>) -> Result<(), io::Error> {
-        let bytes = serde_json::to_vec(vote).map_err(io::Error::other)?;
-        self.write_and_wait(|done| Job::Vote { bytes, done })
-            .await?;
-        self.memory().vote = Some(*vote);
+        let vote_bytes = serde_json::to_vec(vote).map_err(io::Error::other)?;
+        let (committed, committed_bytes) = self.unsaved_committed()?;
+        self.blocking(move |db| {
+            let txn = db.database.begin_write()?;
+            {
+                let mut meta = txn.open_table(schema::META)?;
+                meta.insert(schema::VOTE_KEY, vote_bytes.as_slice())?;
+                if let Some(bytes) = &committed_bytes {
+                    meta.insert(schema::COMMITTED_KEY, bytes.as_slice())?;
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await?;
+        let mut memory = self.memory();
+        memory.vote = Some(*vote);
+        memory.mark_committed_saved(committed);
         Ok(())
     }
 
-    /// The committed id costs no I/O of its own: it is written by the next log writer
-    /// transaction that makes the entry it points to durable (and so becomes durable with the next log fsync). Losing the newest value in
+    /// The committed id costs no I/O of its own: it is written by the next `append`
+    /// transaction (and so becomes durable with the next log fsync). Losing the newest value in
     /// a crash only makes a restart re-apply fewer entries before the leader tells the member
     /// the commit index again, which is safe.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
@@ -339,43 +296,90 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 }
             }
         }
-        // Readable from memory before returning; durable (and reported) by the writer thread.
+        let (committed, committed_bytes) = self.unsaved_committed()?;
+        let histograms = self.stats.histograms.get().cloned();
+        let result = self
+            .blocking(move |db| {
+                let started = std::time::Instant::now();
+                let txn = db.database.begin_write()?;
+                {
+                    let mut log = txn.open_table(schema::LOG)?;
+                    for (index, bytes) in &encoded {
+                        log.insert(schema::log_key(*index), bytes.as_slice())?;
+                    }
+                    if let Some(bytes) = &committed_bytes {
+                        let mut meta = txn.open_table(schema::META)?;
+                        meta.insert(schema::COMMITTED_KEY, bytes.as_slice())?;
+                    }
+                }
+                let committing = std::time::Instant::now();
+                txn.commit()?;
+                if let Some(histograms) = histograms {
+                    histograms.commit_seconds.record(committing.elapsed());
+                    histograms.write_seconds.record(started.elapsed());
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(error) = result {
+            let message = error.to_string();
+            callback.io_completed(Err(error));
+            return Err(io::Error::other(message));
+        }
+        self.stats.append_commits.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .entries
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
         {
             let mut memory = self.memory();
+            memory.mark_committed_saved(committed);
             for entry in entries {
                 memory.cache.insert(entry.log_id.index, entry);
             }
+            while memory.cache.len() > CACHE_ENTRIES {
+                memory.cache.pop_first();
+            }
             memory.last_log = Some(last);
-            memory.trim_cache();
         }
-        self.submit(Job::Append {
-            entries: encoded,
-            last,
-            callback,
-        })
+        callback.io_completed(Ok(()));
+        Ok(())
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         let from = last_log_id.as_ref().map(|id| id.index + 1).unwrap_or(0);
-        {
-            let mut memory = self.memory();
-            memory.cache.retain(|index, _| *index < from);
-            memory.last_log = last_log_id.or_else(|| memory.last_purged);
-            memory.durable_last = match (memory.durable_last, from.checked_sub(1)) {
-                (Some(durable), Some(kept)) => Some(durable.min(kept)),
-                _ => None,
-            };
-            memory.truncations += 1;
-        }
-        self.write_and_wait(|done| Job::Truncate { from, done })
-            .await
+        self.blocking(move |db| {
+            let txn = db.database.begin_write()?;
+            {
+                let mut log = txn.open_table(schema::LOG)?;
+                log.retain_in(schema::log_key(from).., |_, _| false)?;
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await?;
+        let mut memory = self.memory();
+        memory.cache.retain(|index, _| *index < from);
+        memory.last_log = last_log_id.or_else(|| memory.last_purged);
+        Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         let upto = log_id.index;
-        let purged = serde_json::to_vec(&log_id).map_err(io::Error::other)?;
-        self.write_and_wait(|done| Job::Purge { upto, purged, done })
-            .await?;
+        let purged = log_id;
+        self.blocking(move |db| {
+            let bytes =
+                serde_json::to_vec(&purged).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            let txn = db.database.begin_write()?;
+            {
+                let mut meta = txn.open_table(schema::META)?;
+                meta.insert(schema::LAST_PURGED_KEY, bytes.as_slice())?;
+                let mut log = txn.open_table(schema::LOG)?;
+                log.retain_in(..=schema::log_key(upto), |_, _| false)?;
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await?;
         let mut memory = self.memory();
         memory.cache.retain(|index, _| *index > upto);
         if memory
