@@ -15,15 +15,13 @@ pub struct KnownGap {
 }
 
 /// Every known difference of pgwarden from etcd 3.4, as observed by these suites.
-pub const KNOWN_GAPS: &[KnownGap] = &[
-    KnownGap {
-        cases: "etcdctl::same_json_shapes_as_etcd",
-        reason: "response headers differ from etcd 3.4's: MemberList carries a revision (etcd's \
+pub const KNOWN_GAPS: &[KnownGap] = &[KnownGap {
+    cases: "etcdctl::same_json_shapes_as_etcd",
+    reason: "response headers differ from etcd 3.4's: MemberList carries a revision (etcd's \
                  cluster API header has none), Alarm GET carries a header (etcd answers an empty \
                  message when there are no alarms), and HashKV omits compact_revision before any \
                  compaction (etcd reports -1)",
-    },
-];
+}];
 
 /// The known gap covering `case` (a test path without the target segment), if any.
 pub fn known_gap(target: Target, case: &str) -> Option<&'static KnownGap> {

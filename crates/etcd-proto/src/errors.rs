@@ -116,8 +116,16 @@ mod tests {
     fn messages_are_unique_and_prefixed() {
         let mut seen = std::collections::HashSet::new();
         for error in ALL {
-            assert!(error.message.starts_with("etcdserver: "), "{}", error.message);
-            assert!(seen.insert(error.message), "duplicate message {}", error.message);
+            assert!(
+                error.message.starts_with("etcdserver: "),
+                "{}",
+                error.message
+            );
+            assert!(
+                seen.insert(error.message),
+                "duplicate message {}",
+                error.message
+            );
         }
     }
 
@@ -125,7 +133,10 @@ mod tests {
     fn status_carries_code_and_exact_text() {
         let status = COMPACTED.status();
         assert_eq!(status.code(), Code::OutOfRange);
-        assert_eq!(status.message(), "etcdserver: mvcc: required revision has been compacted");
+        assert_eq!(
+            status.message(),
+            "etcdserver: mvcc: required revision has been compacted"
+        );
         assert_eq!(EtcdError::from_message(status.message()), Some(COMPACTED));
     }
 }

@@ -11,7 +11,10 @@ async fn bootstrap_failover_and_rejoin() -> anyhow::Result<()> {
     let started_at = Instant::now();
     let mut cluster = Cluster::start(3)?;
     let primary = cluster.wait_healthy(2, Duration::from_secs(120)).await?;
-    println!("bootstrap: one primary and two streaming replicas after {:.2?}", started_at.elapsed());
+    println!(
+        "bootstrap: one primary and two streaming replicas after {:.2?}",
+        started_at.elapsed()
+    );
     assert!(
         cluster.nodes[primary].accepts_writes().await,
         "the primary accepts writes"

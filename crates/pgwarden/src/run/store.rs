@@ -124,7 +124,10 @@ impl EmbeddedStore {
     /// The agent's in-process view of this member's store. The agent is a trusted in-process
     /// caller, so it keeps working after an operator enables etcd auth.
     pub fn backend(&self) -> LocalStore<RaftNode> {
-        LocalStore::new(self.service.with_caller(etcd_server::service::AuthInfo::Internal))
+        LocalStore::new(
+            self.service
+                .with_caller(etcd_server::service::AuthInfo::Internal),
+        )
     }
 
     /// Keeps the store's Raft leadership off this host while it runs the PostgreSQL primary
