@@ -75,10 +75,29 @@ impl NodeSpec {
         self.dir.join("sock")
     }
 
-    fn config(&self, partners: &[u16]) -> String {
-        let partners: Vec<String> = partners
-            .iter()
-            .map(|port| format!("127.0.0.1:{port}"))
+    /// The node's `pgwarden run` configuration: the `raft:` section with `partners` as its
+    /// partner Raft ports, or `etcd3:` when the options name external hosts.
+    fn config(&self, partners: &[u16], options: &ClusterOptions) -> String {
+        let store = match &options.etcd3_hosts {
+            None => {
+                let partners: Vec<String> = partners
+                    .iter()
+                    .map(|port| format!("127.0.0.1:{port}"))
+                    .collect();
+                format!(
+                    "raft:\n  data_dir: {dir}/raft\n  self_addr: 127.0.0.1:{raft}\n  partner_addrs: [{partners}]\n  etcd_api: 127.0.0.1:{etcd}\n",
+                    dir = self.dir.display(),
+                    raft = self.raft_port,
+                    etcd = self.etcd_port,
+                    partners = partners.join(", "),
+                )
+            }
+            Some(hosts) => format!("etcd3:\n  hosts: [{}]\n", hosts.join(", ")),
+        };
+        let dcs_extra: String = options
+            .dcs_yaml
+            .lines()
+            .map(|line| format!("    {line}\n"))
             .collect();
         format!(
             r#"scope: demo
@@ -86,14 +105,9 @@ name: {name}
 restapi:
   listen: 127.0.0.1:{rest}
   connect_address: 127.0.0.1:{rest}
-raft:
-  data_dir: {dir}/raft
-  self_addr: 127.0.0.1:{raft}
-  partner_addrs: [{partners}]
-  etcd_api: 127.0.0.1:{etcd}
-bootstrap:
+{store}bootstrap:
   dcs:
-    postgresql:
+{dcs_extra}    postgresql:
       parameters:
         wal_keep_size: 64MB
 postgresql:
@@ -116,12 +130,9 @@ postgresql:
 "#,
             name = self.name,
             rest = self.rest_port,
-            raft = self.raft_port,
-            etcd = self.etcd_port,
             pg = self.pg_port,
             dir = self.dir.display(),
             bin = PG_BIN_DIR,
-            partners = partners.join(", "),
         )
     }
 }
@@ -173,6 +184,46 @@ impl Node {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+    }
+
+    /// SIGKILL to the postmaster only (a PostgreSQL crash; the agent keeps running).
+    /// Returns the killed pid.
+    pub fn kill_postmaster(&self) -> Option<i32> {
+        let pid = self.postmaster_pid()?;
+        kill(Pid::from_raw(pid), Signal::SIGKILL).ok()?;
+        Some(pid)
+    }
+
+    /// True while `pgwarden run` of this node is a running child of the test.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// The first column of the first row of `sql` on this node's PostgreSQL, as text.
+    pub async fn query(&self, sql: &str) -> anyhow::Result<Option<String>> {
+        let (client, connection) = tokio_postgres::Config::new()
+            .host("127.0.0.1")
+            .port(self.spec.pg_port)
+            .user("postgres")
+            .password("secret")
+            .dbname("postgres")
+            .connect_timeout(Duration::from_secs(2))
+            .connect(tokio_postgres::NoTls)
+            .await
+            .with_context(|| format!("connect to {}", self.spec.name))?;
+        let driver = tokio::spawn(connection);
+        let result = tokio::time::timeout(Duration::from_secs(5), client.simple_query(sql)).await;
+        drop(client);
+        let _ = driver.await;
+        let messages = result
+            .with_context(|| format!("{sql} on {} timed out", self.spec.name))?
+            .with_context(|| format!("{sql} on {}", self.spec.name))?;
+        Ok(messages.into_iter().find_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        }))
     }
 
     pub fn postmaster_pid(&self) -> Option<i32> {
@@ -242,61 +293,105 @@ impl Drop for Node {
     }
 }
 
+/// How a test cluster is configured.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOptions {
+    /// `None`: every node embeds the store (`raft:`). `Some(hosts)`: every node uses these
+    /// external etcd endpoints (`etcd3: {hosts: [...]}`, `host:port` each).
+    pub etcd3_hosts: Option<Vec<String>>,
+    /// Extra YAML lines under `bootstrap.dcs` (unindented, e.g. `ttl: 10`).
+    pub dcs_yaml: String,
+}
+
 /// A cluster of `pgwarden run` members in one temporary directory.
 #[derive(Debug)]
 pub struct Cluster {
     pub nodes: Vec<Node>,
+    options: ClusterOptions,
+    binary: PathBuf,
     /// Dropped after the nodes (field order), so processes stop before files go.
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Cluster {
-    /// Writes the configurations of `size` members and starts them all.
+    /// Writes the configurations of `size` members (embedded store) and starts them all.
     pub fn start(size: usize) -> anyhow::Result<Cluster> {
+        Self::start_with(size, ClusterOptions::default())
+    }
+
+    /// Writes the configurations of `size` members per `options` and starts them all.
+    pub fn start_with(size: usize, options: ClusterOptions) -> anyhow::Result<Cluster> {
         let binary = pgwarden_binary()?;
         let dir = tempfile::Builder::new().prefix("pgwarden-ha-").tempdir()?;
         std::fs::set_permissions(
             dir.path(),
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )?;
-        let mut specs = Vec::new();
-        for index in 1..=size {
-            let node_dir = dir.path().join(format!("n{index}"));
-            std::fs::create_dir_all(node_dir.join("sock"))?;
-            std::fs::set_permissions(
-                &node_dir,
-                std::os::unix::fs::PermissionsExt::from_mode(0o755),
-            )?;
-            give_to_postgres(&node_dir.join("sock"))?;
-            specs.push(NodeSpec {
-                name: format!("n{index}"),
-                dir: node_dir,
-                raft_port: free_port()?,
-                etcd_port: free_port()?,
-                rest_port: free_port()?,
-                pg_port: free_port()?,
-            });
-        }
-        let mut nodes = Vec::new();
+        let mut cluster = Cluster {
+            nodes: Vec::new(),
+            options,
+            binary,
+            dir,
+        };
+        let specs = (1..=size)
+            .map(|index| cluster.new_spec(index))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         for spec in &specs {
             let partners: Vec<u16> = specs
                 .iter()
                 .filter(|other| other.name != spec.name)
                 .map(|other| other.raft_port)
                 .collect();
-            let config_path = spec.dir.join("pgwarden.yml");
-            std::fs::write(&config_path, spec.config(&partners))?;
-            let mut node = Node {
-                spec: spec.clone(),
-                config_path,
-                log_path: spec.dir.join("pgwarden.log"),
-                binary: binary.clone(),
-                child: None,
-            };
-            node.start()?;
-            nodes.push(node);
+            cluster.launch(spec.clone(), &partners)?;
         }
-        Ok(Cluster { nodes, _dir: dir })
+        Ok(cluster)
+    }
+
+    /// Starts one more member (`n<len+1>`) whose partners are every existing member; returns
+    /// its index.
+    pub fn add_node(&mut self) -> anyhow::Result<usize> {
+        let spec = self.new_spec(self.nodes.len() + 1)?;
+        let partners: Vec<u16> = self.nodes.iter().map(|node| node.spec.raft_port).collect();
+        self.launch(spec, &partners)?;
+        Ok(self.nodes.len() - 1)
+    }
+
+    /// The temporary directory holding every node's files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn new_spec(&self, index: usize) -> anyhow::Result<NodeSpec> {
+        let node_dir = self.dir.path().join(format!("n{index}"));
+        std::fs::create_dir_all(node_dir.join("sock"))?;
+        std::fs::set_permissions(
+            &node_dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )?;
+        give_to_postgres(&node_dir.join("sock"))?;
+        Ok(NodeSpec {
+            name: format!("n{index}"),
+            dir: node_dir,
+            raft_port: free_port()?,
+            etcd_port: free_port()?,
+            rest_port: free_port()?,
+            pg_port: free_port()?,
+        })
+    }
+
+    fn launch(&mut self, spec: NodeSpec, partners: &[u16]) -> anyhow::Result<()> {
+        let config_path = spec.dir.join("pgwarden.yml");
+        std::fs::write(&config_path, spec.config(partners, &self.options))?;
+        let mut node = Node {
+            log_path: spec.dir.join("pgwarden.log"),
+            spec,
+            config_path,
+            binary: self.binary.clone(),
+            child: None,
+        };
+        node.start()?;
+        self.nodes.push(node);
+        Ok(())
     }
 
     /// Waits until one running primary and `replicas` streaming replicas; returns the
