@@ -5,6 +5,11 @@
 //! SIGKILL together, and measures (1) the time until another node commits an INSERT, and
 //! (2) after restarting the killed node, the time until it streams again as a replica.
 //! Prints every trial and the median and worst of each.
+//!
+//! A host dies at a random moment relative to its agent's loop, so the age of the primary's
+//! lease when it dies is spread evenly over one `loop_wait` (1 s by default). Trial `k` of `n`
+//! waits `k/n` of a second more before the kill, so the trials sample that spread evenly
+//! instead of all landing at one phase of the loop.
 
 use std::time::{Duration, Instant};
 
@@ -32,7 +37,8 @@ async fn main() -> anyhow::Result<()> {
         let mut cluster = Cluster::start(3)?;
         let primary = cluster.wait_healthy(2, Duration::from_secs(120)).await?;
         // Let the cluster settle (member keys, slots) as a running cluster would be.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        let phase = Duration::from_secs(1).mul_f64((trial - 1) as f64 / trials as f64);
+        tokio::time::sleep(Duration::from_secs(2) + phase).await;
         let killed_at = Instant::now();
         cluster.nodes[primary].kill_hard();
         let new_primary = cluster
@@ -46,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         let streaming = restarted_at.elapsed();
         println!(
-            "trial {trial}: node n{} writable {writable:.2?} after kill -9 of n{}; old primary streaming {streaming:.2?} after restart",
+            "trial {trial} (phase {phase:.2?}): node n{} writable {writable:.2?} after kill -9 of n{}; old primary streaming {streaming:.2?} after restart",
             new_primary + 1,
             primary + 1
         );
