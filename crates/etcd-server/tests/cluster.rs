@@ -3,12 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
-use std::future::Future;
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use bytes::Bytes;
-use consensus::{InitialClusterState, NodeConfig, RaftNode};
 use etcd_proto::etcdserverpb::cluster_client::ClusterClient;
 use etcd_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use etcd_proto::etcdserverpb::kv_client::KvClient;
@@ -22,161 +17,12 @@ use etcd_proto::etcdserverpb::{
     MemberListRequest, MoveLeaderRequest, PutRequest, RangeRequest, RequestOp, SnapshotRequest,
     StatusRequest, TxnRequest, WatchCreateRequest, WatchRequest, WatchResponse,
 };
-use etcd_server::ServerConfig;
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
+use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
-const WITHIN: Duration = Duration::from_secs(20);
+mod common;
 
-/// Polls `probe` until it returns Some, failing after `WITHIN`.
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WITHIN;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-struct Member {
-    node: RaftNode,
-    client_addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<Result<(), etcd_server::ServeError>>,
-}
-
-struct Cluster {
-    _dir: tempfile::TempDir,
-    /// `None` once the test stopped that member.
-    members: Vec<Option<Member>>,
-}
-
-impl Member {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        let served = tokio::time::timeout(WITHIN, self.server)
-            .await
-            .expect("server stops");
-        assert!(matches!(served, Ok(Ok(()))), "server ended with {served:?}");
-        self.node.shutdown().await.unwrap();
-    }
-}
-
-impl Cluster {
-    async fn start(size: usize) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let mut peers = Vec::new();
-        let mut clients = Vec::new();
-        for _ in 0..size {
-            peers.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
-            clients.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
-        }
-        let peer_addrs: Vec<SocketAddr> = peers.iter().map(|l| l.local_addr().unwrap()).collect();
-        let initial: Vec<(String, Vec<String>)> = peer_addrs
-            .iter()
-            .enumerate()
-            .map(|(i, addr)| (format!("m{i}"), vec![format!("http://{addr}")]))
-            .collect();
-        let election_timeout = Duration::from_millis(300);
-        let mut members = Vec::new();
-        for (i, (peer, client)) in peers.into_iter().zip(clients).enumerate() {
-            let client_addr = client.local_addr().unwrap();
-            let config = NodeConfig {
-                name: format!("m{i}"),
-                data_dir: dir.path().join(format!("m{i}")),
-                peer_urls: vec![format!("http://{}", peer_addrs[i])],
-                client_urls: vec![format!("http://{client_addr}")],
-                initial_cluster: initial.clone(),
-                initial_cluster_state: InitialClusterState::New,
-                initial_cluster_token: "etcd-server-test".to_owned(),
-                heartbeat_interval: Duration::from_millis(50),
-                election_timeout,
-                snapshot_count: 10_000,
-                request_timeout: Duration::from_secs(3),
-            };
-            let node = RaftNode::start(config, peer).await.unwrap();
-            let (stop, stopped) = oneshot::channel::<()>();
-            let server_config = ServerConfig {
-                election_timeout,
-                ..ServerConfig::default()
-            };
-            let server = tokio::spawn(etcd_server::serve(
-                client,
-                node.clone(),
-                server_config,
-                async move {
-                    let _ = stopped.await;
-                },
-            ));
-            members.push(Some(Member {
-                node,
-                client_addr,
-                stop,
-                server,
-            }));
-        }
-        let cluster = Cluster { _dir: dir, members };
-        cluster.leader().await;
-        cluster
-    }
-
-    /// Index of the member every member agrees leads.
-    async fn leader(&self) -> usize {
-        eventually("an agreed leader", || async {
-            let running: Vec<(usize, &Member)> = self
-                .members
-                .iter()
-                .enumerate()
-                .filter_map(|(index, member)| member.as_ref().map(|member| (index, member)))
-                .collect();
-            let leader = running[0].1.node.status().leader?;
-            if running
-                .iter()
-                .all(|(_, m)| m.node.status().leader == Some(leader))
-            {
-                running
-                    .iter()
-                    .find(|(_, m)| m.node.member_id() == leader)
-                    .map(|(index, _)| *index)
-            } else {
-                None
-            }
-        })
-        .await
-    }
-
-    fn member(&self, index: usize) -> &Member {
-        self.members[index].as_ref().expect("member is running")
-    }
-
-    async fn stop_member(&mut self, index: usize) {
-        if let Some(member) = self.members[index].take() {
-            member.stop().await;
-        }
-    }
-
-    async fn channel(&self, index: usize) -> Channel {
-        Channel::from_shared(format!("http://{}", self.member(index).client_addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
-    }
-
-    async fn shutdown(self) {
-        for member in self.members.into_iter().flatten() {
-            member.stop().await;
-        }
-    }
-}
+use common::{Cluster, WITHIN, eventually};
 
 fn put(key: &str, value: &str) -> PutRequest {
     PutRequest {

@@ -3,12 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use consensus::{InitialClusterState, NodeConfig, RaftNode};
 use etcd_proto::etcdserverpb::alarm_request::AlarmAction;
 use etcd_proto::etcdserverpb::kv_client::KvClient;
 use etcd_proto::etcdserverpb::lease_client::LeaseClient;
@@ -22,150 +19,10 @@ use etcd_proto::etcdserverpb::{
 };
 use etcd_server::ServerConfig;
 use etcd_server::space::AutoCompaction;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::time::Instant;
-use tonic::transport::Channel;
 
-const WITHIN: Duration = Duration::from_secs(20);
+mod common;
 
-/// Polls `probe` until it returns Some, failing after `WITHIN`.
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WITHIN;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-struct Member {
-    node: RaftNode,
-    client_addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<Result<(), etcd_server::ServeError>>,
-}
-
-/// `size` members in one process, each with its own `ServerConfig` from `config`.
-struct Cluster {
-    _dir: tempfile::TempDir,
-    members: Vec<Member>,
-}
-
-impl Cluster {
-    async fn start(size: usize, config: impl Fn() -> ServerConfig) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let mut peers = Vec::new();
-        let mut clients = Vec::new();
-        for _ in 0..size {
-            peers.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
-            clients.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
-        }
-        let peer_addrs: Vec<SocketAddr> = peers.iter().map(|l| l.local_addr().unwrap()).collect();
-        let initial: Vec<(String, Vec<String>)> = peer_addrs
-            .iter()
-            .enumerate()
-            .map(|(i, addr)| (format!("m{i}"), vec![format!("http://{addr}")]))
-            .collect();
-        let election_timeout = Duration::from_millis(300);
-        let mut members = Vec::new();
-        for (i, (peer, client)) in peers.into_iter().zip(clients).enumerate() {
-            let client_addr = client.local_addr().unwrap();
-            let node_config = NodeConfig {
-                name: format!("m{i}"),
-                data_dir: dir.path().join(format!("m{i}")),
-                peer_urls: vec![format!("http://{}", peer_addrs[i])],
-                client_urls: vec![format!("http://{client_addr}")],
-                initial_cluster: initial.clone(),
-                initial_cluster_state: InitialClusterState::New,
-                initial_cluster_token: "metrics-space-test".to_owned(),
-                heartbeat_interval: Duration::from_millis(50),
-                election_timeout,
-                snapshot_count: 10_000,
-                request_timeout: Duration::from_secs(3),
-            };
-            let node = RaftNode::start(node_config, peer).await.unwrap();
-            let (stop, stopped) = oneshot::channel::<()>();
-            let server_config = ServerConfig {
-                election_timeout,
-                ..config()
-            };
-            let server = tokio::spawn(etcd_server::serve(
-                client,
-                node.clone(),
-                server_config,
-                async move {
-                    let _ = stopped.await;
-                },
-            ));
-            members.push(Member {
-                node,
-                client_addr,
-                stop,
-                server,
-            });
-        }
-        let cluster = Cluster { _dir: dir, members };
-        cluster.leader().await;
-        cluster
-    }
-
-    /// Index of the member every member agrees leads.
-    async fn leader(&self) -> usize {
-        eventually("an agreed leader", || async {
-            let leader = self.members[0].node.status().leader?;
-            if self
-                .members
-                .iter()
-                .all(|m| m.node.status().leader == Some(leader))
-            {
-                self.members
-                    .iter()
-                    .position(|m| m.node.member_id() == leader)
-            } else {
-                None
-            }
-        })
-        .await
-    }
-
-    async fn channel(&self, index: usize) -> Channel {
-        Channel::from_shared(format!("http://{}", self.members[index].client_addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
-    }
-
-    async fn http_get(&self, index: usize, path: &str) -> String {
-        let mut stream = tokio::net::TcpStream::connect(self.members[index].client_addr)
-            .await
-            .unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.unwrap();
-        response
-    }
-
-    async fn shutdown(self) {
-        for member in self.members {
-            let _ = member.stop.send(());
-            let served = tokio::time::timeout(WITHIN, member.server)
-                .await
-                .expect("server stops");
-            assert!(matches!(served, Ok(Ok(()))), "server ended with {served:?}");
-            member.node.shutdown().await.unwrap();
-        }
-    }
-}
+use common::{Cluster, eventually};
 
 fn put(key: &str, value: Vec<u8>) -> PutRequest {
     PutRequest {
@@ -196,7 +53,7 @@ fn sum_matching(text: &str, name: &str, labels: &[&str]) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_name_etcds_series_per_member_after_traffic() {
-    let cluster = Cluster::start(3, ServerConfig::default).await;
+    let cluster = Cluster::start(3).await;
     let leader = cluster.leader().await;
     let follower = (leader + 1) % 3;
 
@@ -333,7 +190,7 @@ async fn metrics_name_etcds_series_per_member_after_traffic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revision_auto_compaction_compacts_old_history() {
-    let cluster = Cluster::start(1, || ServerConfig {
+    let cluster = Cluster::start_with(1, || ServerConfig {
         auto_compaction: Some(AutoCompaction::Revision {
             retention: 5,
             interval: Duration::from_millis(50),
@@ -392,7 +249,7 @@ async fn revision_auto_compaction_compacts_old_history() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quota_raises_nospace_refusing_writes_until_compacted_and_disarmed() {
-    let cluster = Cluster::start(1, || ServerConfig {
+    let cluster = Cluster::start_with(1, || ServerConfig {
         db_size_quota_bytes: 16 * 1024,
         ..ServerConfig::default()
     })
@@ -401,7 +258,7 @@ async fn quota_raises_nospace_refusing_writes_until_compacted_and_disarmed() {
     let mut kv = KvClient::new(channel.clone());
     let mut maintenance = MaintenanceClient::new(channel.clone());
     let mut leases = LeaseClient::new(channel.clone());
-    let member_id = cluster.members[0].node.member_id();
+    let member_id = cluster.member(0).node.member_id();
 
     tracing::info!("puts of 1 KiB fill the 16 KiB quota, then fail with NOSPACE");
     let mut refused = None;
