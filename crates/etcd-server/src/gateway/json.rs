@@ -3,11 +3,11 @@
 //! bytes, enums by name, defaults omitted), and gRPC statuses rendered as etcd's gateway
 //! renders them.
 //!
-//! The generated decoders already accept proto names and lowerCamel names, int64 as a string or
-//! a number, enums as a name or a number, and standard or URL-safe base64. What they refuse and
-//! etcd's gateway accepts is `null` for a field (meaning "default") and unknown fields (which
-//! etcd discards); [`decode`] drops null members first, and drops a field the decoder calls
-//! unknown before trying again (see `drop_unknown_field`).
+//! The generated decoders accept proto names and lowerCamel names, int64 as a string or a
+//! number, enums as a name or a number, standard or URL-safe base64, and skip unknown fields
+//! (generated with `ignore_unknown_fields`, as etcd's gateway discards them). What they refuse
+//! and etcd's gateway accepts is `null` for a field (meaning "default"); [`decode`] drops null
+//! members first.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -56,93 +56,8 @@ fn decode_value<T: DeserializeOwned>(mut value: Value) -> Result<T, tonic::Statu
         ));
     }
     drop_nulls(&mut value);
-    let mut dropped = 0;
-    loop {
-        let error = match T::deserialize(&value) {
-            Ok(message) => return Ok(message),
-            Err(error) => error.to_string(),
-        };
-        if dropped == MAX_UNKNOWN_FIELDS || !drop_unknown_field::<T>(&mut value, &error) {
-            return Err(tonic::Status::invalid_argument(format!(
-                "malformed request: {error}"
-            )));
-        }
-        dropped += 1;
-    }
-}
-
-/// Most unknown fields dropped from one request before it is refused.
-const MAX_UNKNOWN_FIELDS: usize = 16;
-
-/// When `error` is the decoder's "unknown field `name`", removes that member from the one
-/// object it was found in and answers true.
-///
-/// The decoder does not say where the field was, and the same name may be valid in another
-/// object of the request, so each object holding a member of that name is tried in turn:
-/// the member to drop is the one whose removal makes this error go away (removing a valid
-/// member cannot: decoding still stops at the unknown one).
-fn drop_unknown_field<T: DeserializeOwned>(value: &mut Value, error: &str) -> bool {
-    let Some(name) = error
-        .strip_prefix("unknown field `")
-        .and_then(|rest| rest.split_once('`'))
-        .map(|(name, _)| name.to_owned())
-    else {
-        return false;
-    };
-    let mut holders = Vec::new();
-    objects_holding(value, &name, &mut Vec::new(), &mut holders);
-    for path in holders {
-        let mut candidate = value.clone();
-        if let Some(Value::Object(members)) = object_at(&mut candidate, &path) {
-            members.remove(&name);
-        }
-        let still_failing = T::deserialize(&candidate)
-            .err()
-            .is_some_and(|again| again.to_string() == error);
-        if !still_failing {
-            *value = candidate;
-            return true;
-        }
-    }
-    false
-}
-
-/// One step from a JSON value to a nested one.
-#[derive(Clone)]
-enum Step {
-    Member(String),
-    Item(usize),
-}
-
-/// Collects the paths of every object under `value` holding a member `name`.
-fn objects_holding(value: &Value, name: &str, path: &mut Vec<Step>, found: &mut Vec<Vec<Step>>) {
-    match value {
-        Value::Object(members) => {
-            if members.contains_key(name) {
-                found.push(path.clone());
-            }
-            for (key, member) in members {
-                path.push(Step::Member(key.clone()));
-                objects_holding(member, name, path, found);
-                path.pop();
-            }
-        }
-        Value::Array(items) => {
-            for (index, item) in items.iter().enumerate() {
-                path.push(Step::Item(index));
-                objects_holding(item, name, path, found);
-                path.pop();
-            }
-        }
-        _ => {}
-    }
-}
-
-fn object_at<'a>(value: &'a mut Value, path: &[Step]) -> Option<&'a mut Value> {
-    path.iter().try_fold(value, |value, step| match step {
-        Step::Member(key) => value.get_mut(key.as_str()),
-        Step::Item(index) => value.get_mut(*index),
-    })
+    T::deserialize(&value)
+        .map_err(|error| tonic::Status::invalid_argument(format!("malformed request: {error}")))
 }
 
 /// Removes every `null` member of every object: in proto3 JSON, null means the default value.
