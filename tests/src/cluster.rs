@@ -31,6 +31,13 @@ pub struct ClusterOptions {
     pub snapshot_count: u64,
 }
 
+/// A member count alone means etcd's default timings.
+impl From<usize> for ClusterOptions {
+    fn from(members: usize) -> Self {
+        Self::members(members)
+    }
+}
+
 impl ClusterOptions {
     pub fn members(members: usize) -> Self {
         Self {

@@ -6,6 +6,7 @@
 //! `etcd-client` crate and `etcdctl`. It must not know pgwarden's internals: the suites judge pgwarden
 //! only through the etcd wire API, exactly as they judge etcd, so every difference shows.
 
+pub mod cases;
 pub mod cluster;
 pub mod etcdctl;
 pub mod grpc;

@@ -14,7 +14,7 @@ use tracing::info;
 
 use crate::recorder::Recorder;
 
-crate::against_both_targets!(
+pgwarden_tests::against_both_targets!(
     pgwarden_tests::ClusterOptions::members(3).snapshot_count(20) => sigterm_then_catch_up_past_snapshots,
 );
 

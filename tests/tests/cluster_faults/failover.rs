@@ -13,7 +13,7 @@ use tracing::info;
 
 use crate::recorder::Recorder;
 
-crate::against_both_targets!(pgwarden_tests::ClusterOptions::members(3) => leader_kill_failover_and_catch_up);
+pgwarden_tests::against_both_targets!(pgwarden_tests::ClusterOptions::members(3) => leader_kill_failover_and_catch_up);
 
 /// A generous bound: the point is "the survivors recover", not how fast (benchmarks carry speed).
 const FAILOVER_BOUND: Duration = Duration::from_secs(10);

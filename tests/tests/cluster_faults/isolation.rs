@@ -12,7 +12,7 @@ use pgwarden_tests::cluster::CLIENT_TIMEOUT;
 use pgwarden_tests::eventually;
 use tracing::info;
 
-crate::against_both_targets!(pgwarden_tests::ClusterOptions::members(3) => isolated_member_refuses_linearizable_requests);
+pgwarden_tests::against_both_targets!(pgwarden_tests::ClusterOptions::members(3) => isolated_member_refuses_linearizable_requests);
 
 /// The client's own timeout plus a margin: an answer must come (as an error) by then.
 const ANSWER_BOUND: Duration = Duration::from_secs(CLIENT_TIMEOUT.as_secs() + 3);

@@ -10,7 +10,7 @@ use pgwarden_tests::Cluster;
 use pgwarden_tests::eventually;
 use tracing::info;
 
-crate::against_both_targets!(pgwarden_tests::ClusterOptions::members(3) => add_a_fourth_member_then_remove_it);
+pgwarden_tests::against_both_targets!(pgwarden_tests::ClusterOptions::members(3) => add_a_fourth_member_then_remove_it);
 
 async fn add_a_fourth_member_then_remove_it(cluster: &mut Cluster) -> anyhow::Result<()> {
     let mut client = cluster.member_client(0).await?;

@@ -13,12 +13,12 @@ use tonic::Code;
 
 mod single {
     use super::*;
-    crate::against_both_targets!(1 => member_list);
+    pgwarden_tests::against_both_targets!(1 => member_list);
 }
 
 mod three {
     use super::*;
-    crate::against_both_targets!(3 => learner_add_promote_remove);
+    pgwarden_tests::against_both_targets!(3 => learner_add_promote_remove);
 }
 
 async fn member_list(cluster: &mut Cluster) -> anyhow::Result<()> {

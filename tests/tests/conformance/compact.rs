@@ -8,7 +8,7 @@ use pgwarden_tests::Cluster;
 use pgwarden_tests::grpc::expect_status;
 use tonic::Code;
 
-crate::against_both_targets!(1 => compaction);
+pgwarden_tests::against_both_targets!(1 => compaction);
 
 const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
 const FUTURE: &str = "etcdserver: mvcc: required revision is a future revision";

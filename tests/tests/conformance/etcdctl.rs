@@ -12,7 +12,7 @@ use pgwarden_tests::etcdctl::EtcdctlOutput;
 
 mod single {
     use super::*;
-    crate::against_both_targets!(
+    pgwarden_tests::against_both_targets!(
         1 => kv_and_txn,
         leases,
         cluster_and_maintenance,
@@ -23,7 +23,7 @@ mod single {
 
 mod three {
     use super::*;
-    crate::against_both_targets!(3 => status_hashkv_and_move_leader);
+    pgwarden_tests::against_both_targets!(3 => status_hashkv_and_move_leader);
 }
 
 /// etcdctl with `host:port` endpoints. etcdctl 3.4 dials each endpoint of `endpoint status`,

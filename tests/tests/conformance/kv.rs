@@ -14,7 +14,7 @@ use pgwarden_tests::Cluster;
 use pgwarden_tests::grpc::expect_status;
 use tonic::Code;
 
-crate::against_both_targets!(1 => put_get_and_revisions, range_queries, delete_range, request_errors);
+pgwarden_tests::against_both_targets!(1 => put_get_and_revisions, range_queries, delete_range, request_errors);
 
 fn keys(response: &GetResponse) -> Vec<String> {
     response

@@ -13,7 +13,7 @@ use pgwarden_tests::eventually;
 use pgwarden_tests::grpc::expect_status;
 use tonic::Code;
 
-crate::against_both_targets!(1 => lease_lifecycle, lease_expiry_deletes_keys);
+pgwarden_tests::against_both_targets!(1 => lease_lifecycle, lease_expiry_deletes_keys);
 
 const NOT_FOUND: &str = "etcdserver: requested lease not found";
 

@@ -14,12 +14,12 @@ use tonic::Code;
 
 mod single {
     use super::*;
-    crate::against_both_targets!(1 => status_alarm_defragment, snapshot_stream);
+    pgwarden_tests::against_both_targets!(1 => status_alarm_defragment, snapshot_stream);
 }
 
 mod three {
     use super::*;
-    crate::against_both_targets!(3 => hashkv_equal_across_members, move_leader);
+    pgwarden_tests::against_both_targets!(3 => hashkv_equal_across_members, move_leader);
 }
 
 async fn status_alarm_defragment(cluster: &mut Cluster) -> anyhow::Result<()> {

@@ -5,7 +5,7 @@ use anyhow::Context;
 use anyhow::ensure;
 use pgwarden_tests::Cluster;
 
-crate::against_both_targets!(1 => restart_keeps_identity_and_ignores_initial_flags);
+pgwarden_tests::against_both_targets!(1 => restart_keeps_identity_and_ignores_initial_flags);
 
 async fn restart_keeps_identity_and_ignores_initial_flags(
     cluster: &mut Cluster,

@@ -16,7 +16,7 @@ use pgwarden_tests::Cluster;
 use pgwarden_tests::grpc::expect_status;
 use tonic::Code;
 
-crate::against_both_targets!(1 => compare_targets_and_results, branches_and_nesting, txn_errors);
+pgwarden_tests::against_both_targets!(1 => compare_targets_and_results, branches_and_nesting, txn_errors);
 
 /// Runs a txn with one compare and reports which branch ran.
 async fn holds(client: &mut etcd_client::Client, compare: Compare) -> anyhow::Result<bool> {

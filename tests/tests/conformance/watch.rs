@@ -12,7 +12,7 @@ use etcd_client::WatchResponse;
 use etcd_client::WatchStream;
 use pgwarden_tests::Cluster;
 
-crate::against_both_targets!(1 => live_events_and_cancel, history_prev_kv_and_filters, compacted_start, progress_request);
+pgwarden_tests::against_both_targets!(1 => live_events_and_cancel, history_prev_kv_and_filters, compacted_start, progress_request);
 
 /// No single watch response may take longer than this to arrive.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
