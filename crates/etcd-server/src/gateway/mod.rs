@@ -51,8 +51,9 @@ pub fn router<B: Backend>(service: Service<B>) -> Router {
     router.with_state(service)
 }
 
-/// An Auth call of the service layer for a route (the caller's token resolved first).
-macro_rules! auth_call {
+/// A route that decodes `$request`, calls the service layer's `$method` for the caller (the
+/// token resolved first) and encodes its response.
+macro_rules! call {
     ($method:ident, $request:ty) => {
         unary(|service: Service<B>, request: $request| async move {
             service.$method(request).await.map_err(status)
@@ -73,54 +74,18 @@ fn leader_key(leader: Option<LeaderKey>) -> Result<LeaderKey, tonic::Status> {
 fn routes<B: Backend>() -> Router<Service<B>> {
     Router::new()
         // KV
-        .route(
-            "/kv/range",
-            unary(|service: Service<B>, request: RangeRequest| async move {
-                service.range(request).await.map_err(status)
-            }),
-        )
-        .route(
-            "/kv/put",
-            unary(|service: Service<B>, request: PutRequest| async move {
-                service.put(request).await.map_err(status)
-            }),
-        )
-        .route(
-            "/kv/deleterange",
-            unary(
-                |service: Service<B>, request: DeleteRangeRequest| async move {
-                    service.delete_range(request).await.map_err(status)
-                },
-            ),
-        )
-        .route(
-            "/kv/txn",
-            unary(|service: Service<B>, request: TxnRequest| async move {
-                service.txn(request).await.map_err(status)
-            }),
-        )
-        .route(
-            "/kv/compaction",
-            unary(
-                |service: Service<B>, request: CompactionRequest| async move {
-                    service.compact(request).await.map_err(status)
-                },
-            ),
-        )
+        .route("/kv/range", call!(range, RangeRequest))
+        .route("/kv/put", call!(put, PutRequest))
+        .route("/kv/deleterange", call!(delete_range, DeleteRangeRequest))
+        .route("/kv/txn", call!(txn, TxnRequest))
+        .route("/kv/compaction", call!(compact, CompactionRequest))
         // Watch
         .route(
             "/watch",
             post(streams::watch::<B>).fallback(method_not_allowed),
         )
         // Lease
-        .route(
-            "/lease/grant",
-            unary(
-                |service: Service<B>, request: LeaseGrantRequest| async move {
-                    service.lease_grant(request).await.map_err(status)
-                },
-            ),
-        )
+        .route("/lease/grant", call!(lease_grant, LeaseGrantRequest))
         .route("/lease/revoke", lease_revoke::<B>())
         .route("/kv/lease/revoke", lease_revoke::<B>())
         .route(
@@ -132,88 +97,45 @@ fn routes<B: Backend>() -> Router<Service<B>> {
         .route("/lease/leases", lease_leases::<B>())
         .route("/kv/lease/leases", lease_leases::<B>())
         // Cluster
-        .route(
-            "/cluster/member/add",
-            unary(
-                |service: Service<B>, request: MemberAddRequest| async move {
-                    service.member_add(request).await.map_err(status)
-                },
-            ),
-        )
+        .route("/cluster/member/add", call!(member_add, MemberAddRequest))
         .route(
             "/cluster/member/remove",
-            unary(
-                |service: Service<B>, request: MemberRemoveRequest| async move {
-                    service.member_remove(request).await.map_err(status)
-                },
-            ),
+            call!(member_remove, MemberRemoveRequest),
         )
         .route(
             "/cluster/member/update",
-            unary(
-                |service: Service<B>, request: MemberUpdateRequest| async move {
-                    service.member_update(request).await.map_err(status)
-                },
-            ),
+            call!(member_update, MemberUpdateRequest),
         )
         .route(
             "/cluster/member/list",
-            unary(
-                |service: Service<B>, request: MemberListRequest| async move {
-                    service.member_list(request).await.map_err(status)
-                },
-            ),
+            call!(member_list, MemberListRequest),
         )
         .route(
             "/cluster/member/promote",
-            unary(
-                |service: Service<B>, request: MemberPromoteRequest| async move {
-                    service.member_promote(request).await.map_err(status)
-                },
-            ),
+            call!(member_promote, MemberPromoteRequest),
         )
         // Maintenance
-        .route(
-            "/maintenance/alarm",
-            unary(|service: Service<B>, request: AlarmRequest| async move {
-                service.alarm(request).await.map_err(status)
-            }),
-        )
+        .route("/maintenance/alarm", call!(alarm, AlarmRequest))
         .route(
             "/maintenance/status",
-            unary(|service: Service<B>, _: StatusRequest| async move {
-                service.status().await.map_err(status)
-            }),
+            call!(status without request, StatusRequest),
         )
         .route(
             "/maintenance/defragment",
-            unary(|service: Service<B>, _: DefragmentRequest| async move {
-                service.defragment().await.map_err(status)
-            }),
+            call!(defragment without request, DefragmentRequest),
         )
         .route(
             "/maintenance/hash",
-            unary(|service: Service<B>, _: HashRequest| async move {
-                service.hash().await.map_err(status)
-            }),
+            call!(hash without request, HashRequest),
         )
-        .route(
-            "/maintenance/hashkv",
-            unary(|service: Service<B>, request: HashKvRequest| async move {
-                service.hash_kv(request).await.map_err(status)
-            }),
-        )
+        .route("/maintenance/hashkv", call!(hash_kv, HashKvRequest))
         .route(
             "/maintenance/snapshot",
             post(streams::snapshot::<B>).fallback(method_not_allowed),
         )
         .route(
             "/maintenance/transfer-leadership",
-            unary(
-                |service: Service<B>, request: MoveLeaderRequest| async move {
-                    service.move_leader(request).await.map_err(status)
-                },
-            ),
+            call!(move_leader, MoveLeaderRequest),
         )
         .route(
             "/maintenance/downgrade",
@@ -224,14 +146,11 @@ fn routes<B: Backend>() -> Router<Service<B>> {
             }),
         )
         // Auth
-        .route("/auth/enable", auth_call!(auth_enable, AuthEnableRequest))
-        .route(
-            "/auth/disable",
-            auth_call!(auth_disable, AuthDisableRequest),
-        )
+        .route("/auth/enable", call!(auth_enable, AuthEnableRequest))
+        .route("/auth/disable", call!(auth_disable, AuthDisableRequest))
         .route(
             "/auth/status",
-            auth_call!(auth_status without request, AuthStatusRequest),
+            call!(auth_status without request, AuthStatusRequest),
         )
         .route(
             "/auth/authenticate",
@@ -241,45 +160,45 @@ fn routes<B: Backend>() -> Router<Service<B>> {
                 },
             ),
         )
-        .route("/auth/user/add", auth_call!(user_add, AuthUserAddRequest))
-        .route("/auth/user/get", auth_call!(user_get, AuthUserGetRequest))
+        .route("/auth/user/add", call!(user_add, AuthUserAddRequest))
+        .route("/auth/user/get", call!(user_get, AuthUserGetRequest))
         .route(
             "/auth/user/list",
-            auth_call!(user_list without request, AuthUserListRequest),
+            call!(user_list without request, AuthUserListRequest),
         )
         .route(
             "/auth/user/delete",
-            auth_call!(user_delete, AuthUserDeleteRequest),
+            call!(user_delete, AuthUserDeleteRequest),
         )
         .route(
             "/auth/user/changepw",
-            auth_call!(user_change_password, AuthUserChangePasswordRequest),
+            call!(user_change_password, AuthUserChangePasswordRequest),
         )
         .route(
             "/auth/user/grant",
-            auth_call!(user_grant_role, AuthUserGrantRoleRequest),
+            call!(user_grant_role, AuthUserGrantRoleRequest),
         )
         .route(
             "/auth/user/revoke",
-            auth_call!(user_revoke_role, AuthUserRevokeRoleRequest),
+            call!(user_revoke_role, AuthUserRevokeRoleRequest),
         )
-        .route("/auth/role/add", auth_call!(role_add, AuthRoleAddRequest))
-        .route("/auth/role/get", auth_call!(role_get, AuthRoleGetRequest))
+        .route("/auth/role/add", call!(role_add, AuthRoleAddRequest))
+        .route("/auth/role/get", call!(role_get, AuthRoleGetRequest))
         .route(
             "/auth/role/list",
-            auth_call!(role_list without request, AuthRoleListRequest),
+            call!(role_list without request, AuthRoleListRequest),
         )
         .route(
             "/auth/role/delete",
-            auth_call!(role_delete, AuthRoleDeleteRequest),
+            call!(role_delete, AuthRoleDeleteRequest),
         )
         .route(
             "/auth/role/grant",
-            auth_call!(role_grant_permission, AuthRoleGrantPermissionRequest),
+            call!(role_grant_permission, AuthRoleGrantPermissionRequest),
         )
         .route(
             "/auth/role/revoke",
-            auth_call!(role_revoke_permission, AuthRoleRevokePermissionRequest),
+            call!(role_revoke_permission, AuthRoleRevokePermissionRequest),
         )
         // Lock
         .route(
@@ -371,11 +290,7 @@ fn routes<B: Backend>() -> Router<Service<B>> {
 }
 
 fn lease_revoke<B: Backend>() -> axum::routing::MethodRouter<Service<B>> {
-    unary(
-        |service: Service<B>, request: LeaseRevokeRequest| async move {
-            service.lease_revoke(request).await.map_err(status)
-        },
-    )
+    call!(lease_revoke, LeaseRevokeRequest)
 }
 
 fn lease_time_to_live<B: Backend>() -> axum::routing::MethodRouter<Service<B>> {
@@ -390,7 +305,5 @@ fn lease_time_to_live<B: Backend>() -> axum::routing::MethodRouter<Service<B>> {
 }
 
 fn lease_leases<B: Backend>() -> axum::routing::MethodRouter<Service<B>> {
-    unary(|service: Service<B>, _: LeaseLeasesRequest| async move {
-        service.lease_leases().await.map_err(status)
-    })
+    call!(lease_leases without request, LeaseLeasesRequest)
 }
