@@ -94,7 +94,8 @@ pub struct RaftConfig {
     pub etcd_api: Option<SocketAddr>,
 }
 
-/// An external etcd cluster, as Patroni's `etcd3:` section.
+/// An external etcd cluster, as Patroni's `etcd3:` section: `hosts` (or one `host`), the
+/// `protocol` (`http` only: TLS to etcd is not implemented), and etcd auth credentials.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Etcd3Config {
@@ -104,6 +105,10 @@ pub struct Etcd3Config {
     pub host: Option<String>,
     #[serde(default)]
     pub protocol: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
 }
 
 /// `hosts:` as a list or a comma-separated string (Patroni accepts both).
@@ -306,23 +311,21 @@ impl RunConfig {
         }
         match (&self.raft, &self.etcd3) {
             (None, None) => {
-                return Err(Self::invalid(".", "one of `raft:` or `etcd3:` is required"));
+                return Err(Self::invalid(
+                    "raft",
+                    "a store is required: `raft:` (embedded) or `etcd3:` (external etcd)",
+                ));
             }
             (Some(_), Some(_)) => {
                 return Err(Self::invalid(
-                    ".",
-                    "`raft:` and `etcd3:` exclude each other",
+                    "etcd3",
+                    "`raft:` and `etcd3:` exclude each other: configure one store",
                 ));
             }
             _ => {}
         }
-        if let Some(etcd3) = &self.etcd3
-            && etcd3.endpoints().is_empty()
-        {
-            return Err(Self::invalid(
-                "etcd3.hosts",
-                "at least one host:port is required",
-            ));
+        if let Some(etcd3) = &self.etcd3 {
+            etcd3.validate()?;
         }
         for (path, address) in [
             ("restapi.connect_address", &self.restapi.connect_address),
@@ -434,6 +437,61 @@ impl RunConfig {
 }
 
 impl Etcd3Config {
+    fn validate(&self) -> Result<(), ConfigError> {
+        match self.protocol.as_deref() {
+            None | Some("http") => {}
+            Some("https") => {
+                return Err(RunConfig::invalid(
+                    "etcd3.protocol",
+                    "https is not supported: pgwarden does not implement TLS to etcd yet",
+                ));
+            }
+            Some(other) => {
+                return Err(RunConfig::invalid(
+                    "etcd3.protocol",
+                    format!("{other:?} is not a protocol; use http"),
+                ));
+            }
+        }
+        let endpoints = self.endpoints();
+        if endpoints.is_empty() {
+            return Err(RunConfig::invalid(
+                "etcd3.hosts",
+                "at least one host:port is required",
+            ));
+        }
+        for endpoint in &endpoints {
+            let Some(address) = endpoint.strip_prefix("http://") else {
+                return Err(RunConfig::invalid(
+                    "etcd3.hosts",
+                    format!("{endpoint:?}: only http:// is supported (no TLS to etcd yet)"),
+                ));
+            };
+            if split_host_port(address).is_none() {
+                return Err(RunConfig::invalid(
+                    "etcd3.hosts",
+                    format!("{address:?} is not host:port"),
+                ));
+            }
+        }
+        match (&self.username, &self.password) {
+            (Some(_), None) => Err(RunConfig::invalid(
+                "etcd3.password",
+                "required with etcd3.username",
+            )),
+            (None, Some(_)) => Err(RunConfig::invalid(
+                "etcd3.username",
+                "required with etcd3.password",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The etcd auth credentials (user name, password), when configured.
+    pub fn user(&self) -> Option<(String, String)> {
+        Some((self.username.clone()?, self.password.clone()?))
+    }
+
     /// `http://host:port` endpoints.
     pub fn endpoints(&self) -> Vec<String> {
         let hosts: Vec<String> = match (&self.hosts, &self.host) {

@@ -112,3 +112,82 @@ fn etcd3_hosts_as_list_or_text() {
         ["http://127.0.0.1:2379", "http://127.0.0.1:2380"]
     );
 }
+
+/// The issue example with its `raft:` section replaced by `store` (YAML lines).
+fn with_store(store: &str) -> String {
+    let raft_start = ISSUE_EXAMPLE.find("raft:\n").unwrap();
+    let raft_end = ISSUE_EXAMPLE.find("bootstrap:\n").unwrap();
+    format!(
+        "{}{store}{}",
+        &ISSUE_EXAMPLE[..raft_start],
+        &ISSUE_EXAMPLE[raft_end..]
+    )
+}
+
+#[test]
+fn etcd3_accepts_patroni_keys() {
+    let config = RunConfig::parse(&with_store(
+        "etcd3:\n  hosts: [127.0.0.1:2379, '127.0.0.1:2479']\n  protocol: http\n  username: patroni\n  password: secret\n",
+    ))
+    .unwrap();
+    assert!(config.raft.is_none());
+    let etcd3 = config.etcd3.unwrap();
+    assert_eq!(
+        etcd3.endpoints(),
+        ["http://127.0.0.1:2379", "http://127.0.0.1:2479"]
+    );
+    assert_eq!(
+        etcd3.user(),
+        Some(("patroni".to_owned(), "secret".to_owned()))
+    );
+    let config = RunConfig::parse(&with_store("etcd3:\n  host: 10.0.0.1:2379\n")).unwrap();
+    let etcd3 = config.etcd3.unwrap();
+    assert_eq!(etcd3.endpoints(), ["http://10.0.0.1:2379"]);
+    assert_eq!(etcd3.user(), None);
+}
+
+#[test]
+fn etcd3_refusals_name_their_key() {
+    let cases = [
+        (
+            "etcd3:\n  hosts: 127.0.0.1:2379\n  protocol: https\n",
+            "etcd3.protocol: https is not supported",
+        ),
+        (
+            "etcd3:\n  hosts: 127.0.0.1:2379\n  protocol: gopher\n",
+            "etcd3.protocol:",
+        ),
+        (
+            "etcd3:\n  hosts: https://127.0.0.1:2379\n",
+            "etcd3.hosts: \"https://127.0.0.1:2379\": only http://",
+        ),
+        ("etcd3:\n  hosts: ''\n", "etcd3.hosts: at least one"),
+        ("etcd3: {}\n", "etcd3.hosts: at least one"),
+        (
+            "etcd3:\n  hosts: [localhost]\n",
+            "etcd3.hosts: \"localhost\" is not host:port",
+        ),
+        (
+            "etcd3:\n  hosts: 127.0.0.1:2379\n  username: patroni\n",
+            "etcd3.password: required with etcd3.username",
+        ),
+        (
+            "etcd3:\n  hosts: 127.0.0.1:2379\n  cacert: /ca.pem\n",
+            "unknown field `cacert`",
+        ),
+        ("", "raft: a store is required"),
+    ];
+    for (store, expected) in cases {
+        let error = refusal(&with_store(store));
+        assert!(error.contains(expected), "{store:?}: {error}");
+    }
+    let both = ISSUE_EXAMPLE.replace(
+        "bootstrap:\n",
+        "etcd3:\n  host: 127.0.0.1:2379\nbootstrap:\n",
+    );
+    let error = refusal(&both);
+    assert!(
+        error.starts_with("etcd3: `raft:` and `etcd3:` exclude each other"),
+        "{error}"
+    );
+}

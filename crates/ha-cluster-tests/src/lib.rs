@@ -6,6 +6,8 @@
 //! It must not know pgwarden's internals: it talks to nodes only through their REST API and
 //! PostgreSQL, as an operator would.
 
+pub mod etcd;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

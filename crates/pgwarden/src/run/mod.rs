@@ -1,11 +1,17 @@
-//! `pgwarden run CONFIG.yml`: one member of the embedded store, the HA agent supervising the
-//! local PostgreSQL, and Patroni's REST API, under one cancellation token.
+//! `pgwarden run CONFIG.yml`: the HA agent supervising the local PostgreSQL and Patroni's REST
+//! API over a store, under one cancellation token. The store is either one member of the
+//! embedded Raft store (`raft:`) or an external etcd cluster (`etcd3:`, reached through
+//! [`dcs::EtcdStore`]); the agent and the REST API are the same over either.
 //!
-//! Start order: bind every listener first (a taken port fails before anything changes), start
-//! the Raft member (`raft:`), serve its etcd v3 API, then run the agent and the REST API.
+//! Start order: bind every listener first (a taken port fails before anything changes); with
+//! `raft:` start the Raft member, serve its etcd v3 API and keep its Raft leadership off the
+//! PostgreSQL primary's host; with `etcd3:` only prepare the client (it connects on first
+//! use and keeps retrying, so an etcd cluster that is still starting is waited for); then
+//! run the REST API and the agent.
 //! Stop order on SIGTERM/SIGINT: the REST API stops answering; the agent stops (a primary
 //! stops PostgreSQL with a fast shutdown and deletes the leader key so a replica takes over
-//! at once; every member revokes its lease); then the etcd API and the Raft member stop.
+//! at once; every member revokes its lease); then, with `raft:`, the leadership placement
+//! task, the etcd API and the Raft member stop (an external etcd cluster is left running).
 
 mod store;
 
@@ -40,62 +46,118 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     let rest_listener = TcpListener::bind(config.restapi.listen)
         .await
         .with_context(|| format!("bind restapi.listen {}", config.restapi.listen))?;
-    let Some(raft) = config.raft.clone() else {
-        anyhow::bail!(
-            "etcd3: an external etcd store is not supported by this build yet; use the raft: section"
-        );
-    };
-    let store = store::EmbeddedStore::start(&config.scope, &raft)
-        .await
-        .context("start the embedded store")?;
-
     let shutdown = CancellationToken::new();
     let (status_tx, status_rx) = tokio::sync::watch::channel(PatroniStatus::initial(
         agent::identity(&config),
         config.dynamic_defaults().ttl,
     ));
-    let rest_stop = shutdown.clone();
-    let rest = tokio::spawn(async move {
-        rest::serve(rest_listener, status_rx, rest_stop.cancelled_owned()).await
-    });
-    let placement =
-        store.keep_raft_leader_off_primary(status_tx.subscribe(), shutdown.child_token());
-    let agent = Agent::new(store.backend(), config, run_as, status_tx);
-    let agent_stop = shutdown.child_token();
-    let mut agent_task = tokio::spawn(agent.run(agent_stop.clone()));
-    tracing::info!("pgwarden run started");
-
-    let mut interrupt = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
-    let mut terminate = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
-    let mut agent_done = false;
-    let outcome = tokio::select! {
-        _ = interrupt.recv() => { tracing::info!("SIGINT received; shutting down"); Ok(()) }
-        _ = terminate.recv() => { tracing::info!("SIGTERM received; shutting down"); Ok(()) }
-        joined = &mut agent_task => {
-            agent_done = true;
-            match joined {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => Err(anyhow::Error::new(error)),
-                Err(error) => Err(anyhow::Error::new(error).context("the agent task failed")),
-            }
-        }
+    if let Some(raft) = config.raft.clone() {
+        let store = store::EmbeddedStore::start(&config.scope, &raft)
+            .await
+            .context("start the embedded store")?;
+        let placement =
+            store.keep_raft_leader_off_primary(status_tx.subscribe(), shutdown.child_token());
+        let serving = Serving {
+            rest_listener,
+            status_tx,
+            status_rx,
+            shutdown,
+        };
+        let outcome = serving
+            .run_until_stopped(store.backend(), config, run_as)
+            .await;
+        let _ = placement.await;
+        tokio::time::timeout(STORE_SHUTDOWN_GRACE, store.shutdown())
+            .await
+            .context("stopping the store took too long")??;
+        tracing::info!("stopped");
+        return outcome;
+    }
+    let Some(etcd3) = config.etcd3.as_ref() else {
+        anyhow::bail!("no store configured: add a raft: or an etcd3: section");
     };
-    // REST first (probes see the node go away), then the agent, then the store.
-    shutdown.cancel();
-    if let Ok(Err(error)) = rest.await {
-        tracing::error!("REST API stopped with an error: {error}");
-    }
-    if !agent_done {
-        match agent_task.await {
-            Ok(Err(error)) => tracing::error!("{error}"),
-            Err(error) => tracing::error!("the agent task failed: {error}"),
-            Ok(Ok(())) => {}
-        }
-    }
-    let _ = placement.await;
-    tokio::time::timeout(STORE_SHUTDOWN_GRACE, store.shutdown())
-        .await
-        .context("stopping the store took too long")??;
+    let endpoints = etcd3.endpoints();
+    let backend = dcs::EtcdStore::new(dcs::EtcdOptions {
+        endpoints: endpoints.clone(),
+        user: etcd3.user(),
+        request_timeout: config.dynamic_defaults().retry_timeout,
+    })
+    .context("configure the etcd3 store")?;
+    tracing::info!(endpoints = ?endpoints, "using the external etcd cluster");
+    let serving = Serving {
+        rest_listener,
+        status_tx,
+        status_rx,
+        shutdown,
+    };
+    let outcome = serving.run_until_stopped(backend, config, run_as).await;
     tracing::info!("stopped");
     outcome
+}
+
+/// What runs over either store: the REST API and the agent, until a signal or the agent's end.
+struct Serving {
+    rest_listener: TcpListener,
+    /// The agent publishes its status here; the REST API and the leadership placement task read it.
+    status_tx: tokio::sync::watch::Sender<PatroniStatus>,
+    status_rx: tokio::sync::watch::Receiver<PatroniStatus>,
+    /// Cancelled on a signal or when the agent ends; the REST API stops on it, the agent and
+    /// the placement task on child tokens.
+    shutdown: CancellationToken,
+}
+
+impl Serving {
+    /// Runs the REST API and the agent over `backend`; on a signal (or the agent's end) stops
+    /// the REST API first (probes see the node go away), then the agent.
+    async fn run_until_stopped<B: dcs::KvBackend>(
+        self,
+        backend: B,
+        config: RunConfig,
+        run_as: postgres::RunAs,
+    ) -> anyhow::Result<()> {
+        let Serving {
+            rest_listener,
+            status_tx,
+            status_rx,
+            shutdown,
+        } = self;
+        let rest_stop = shutdown.clone();
+        let rest = tokio::spawn(async move {
+            rest::serve(rest_listener, status_rx, rest_stop.cancelled_owned()).await
+        });
+        let agent = Agent::new(backend, config, run_as, status_tx);
+        let agent_stop = shutdown.child_token();
+        let mut agent_task = tokio::spawn(agent.run(agent_stop.clone()));
+        tracing::info!("pgwarden run started");
+
+        let mut interrupt =
+            signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
+        let mut terminate =
+            signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
+        let mut agent_done = false;
+        let outcome = tokio::select! {
+            _ = interrupt.recv() => { tracing::info!("SIGINT received; shutting down"); Ok(()) }
+            _ = terminate.recv() => { tracing::info!("SIGTERM received; shutting down"); Ok(()) }
+            joined = &mut agent_task => {
+                agent_done = true;
+                match joined {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(error)) => Err(anyhow::Error::new(error)),
+                    Err(error) => Err(anyhow::Error::new(error).context("the agent task failed")),
+                }
+            }
+        };
+        shutdown.cancel();
+        if let Ok(Err(error)) = rest.await {
+            tracing::error!("REST API stopped with an error: {error}");
+        }
+        if !agent_done {
+            match agent_task.await {
+                Ok(Err(error)) => tracing::error!("{error}"),
+                Err(error) => tracing::error!("the agent task failed: {error}"),
+                Ok(Ok(())) => {}
+            }
+        }
+        outcome
+    }
 }

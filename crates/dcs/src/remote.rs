@@ -1,0 +1,469 @@
+//! The remote backend: an external etcd cluster reached over the etcd v3 gRPC API (the
+//! `etcd3:` section of `pgwarden run`), with the same semantics as the in-process backend.
+//!
+//! Endpoints: the client balances requests over every listed endpoint. A request that could
+//! not reach an endpoint at all (the TCP connect failed, so nothing was sent) is retried at
+//! once on another pick, with a short backoff, until the request timeout; any other failure
+//! (the request may have been applied) is returned to the caller unretried, so a conditional
+//! write is never sent twice.
+//!
+//! The watch reconnects on its own: when its stream fails or is cancelled it is reopened with
+//! a backoff while the cluster is unreachable, and the first batch after a reopen is empty,
+//! meaning "something may have changed meanwhile, re-read". The stream never ends.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
+    WatchStream,
+};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tokio::sync::OnceCell;
+
+use crate::backend::{ChangedKeys, Error, Expect, KeyValue, KvBackend, Result};
+
+/// How long opening a TCP connection to one endpoint may take before the next pick is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// HTTP/2 pings on open streams (the watch) notice a silently vanished endpoint. etcd refuses
+/// pings more often than every 5 s, so stay well above that.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// First and largest pause between attempts while no endpoint answers.
+const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(20);
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// How to reach the external etcd cluster.
+#[derive(Debug, Clone)]
+pub struct EtcdOptions {
+    /// `http://host:port` URLs of the cluster's client endpoints.
+    pub endpoints: Vec<String>,
+    /// etcd authentication (user name, password), when the cluster has auth enabled.
+    pub user: Option<(String, String)>,
+    /// Upper bound on one store call, retries included (the agent's `retry_timeout`).
+    pub request_timeout: Duration,
+}
+
+/// An external etcd cluster as the agent's store. Clones share one client (one set of
+/// connections).
+#[derive(Clone)]
+pub struct EtcdStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    options: EtcdOptions,
+    /// The client, created on first use (with auth, creating it authenticates, which needs
+    /// a reachable endpoint; a failed creation is retried by the next call).
+    client: OnceCell<Client>,
+    /// TTL granted to each lease this store created. A keepalive restores a lease's TTL to
+    /// its granted TTL, so that is the remaining TTL after a successful keepalive. Held only
+    /// for a map lookup or insert, never across an await, hence a blocking mutex.
+    granted_ttl: Mutex<HashMap<i64, Duration>>,
+}
+
+impl EtcdStore {
+    /// A store over `options.endpoints`; no connection is made until the first call.
+    pub fn new(options: EtcdOptions) -> Result<Self> {
+        if options.endpoints.is_empty() {
+            return Err(Error::Store("no etcd endpoint configured".to_owned()));
+        }
+        Ok(Self {
+            shared: Arc::new(Shared {
+                options,
+                client: OnceCell::new(),
+                granted_ttl: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    fn request_timeout(&self) -> Duration {
+        self.shared.options.request_timeout
+    }
+
+    async fn client(&self) -> Result<Client, etcd_client::Error> {
+        let options = &self.shared.options;
+        self.shared
+            .client
+            .get_or_try_init(|| {
+                let mut connect = ConnectOptions::new()
+                    .with_connect_timeout(CONNECT_TIMEOUT)
+                    .with_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)
+                    .with_keep_alive_while_idle(false);
+                if let Some((name, password)) = &options.user {
+                    connect = connect
+                        .with_user(name.clone(), password.clone())
+                        .with_auto_token_refresh(true);
+                }
+                Client::connect(options.endpoints.clone(), Some(connect))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Runs `attempt` with a client until it succeeds, fails with something other than an
+    /// unreachable endpoint, or the request timeout passes.
+    async fn call<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let timeout = self.request_timeout();
+        let mut last_unreachable: Option<String> = None;
+        let attempts = async {
+            let mut backoff = RETRY_BACKOFF_MIN;
+            loop {
+                let outcome = match self.client().await {
+                    Ok(client) => attempt(client).await,
+                    Err(error) => Err(error),
+                };
+                match outcome {
+                    Ok(value) => return Ok(value),
+                    Err(error) if is_unreachable(&error) => {
+                        last_unreachable = Some(error.to_string());
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+                    }
+                    Err(error) => return Err(Error::Store(format!("{what}: {error}"))),
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, attempts).await {
+            Ok(outcome) => outcome,
+            Err(_) => match last_unreachable {
+                Some(error) => Err(Error::Store(format!(
+                    "{what}: no etcd endpoint reachable within {timeout:?} (last: {error})"
+                ))),
+                None => Err(Error::Timeout(timeout)),
+            },
+        }
+    }
+
+    fn remember_ttl(&self, id: i64, ttl: Option<Duration>) {
+        let mut granted = self
+            .shared
+            .granted_ttl
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match ttl {
+            Some(ttl) => granted.insert(id, ttl),
+            None => granted.remove(&id),
+        };
+    }
+
+    fn granted_ttl(&self, id: i64) -> Option<Duration> {
+        self.shared
+            .granted_ttl
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .copied()
+    }
+
+    /// Opens a watch of every key under `prefix` and waits for the server to confirm it.
+    async fn open_watch(&self, prefix: &str) -> Result<WatchStream> {
+        let prefix = prefix.to_owned();
+        self.call("open the watch", move |mut client| {
+            let prefix = prefix.clone();
+            async move {
+                let mut stream = client
+                    .watch(prefix, Some(WatchOptions::new().with_prefix()))
+                    .await?;
+                match stream.message().await? {
+                    Some(response) if response.created() && !response.canceled() => Ok(stream),
+                    Some(response) => Err(etcd_client::Error::WatchError(format!(
+                        "watch not created: {}",
+                        response.cancel_reason()
+                    ))),
+                    None => Err(etcd_client::Error::WatchError(
+                        "the watch stream closed before it was created".to_owned(),
+                    )),
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// True when the request never reached an etcd member (a TCP connect to the picked endpoint
+/// failed), so sending it again cannot apply it twice.
+fn is_unreachable(error: &etcd_client::Error) -> bool {
+    let etcd_client::Error::GRpcStatus(status) = error else {
+        return false;
+    };
+    if status.code() != tonic::Code::Unavailable {
+        return false;
+    }
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        if cause.is::<tonic::ConnectError>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// The keepalive answer for a lease the store no longer has: a response with TTL 0, which
+/// the client reports as an error.
+fn is_lease_gone(error: &etcd_client::Error) -> bool {
+    match error {
+        etcd_client::Error::LeaseKeepAliveError(message) => message.contains("lease not found"),
+        etcd_client::Error::GRpcStatus(status) => {
+            status.code() == tonic::Code::NotFound && status.message().contains("lease not found")
+        }
+        _ => false,
+    }
+}
+
+fn compare(key: &str, expect: Expect) -> Compare {
+    match expect {
+        Expect::Absent => Compare::create_revision(key, CompareOp::Equal, 0),
+        Expect::Value(value) => Compare::value(key, CompareOp::Equal, value.to_vec()),
+        Expect::ModRevision(revision) => Compare::mod_revision(key, CompareOp::Equal, revision),
+    }
+}
+
+fn put_options(lease: i64) -> Option<PutOptions> {
+    (lease != 0).then(|| PutOptions::new().with_lease(lease))
+}
+
+impl KvBackend for EtcdStore {
+    async fn get_prefix(&self, prefix: &str) -> Result<(i64, Vec<KeyValue>)> {
+        let prefix = prefix.to_owned();
+        let mut response = self
+            .call("read the scope", move |mut client| {
+                let prefix = prefix.clone();
+                async move {
+                    client
+                        .get(prefix, Some(GetOptions::new().with_prefix()))
+                        .await
+                }
+            })
+            .await?;
+        let revision = response.header().map_or(0, |header| header.revision());
+        let kvs = response
+            .take_kvs()
+            .into_iter()
+            .map(|kv| KeyValue {
+                key: String::from_utf8_lossy(kv.key()).into_owned(),
+                value: Bytes::copy_from_slice(kv.value()),
+                create_revision: kv.create_revision(),
+                mod_revision: kv.mod_revision(),
+                lease: kv.lease(),
+            })
+            .collect();
+        Ok((revision, kvs))
+    }
+
+    async fn put(&self, key: &str, value: Bytes, lease: i64) -> Result<()> {
+        let key = key.to_owned();
+        self.call("put", move |mut client| {
+            let (key, value) = (key.clone(), value.to_vec());
+            async move { client.put(key, value, put_options(lease)).await }
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn put_if(&self, key: &str, expect: Expect, value: Bytes, lease: i64) -> Result<bool> {
+        let key = key.to_owned();
+        let response = self
+            .call("conditional put", move |mut client| {
+                let txn = Txn::new()
+                    .when([compare(&key, expect.clone())])
+                    .and_then([TxnOp::put(key.clone(), value.to_vec(), put_options(lease))]);
+                async move { client.txn(txn).await }
+            })
+            .await?;
+        Ok(response.succeeded())
+    }
+
+    async fn delete_if(&self, key: &str, expect: Option<Expect>) -> Result<bool> {
+        let key = key.to_owned();
+        let Some(expect) = expect else {
+            let response = self
+                .call("delete", move |mut client| {
+                    let key = key.clone();
+                    async move { client.delete(key, None).await }
+                })
+                .await?;
+            return Ok(response.deleted() > 0);
+        };
+        let response = self
+            .call("conditional delete", move |mut client| {
+                let txn = Txn::new()
+                    .when([compare(&key, expect.clone())])
+                    .and_then([TxnOp::delete(key.clone(), None)]);
+                async move { client.txn(txn).await }
+            })
+            .await?;
+        Ok(response.succeeded())
+    }
+
+    async fn lease_grant(&self, ttl: Duration) -> Result<i64> {
+        let seconds = i64::try_from(ttl.as_millis().div_ceil(1000)).unwrap_or(i64::MAX);
+        let response = self
+            .call("grant a lease", move |mut client| async move {
+                client.lease_grant(seconds, None).await
+            })
+            .await?;
+        let granted = u64::try_from(response.ttl()).unwrap_or(0);
+        self.remember_ttl(response.id(), Some(Duration::from_secs(granted)));
+        Ok(response.id())
+    }
+
+    async fn lease_keepalive(&self, id: i64) -> Result<Option<Duration>> {
+        let alive = self
+            .call("keep the lease alive", move |mut client| async move {
+                match client.lease_keep_alive(id).await {
+                    Ok(pair) => Ok(Some(pair)),
+                    Err(error) if is_lease_gone(&error) => Ok(None),
+                    Err(error) => Err(error),
+                }
+            })
+            .await?;
+        let Some((mut keeper, mut responses)) = alive else {
+            self.remember_ttl(id, None);
+            return Ok(None);
+        };
+        if let Some(ttl) = self.granted_ttl(id) {
+            return Ok(Some(ttl));
+        }
+        // A lease this store did not grant: its granted TTL is unknown, so ask once more
+        // on the open stream to learn the TTL the keepalive restored.
+        let timeout = self.request_timeout();
+        let second = async {
+            keeper.keep_alive().await?;
+            responses.message().await
+        };
+        match tokio::time::timeout(timeout, second).await {
+            Ok(Ok(Some(response))) if response.ttl() > 0 => {
+                let ttl = Duration::from_secs(u64::try_from(response.ttl()).unwrap_or(0));
+                self.remember_ttl(id, Some(ttl));
+                Ok(Some(ttl))
+            }
+            Ok(Ok(_)) => Ok(None),
+            Ok(Err(error)) => Err(Error::Store(format!("keep the lease alive: {error}"))),
+            Err(_) => Err(Error::Timeout(timeout)),
+        }
+    }
+
+    async fn lease_revoke(&self, id: i64) -> Result<()> {
+        let outcome = self
+            .call("revoke the lease", move |mut client| async move {
+                match client.lease_revoke(id).await {
+                    Ok(_) => Ok(()),
+                    // Already gone: what revoking wanted.
+                    Err(error) if is_lease_gone(&error) => Ok(()),
+                    Err(error) => Err(error),
+                }
+            })
+            .await;
+        self.remember_ttl(id, None);
+        outcome
+    }
+
+    fn watch_prefix(&self, prefix: &str) -> BoxStream<'static, ChangedKeys> {
+        let watch = Watch {
+            store: self.clone(),
+            prefix: prefix.to_owned(),
+            stream: None,
+            reopened: false,
+            failing: false,
+        };
+        futures::stream::unfold(watch, |mut watch| async move {
+            let changed = watch.next_batch().await;
+            Some((changed, watch))
+        })
+        .boxed()
+    }
+}
+
+/// The state of one `watch_prefix` stream across reconnects.
+struct Watch {
+    store: EtcdStore,
+    prefix: String,
+    /// The open etcd watch, `None` while it has to be (re)opened.
+    stream: Option<WatchStream>,
+    /// The watch was lost once: the next open is announced with an empty batch.
+    reopened: bool,
+    /// Opening failed at least once since the last success (logged once per outage).
+    failing: bool,
+}
+
+impl Watch {
+    /// The next batch of changed keys under the prefix; empty right after a reopen.
+    async fn next_batch(&mut self) -> ChangedKeys {
+        let mut backoff = RETRY_BACKOFF_MIN;
+        loop {
+            let Some(stream) = self.stream.as_mut() else {
+                match self.store.open_watch(&self.prefix).await {
+                    Ok(stream) => {
+                        self.stream = Some(stream);
+                        backoff = RETRY_BACKOFF_MIN;
+                        if self.failing {
+                            tracing::info!(prefix = %self.prefix, "etcd watch re-established");
+                            self.failing = false;
+                        }
+                        if std::mem::take(&mut self.reopened) {
+                            return Vec::new();
+                        }
+                    }
+                    Err(error) => {
+                        if !self.failing {
+                            tracing::warn!(prefix = %self.prefix, "etcd watch unavailable, retrying: {error}");
+                            self.failing = true;
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+                    }
+                }
+                continue;
+            };
+            match stream.message().await {
+                Ok(Some(response)) if response.canceled() => {
+                    tracing::info!(
+                        prefix = %self.prefix,
+                        reason = response.cancel_reason(),
+                        "etcd cancelled the watch; reopening"
+                    );
+                    self.lose_stream();
+                }
+                Ok(Some(response)) => {
+                    let changed: ChangedKeys = response
+                        .events()
+                        .iter()
+                        .filter_map(|event| event.kv())
+                        .filter(|kv| kv.key().starts_with(self.prefix.as_bytes()))
+                        .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+                        .collect();
+                    if !changed.is_empty() {
+                        return changed;
+                    }
+                }
+                Ok(None) => {
+                    tracing::info!(prefix = %self.prefix, "etcd closed the watch; reopening");
+                    self.lose_stream();
+                }
+                Err(error) => {
+                    tracing::info!(prefix = %self.prefix, "etcd watch failed, reopening: {error}");
+                    self.lose_stream();
+                }
+            }
+        }
+    }
+
+    fn lose_stream(&mut self) {
+        self.stream = None;
+        self.reopened = true;
+    }
+}
+
+#[cfg(test)]
+#[path = "remote_test.rs"]
+mod tests;
