@@ -19,9 +19,11 @@ pub(crate) struct StartPlan {
     pub(crate) identity: MemberIdentity,
     /// Set when this start creates the cluster: the membership to initialize openraft with.
     pub(crate) initialize: Option<InitialMembers>,
+    /// Set when this member joined a running group as a learner: promote it once in sync.
+    pub(crate) promote_self: bool,
 }
 
-fn same_urls(a: &[String], b: &[String]) -> bool {
+pub(crate) fn same_urls(a: &[String], b: &[String]) -> bool {
     let mut a = a.to_vec();
     let mut b = b.to_vec();
     a.sort();
@@ -41,9 +43,12 @@ pub(crate) async fn plan(
         .map_err(|e| ConsensusError::Internal(e.to_string()))?
     {
         tracing::info!(member_id = %format!("{:x}", identity.member_id), "restarting member from its data dir");
+        // A learner that restarts before its promotion keeps asking to be promoted.
+        let promote_self = matches!(config.initial_cluster_state, InitialClusterState::JoinOrNew);
         return Ok(StartPlan {
             identity,
             initialize: None,
+            promote_self,
         });
     }
     let plan = match config.initial_cluster_state {
@@ -51,14 +56,16 @@ pub(crate) async fn plan(
         InitialClusterState::Existing => StartPlan {
             identity: discover(config, channels).await?,
             initialize: None,
+            promote_self: false,
         },
+        InitialClusterState::JoinOrNew => crate::join::plan(config, channels).await?,
     };
     db.save_identity(&plan.identity)
         .map_err(|e| ConsensusError::Internal(e.to_string()))?;
     Ok(plan)
 }
 
-fn new_cluster(config: &NodeConfig) -> Result<StartPlan, ConsensusError> {
+pub(crate) fn new_cluster(config: &NodeConfig) -> Result<StartPlan, ConsensusError> {
     let token = &config.initial_cluster_token;
     let ours = config
         .initial_cluster
@@ -91,6 +98,7 @@ fn new_cluster(config: &NodeConfig) -> Result<StartPlan, ConsensusError> {
             cluster_id: ids::cluster_id(&member_ids, token),
         },
         initialize: Some(members),
+        promote_self: false,
     })
 }
 

@@ -14,6 +14,11 @@ pub struct MemberId(pub u64);
 pub enum InitialClusterState {
     New,
     Existing,
+    /// `pgwarden run`'s start: with an empty data dir, ask the other initial-cluster members
+    /// whether a group already runs; join it as a learner (promoted to a voter once in sync)
+    /// when it does not list this member, otherwise create the initial cluster as `New` does.
+    /// A data dir that holds a member restarts it, as with the other states.
+    JoinOrNew,
 }
 
 /// Default for [`NodeConfig::request_timeout`] (etcd's default request timeout).

@@ -35,6 +35,7 @@ mod bootstrap;
 mod config;
 mod error;
 pub mod ids;
+mod join;
 mod membership;
 mod network;
 mod node;

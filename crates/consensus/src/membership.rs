@@ -109,7 +109,7 @@ fn map_write_error(
 }
 
 /// Decodes an error sent back by the leader (the Display form of a [`ConsensusError`]).
-fn remote_error(message: &str) -> ConsensusError {
+pub(crate) fn remote_error(message: &str) -> ConsensusError {
     if let Some(etcd) = EtcdError::from_message(message) {
         return ConsensusError::Etcd(etcd);
     }

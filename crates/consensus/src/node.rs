@@ -307,6 +307,9 @@ impl RaftNode {
         core.tasks.spawn(status::run(core.clone()));
         core.tasks
             .spawn(crate::membership::publish_self(core.clone()));
+        if plan.promote_self {
+            core.tasks.spawn(crate::join::promote_self(core.clone()));
+        }
         Ok(RaftNode { core })
     }
 

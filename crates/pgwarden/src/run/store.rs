@@ -5,8 +5,15 @@
 //! Every node of the `raft:` group derives the same initial cluster from its own
 //! `self_addr` + `partner_addrs`: members are named by their peer address and their IDs are
 //! derived from the peer URL (`http://<addr>`) and a token made from the scope, so the three
-//! nodes form one group without listing names. An empty data directory starts a new
-//! cluster; a non-empty one restarts the member it holds.
+//! nodes form one group without listing names. A non-empty data directory restarts the member
+//! it holds. With an empty one the member first asks its partners over the peer transport
+//! whether a group already runs (`InitialClusterState::JoinOrNew`): a group that does not list
+//! this node (a fourth node whose partners are the three running ones) gets it added as a
+//! learner, promoted to a voter once in sync; otherwise the initial cluster is created.
+//!
+//! Next to the etcd API the member runs what `pgwarden etcd` runs: the lease keeper, the
+//! metrics observer (`/metrics` on the etcd API port) and auto-compaction (periodic, keeping
+//! [`COMPACTION_RETENTION`] of history); the backend quota is etcd's default.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +22,8 @@ use agent::config::RaftConfig;
 use anyhow::Context;
 use consensus::{InitialClusterState, NodeConfig, RaftNode};
 use dcs::LocalStore;
-use etcd_server::lease::TokioClock;
+use etcd_server::lease::{Clock, TokioClock};
+use etcd_server::space::AutoCompaction;
 use etcd_server::{ServerConfig, Service};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -26,6 +34,11 @@ use tokio_util::task::TaskTracker;
 const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
 const ELECTION_TIMEOUT: Duration = Duration::from_millis(1000);
 const LEASE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// History kept by auto-compaction. The agents rewrite their member keys every cycle, so without
+/// compaction the keyspace's history grows until the backend quota raises NOSPACE; the agents
+/// watch from the current revision and never read old ones.
+const COMPACTION_RETENTION: Duration = Duration::from_secs(3600);
 
 /// How often the primary's host checks that it is not also the store's Raft leader.
 const LEADER_PLACEMENT_INTERVAL: Duration = Duration::from_millis(500);
@@ -66,7 +79,7 @@ impl EmbeddedStore {
                 peer_urls: vec![peer_url(&raft.self_addr)],
                 client_urls: vec![api_url.clone()],
                 initial_cluster,
-                initial_cluster_state: InitialClusterState::New,
+                initial_cluster_state: InitialClusterState::JoinOrNew,
                 initial_cluster_token: format!("pgwarden-{scope}"),
                 heartbeat_interval: HEARTBEAT_INTERVAL,
                 election_timeout: ELECTION_TIMEOUT,
@@ -79,6 +92,7 @@ impl EmbeddedStore {
         .context("start the Raft member")?;
         tracing::info!(
             member_id = %format!("{:x}", node.member_id()),
+            cluster_id = %format!("{:x}", node.cluster_id()),
             etcd_api = %api_url,
             "Raft member started"
         );
@@ -87,15 +101,19 @@ impl EmbeddedStore {
             // An expired leader lease is noticed within 100 ms instead of etcd's 500 ms: it
             // is on the failover's critical path.
             lease_check_interval: LEASE_CHECK_INTERVAL,
+            auto_compaction: Some(AutoCompaction::Periodic {
+                retention: COMPACTION_RETENTION,
+            }),
             ..ServerConfig::default()
         };
         let lease_check_interval = server_config.lease_check_interval;
         let tasks = TaskTracker::new();
         let stop = CancellationToken::new();
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock);
         let service = Service::new(
             node.clone(),
             server_config,
-            Arc::new(TokioClock),
+            clock.clone(),
             tasks.clone(),
             stop.clone(),
         );
@@ -105,6 +123,7 @@ impl EmbeddedStore {
                 .clone()
                 .run(lease_check_interval, stop.clone()),
         );
+        etcd_server::server::spawn_space_and_metrics_tasks(&service, clock, &stop);
         let app = etcd_server::server::router(&service);
         let serve_stop = stop.clone();
         let serving = tokio::spawn(async move {
