@@ -105,6 +105,14 @@ pub(crate) fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
+/// A peer request carrying `rpc` as JSON.
+fn json_request<T: Serialize>(rpc: &T) -> pb::JsonMessage {
+    pb::JsonMessage {
+        json: to_json(rpc).into(),
+        error: String::new(),
+    }
+}
+
 pub(crate) fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     serde_json::from_slice(bytes).map_err(|e| format!("decode peer message: {e}"))
 }
@@ -181,10 +189,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let request = pb::JsonMessage {
-            json: to_json(&rpc).into(),
-            error: String::new(),
-        };
+        let request = json_request(&rpc);
         self.call(
             &option,
             |mut client| async move { client.vote(request).await },
@@ -197,10 +202,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let request = pb::JsonMessage {
-            json: to_json(&rpc).into(),
-            error: String::new(),
-        };
+        let request = json_request(&rpc);
         self.call(&option, |mut client| async move {
             client.pre_vote(request).await
         })
@@ -212,10 +214,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         rpc: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let request = pb::JsonMessage {
-            json: to_json(&rpc).into(),
-            error: String::new(),
-        };
+        let request = json_request(&rpc);
         self.call(&option, |mut client| async move {
             client.transfer_leader(request).await
         })

@@ -139,10 +139,7 @@ impl Peer for PeerService {
             },
             Err(error) => pb::ProposeResponse {
                 error: pb::ErrorKind::from(&error) as i32,
-                leader_hint: match error {
-                    LeaderError::NotLeader(Some(leader)) => leader,
-                    _ => 0,
-                },
+                leader_hint: leader_hint(&error),
                 message: error.to_string(),
                 ..Default::default()
             },
@@ -161,10 +158,7 @@ impl Peer for PeerService {
             },
             Err(error) => pb::ReadIndexResponse {
                 error: pb::ErrorKind::from(&error) as i32,
-                leader_hint: match error {
-                    LeaderError::NotLeader(Some(leader)) => leader,
-                    _ => 0,
-                },
+                leader_hint: leader_hint(&error),
                 message: error.to_string(),
                 ..Default::default()
             },
@@ -190,5 +184,13 @@ impl Peer for PeerService {
         let change = from_json(&request.into_inner().json).map_err(bad_request)?;
         let result = self.core.change_member_as_leader(change).await;
         Ok(json_reply(result))
+    }
+}
+
+/// The leader a refused request should go to, when this member knows it (0 = unknown).
+fn leader_hint(error: &LeaderError) -> u64 {
+    match error {
+        LeaderError::NotLeader(Some(leader)) => *leader,
+        _ => 0,
     }
 }
