@@ -37,6 +37,7 @@ pub(crate) async fn plan(
     config: &NodeConfig,
     db: &Db,
     channels: &PeerChannels,
+    peer_listener: &tokio::net::TcpListener,
 ) -> Result<StartPlan, ConsensusError> {
     if let Some(identity) = db
         .identity()
@@ -58,7 +59,9 @@ pub(crate) async fn plan(
             initialize: None,
             promote_self: false,
         },
-        InitialClusterState::JoinOrNew => crate::join::plan(config, channels).await?,
+        InitialClusterState::JoinOrNew => {
+            crate::join::plan(config, channels, peer_listener).await?
+        }
     };
     db.save_identity(&plan.identity)
         .map_err(|e| ConsensusError::Internal(e.to_string()))?;

@@ -11,6 +11,10 @@
 //! - A group does not list this member: ask its leader (through any partner) to add it as a
 //!   learner, start with the new ID, and promote it to a voter once it has caught up.
 //!
+//! While it asks, the member answers its own peer port with "no membership yet" (a stand-in
+//! peer service, stopped before the real one starts): members started together then learn at
+//! once that none of them runs a group, instead of waiting for each other's silence to time out.
+//!
 //! Why a learner first: while the new member replays the log it could not vote in time, and
 //! counting it as a voter at once would make a three-voter group of four need three live
 //! voters, so one more failure during the catch-up would stop the store. As a learner it does
@@ -23,7 +27,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use etcd_proto::errors;
 use storage::{MemberIdentity, MemberNode};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::bootstrap::{StartPlan, new_cluster, same_urls};
 use crate::config::NodeConfig;
@@ -33,13 +40,17 @@ use crate::membership::{MemberChange, remote_error};
 use crate::network::{PeerChannels, from_json, to_json};
 use crate::node::Core;
 use crate::pb;
+use crate::pb::peer_server::{Peer, PeerServer};
 use crate::proposer::never_sent;
 
 /// How long one GetMembers or ChangeMember call to a partner may take.
 const CALL_TIMEOUT: Duration = Duration::from_millis(500);
-/// How long partners that accept connections but do not answer (still starting) are asked
+/// How long partners that accept connections but do not answer (hung or overloaded) are asked
 /// again before this member concludes that no group runs.
-const PROBE_WINDOW: Duration = Duration::from_secs(3);
+const PROBE_WINDOW: Duration = Duration::from_secs(10);
+/// How long the stand-in peer service may take to close its connections (GOAWAY, then the
+/// peers reconnect to the real service).
+const STAND_IN_DRAIN: Duration = Duration::from_secs(2);
 /// Pause between two rounds of questions to the partners.
 const ROUND_PAUSE: Duration = Duration::from_millis(200);
 /// Pause between two promotion attempts of a learner that is not in sync yet.
@@ -66,9 +77,11 @@ enum Answer {
 pub(crate) async fn plan(
     config: &NodeConfig,
     channels: &PeerChannels,
+    peer_listener: &TcpListener,
 ) -> Result<StartPlan, ConsensusError> {
     let partners = partners(config);
-    let Some((nodes, cluster_id)) = find_group(channels, &partners).await else {
+    let found = answering_not_initialized(peer_listener, find_group(channels, &partners)).await;
+    let Some((nodes, cluster_id)) = found else {
         tracing::info!(
             partners = partners.len(),
             "no running Raft group among the partners; creating the initial cluster"
@@ -306,5 +319,120 @@ pub(crate) async fn promote_self(core: Arc<Core>) {
             () = core.cancel.cancelled() => return,
             () = tokio::time::sleep(PROMOTE_RETRY) => {}
         }
+    }
+}
+
+/// Runs `work` while a stand-in peer service on `listener` answers GetMembers with an empty
+/// membership (and every other call with UNAVAILABLE); then closes the stand-in's connections
+/// so the partners reconnect to the real peer service.
+async fn answering_not_initialized<T>(
+    listener: &TcpListener,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let incoming = futures::stream::unfold(listener, |listener| async move {
+        let accepted = listener.accept().await.map(|(stream, _)| {
+            // Best effort: a stream without TCP_NODELAY only answers a little later.
+            let _ = stream.set_nodelay(true);
+            stream
+        });
+        Some((accepted, listener))
+    });
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let serve = tonic::transport::Server::builder()
+        .add_service(PeerServer::new(StandIn))
+        .serve_with_incoming_shutdown(incoming, async {
+            let _ = stop_rx.await;
+        });
+    let mut serve = std::pin::pin!(serve);
+    let mut work = std::pin::pin!(work);
+    let result = tokio::select! {
+        result = &mut work => result,
+        served = &mut serve => {
+            if let Err(error) = served {
+                tracing::debug!(%error, "the stand-in peer service stopped");
+            }
+            work.await
+        }
+    };
+    let _ = stop_tx.send(());
+    if tokio::time::timeout(STAND_IN_DRAIN, serve).await.is_err() {
+        tracing::debug!("the stand-in peer service's connections did not close in time");
+    }
+    result
+}
+
+/// The peer service of a member that has no membership yet.
+struct StandIn;
+
+fn not_started() -> Status {
+    Status::unavailable("member starting: no membership yet")
+}
+
+#[tonic::async_trait]
+impl Peer for StandIn {
+    async fn append_entries(
+        &self,
+        _request: Request<pb::AppendEntriesRequest>,
+    ) -> Result<Response<pb::JsonMessage>, Status> {
+        Err(not_started())
+    }
+
+    async fn vote(
+        &self,
+        _request: Request<pb::JsonMessage>,
+    ) -> Result<Response<pb::JsonMessage>, Status> {
+        Err(not_started())
+    }
+
+    async fn pre_vote(
+        &self,
+        _request: Request<pb::JsonMessage>,
+    ) -> Result<Response<pb::JsonMessage>, Status> {
+        Err(not_started())
+    }
+
+    async fn transfer_leader(
+        &self,
+        _request: Request<pb::JsonMessage>,
+    ) -> Result<Response<pb::JsonMessage>, Status> {
+        Err(not_started())
+    }
+
+    async fn install_snapshot(
+        &self,
+        _request: Request<Streaming<pb::SnapshotChunk>>,
+    ) -> Result<Response<pb::JsonMessage>, Status> {
+        Err(not_started())
+    }
+
+    async fn propose(
+        &self,
+        _request: Request<pb::ProposeRequest>,
+    ) -> Result<Response<pb::ProposeResponse>, Status> {
+        Err(not_started())
+    }
+
+    async fn read_index(
+        &self,
+        _request: Request<pb::ReadIndexRequest>,
+    ) -> Result<Response<pb::ReadIndexResponse>, Status> {
+        Err(not_started())
+    }
+
+    async fn get_members(
+        &self,
+        _request: Request<pb::GetMembersRequest>,
+    ) -> Result<Response<pb::GetMembersResponse>, Status> {
+        Ok(Response::new(pb::GetMembersResponse {
+            members_json: to_json(&Nodes::new()).into(),
+            cluster_id: 0,
+        }))
+    }
+
+    async fn change_member(
+        &self,
+        _request: Request<pb::JsonMessage>,
+    ) -> Result<Response<pb::JsonMessage>, Status> {
+        Err(not_started())
     }
 }

@@ -234,7 +234,7 @@ impl RaftNode {
         .map_err(|e| ConsensusError::Internal(format!("open storage: {e}")))?
         .map_err(|e| ConsensusError::Internal(format!("open storage: {e}")))?;
         let channels = PeerChannels::new(config.election_timeout.min(Duration::from_secs(1)));
-        let plan = bootstrap::plan(&config, &storage.db, &channels).await?;
+        let plan = bootstrap::plan(&config, &storage.db, &channels, &peer_listener).await?;
         let raft_config = Arc::new(raft_config(&config)?);
         let network = Network {
             channels: channels.clone(),
