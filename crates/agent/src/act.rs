@@ -517,12 +517,10 @@ impl<B: KvBackend> Agent<B> {
         }
     }
 
-    /// Reloads PostgreSQL when `/config`'s parameters changed since it was configured.
+    /// Reloads PostgreSQL when `/config`'s parameters changed since it was configured, then
+    /// finds the parameters whose new value waits for a restart (`pending_restart`).
     pub(crate) async fn apply_dynamic_parameters(&mut self) {
         let parameters = self.dynamic_parameters();
-        if parameters == self.applied_parameters {
-            return;
-        }
         let recovery = crate::pg::has_standby_signal(&self.pg.data_dir).then(|| {
             self.pg.recovery(
                 self.upstream
@@ -531,18 +529,61 @@ impl<B: KvBackend> Agent<B> {
             )
         });
         let settings = self.pg.settings(&parameters, recovery);
-        match self
-            .pg
-            .write_config(&settings)
-            .and_then(|()| match &self.postmaster {
-                Some(postmaster) => postmaster.reload(),
-                None => self.adopted.map_or(Ok(()), |adopted| adopted.reload()),
-            }) {
-            Ok(()) => {
-                tracing::info!("dynamic configuration changed; PostgreSQL reloaded");
-                self.applied_parameters = parameters;
+        if parameters != self.applied_parameters {
+            match self
+                .pg
+                .write_config(&settings)
+                .and_then(|()| match &self.postmaster {
+                    Some(postmaster) => postmaster.reload(),
+                    None => self.adopted.map_or(Ok(()), |adopted| adopted.reload()),
+                }) {
+                Ok(()) => {
+                    tracing::info!("dynamic configuration changed; PostgreSQL reloaded");
+                    self.applied_parameters = parameters;
+                    self.pending_restart.reloaded();
+                }
+                Err(error) => tracing::warn!("apply the dynamic configuration: {error}"),
             }
-            Err(error) => tracing::warn!("apply the dynamic configuration: {error}"),
+        }
+        if self.pending_restart.check_due() && self.facts.is_some() {
+            self.check_pending_restart(&settings).await;
+        }
+    }
+
+    /// Compares the running values with `settings` (see `pending_restart`).
+    async fn check_pending_restart(&mut self, settings: &postgres::config::ServerSettings) {
+        let Ok(probe) = self.pg.connect().await else {
+            return;
+        };
+        let rows = probe
+            .client()
+            .query(crate::pending_restart::RUNNING_SETTINGS_SQL, &[])
+            .await;
+        probe.close().await;
+        let running: Vec<crate::pending_restart::RunningSetting> = match rows {
+            Ok(rows) => rows
+                .iter()
+                .filter_map(|row| {
+                    Some(crate::pending_restart::RunningSetting {
+                        name: row.try_get(0).ok()?,
+                        setting: row.try_get(1).ok()?,
+                        pending_restart: row.try_get(2).ok()?,
+                    })
+                })
+                .collect(),
+            Err(error) => {
+                tracing::warn!("read pg_settings for pending restart: {error}");
+                return;
+            }
+        };
+        let command_line = postgres::config::effective_parameters(settings).command_line;
+        let pending = crate::pending_restart::pending_parameters(&command_line, &running);
+        let newly = self.pending_restart.record(pending);
+        if !newly.is_empty() {
+            tracing::info!(
+                parameters = %newly.join(","),
+                "pending restart: the new value of these parameters applies after a restart"
+            );
         }
     }
 
@@ -598,7 +639,7 @@ impl<B: KvBackend> Agent<B> {
             receive_lsn: if primary { None } else { received },
             replay_lsn: if primary { None } else { replayed },
             tags: self.config.tags.clone(),
-            pending_restart: false,
+            pending_restart: self.pending_restart.is_pending(),
         }
     }
 }

@@ -71,6 +71,10 @@ pub struct Agent<B: KvBackend> {
     pub(crate) lease: Option<i64>,
     /// Send time of the last successful keepalive of `lease`.
     pub(crate) lease_renewed_at: Option<tokio::time::Instant>,
+    /// The TTL the leader key's lease was granted with (see `lease`), for the primary's deadline.
+    pub(crate) lease_ttl: Duration,
+    /// The `ttl` the current lease was requested with (a change in `/config` replaces it).
+    pub(crate) lease_requested_ttl: Duration,
     /// The lease keepalive of this cycle succeeded.
     pub(crate) keepalive_ok: bool,
     /// We hold the leader key as far as we know (set on acquire/renew, cleared on loss).
@@ -85,6 +89,8 @@ pub struct Agent<B: KvBackend> {
     pub(crate) can_rewind: bool,
     pub(crate) facts: Option<ServerFacts>,
     pub(crate) applied_parameters: BTreeMap<String, String>,
+    /// Parameters whose configured value waits for a PostgreSQL restart.
+    pub(crate) pending_restart: crate::pending_restart::PendingRestart,
     pub(crate) last_member_json: Option<Bytes>,
     pub(crate) last_status_json: Option<Bytes>,
     pub(crate) callbacks: postgres::callbacks::CallbackRunner,
@@ -100,6 +106,8 @@ impl<B: KvBackend> Agent<B> {
         status: watch::Sender<PatroniStatus>,
     ) -> Self {
         let defaults = config.dynamic_defaults();
+        let lease_ttl = crate::lease::granted_ttl(defaults.ttl);
+        let lease_requested_ttl = defaults.ttl;
         let pg = LocalPg::new(&config, run_as.clone());
         let adopted = AdoptedPostmaster::from_data_dir(&pg.data_dir)
             .ok()
@@ -122,6 +130,8 @@ impl<B: KvBackend> Agent<B> {
             long_task: None,
             lease: None,
             lease_renewed_at: None,
+            lease_ttl,
+            lease_requested_ttl,
             keepalive_ok: false,
             holds_leader: false,
             snapshot: None,
@@ -133,6 +143,7 @@ impl<B: KvBackend> Agent<B> {
             can_rewind: true,
             facts: None,
             applied_parameters: BTreeMap::new(),
+            pending_restart: Default::default(),
             last_member_json: None,
             last_status_json: None,
             callbacks: postgres::callbacks::CallbackRunner::new(run_as),
@@ -303,16 +314,29 @@ impl<B: KvBackend> Agent<B> {
         self.last_start_failed = false;
     }
 
-    /// One keepalive (or a new grant when the lease is gone); records the send time.
+    /// One keepalive (or a new grant when the lease is gone, or when `/config` changed `ttl`);
+    /// records the send time.
     async fn keep_lease_alive(&mut self) {
         let timeout = self.last_config.retry_timeout;
         let sent = tokio::time::Instant::now();
         self.keepalive_ok = false;
+        // The lease being replaced for a new ttl, and its TTL.
+        let mut replaced = None;
         if let Some(lease) = self.lease {
             match tokio::time::timeout(timeout, self.store.lease_keepalive(lease)).await {
-                Ok(Ok(Some(_))) => {
+                Ok(Ok(Some(granted))) => {
                     self.keepalive_ok = true;
                     self.lease_renewed_at = Some(sent);
+                    self.lease_ttl = granted;
+                    if self.lease_requested_ttl != self.last_config.ttl {
+                        tracing::info!(
+                            old = ?self.lease_requested_ttl,
+                            new = ?self.last_config.ttl,
+                            "ttl changed; granting a lease with the new ttl"
+                        );
+                        replaced = Some((lease, granted));
+                        self.lease = None;
+                    }
                 }
                 Ok(Ok(None)) => {
                     tracing::warn!(lease, "the store lease expired; granting a new one");
@@ -332,9 +356,23 @@ impl<B: KvBackend> Agent<B> {
                     self.lease = Some(lease);
                     self.lease_renewed_at = Some(sent);
                     self.keepalive_ok = true;
+                    // Until this cycle rebinds the leader key, it may still be on the old
+                    // lease (renewed at `sent` too): count with the shorter TTL.
+                    let granted = crate::lease::granted_ttl(ttl);
+                    self.lease_requested_ttl = ttl;
+                    self.lease_ttl = replaced.map_or(granted, |(_, old)| old.min(granted));
+                    // The member key moves to the new lease.
+                    self.last_member_json = None;
                 }
                 Ok(Err(error)) => tracing::warn!("lease grant failed: {error}"),
                 Err(_) => tracing::warn!("lease grant timed out after {timeout:?}"),
+            }
+            // A failed replacement keeps the renewed old lease (the keys are bound to it);
+            // the next cycle tries again.
+            if self.lease.is_none()
+                && let Some((old, _)) = replaced
+            {
+                self.lease = Some(old);
             }
         }
     }
@@ -387,7 +425,7 @@ impl<B: KvBackend> Agent<B> {
     fn observation(&self, store: StoreView, postgres: LocalPostgres) -> Observation {
         let own_lease = match (self.holds_leader, self.lease_renewed_at) {
             (true, Some(renewed)) => {
-                let deadline = renewed + self.last_config.ttl.saturating_sub(LEASE_SAFETY_MARGIN);
+                let deadline = renewed + self.lease_ttl.saturating_sub(LEASE_SAFETY_MARGIN);
                 Some(OwnLease {
                     deadline: ha::Instant(deadline.saturating_duration_since(self.origin)),
                 })

@@ -17,7 +17,9 @@
 mod act;
 mod agent;
 pub mod config;
+mod lease;
 mod peers;
+mod pending_restart;
 mod pg;
 mod status;
 

@@ -82,6 +82,7 @@ pub(crate) fn patroni_status<B: KvBackend>(agent: &Agent<B>, decision: &Decision
             .is_some_and(|snapshot| snapshot.view.leader.is_none()),
         tags: agent.config.tags.clone(),
         watchdog_failed: false,
+        pending_restart: agent.pending_restart.is_pending(),
         message: decision.message.clone(),
         patroni: identity(&agent.config),
         holds_leader_key: agent.holds_leader,

@@ -42,6 +42,9 @@ pub struct PatroniStatus {
     pub tags: BTreeMap<String, serde_json::Value>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub watchdog_failed: bool,
+    /// A configured parameter's new value waits for a PostgreSQL restart.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pending_restart: bool,
     /// The last decision's one-line message.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub message: String,
@@ -92,6 +95,7 @@ impl PatroniStatus {
             cluster_unlocked: false,
             tags: BTreeMap::new(),
             watchdog_failed: false,
+            pending_restart: false,
             message: String::new(),
             patroni: identity,
             holds_leader_key: false,
