@@ -32,6 +32,21 @@ pub enum Command {
         /// The configuration file (patroni.yml layout with a `raft:` section).
         config: std::path::PathBuf,
     },
+    /// Start a local cluster with real PostgreSQL 15 on loopback for a first look; Ctrl-C stops it.
+    ///
+    /// Prints each member's progress while it bootstraps, then the member table and the endpoints.
+    Demo {
+        /// Keep the members' files in this directory instead of a temporary one removed at exit.
+        #[arg(long, value_name = "PATH")]
+        dir: Option<std::path::PathBuf>,
+        /// Use fixed ports: member i (from 0) gets N+10i for PostgreSQL, +1 REST, +2 etcd API,
+        /// +3 Raft. Without it, free ports are picked.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        base_port: Option<u16>,
+        /// How many members.
+        #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=9))]
+        nodes: u8,
+    },
 }
 
 /// Rewrites etcd's single-dash long flags (`-name n1`, `-data-dir=/x`) after the `etcd` subcommand

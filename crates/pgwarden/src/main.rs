@@ -3,10 +3,14 @@
 //! It owns command-line parsing, configuration validation and the wiring of the crates into a running
 //! member (one cancellation token, signal handling, logging). It must not hold domain logic: Raft lives in
 //! `consensus`, the etcd API in `etcd-server`.
-//! Today it has one mode, `pgwarden etcd`: a store-only member configured with etcd's own flags.
+//! Modes: `pgwarden etcd` (a store-only member configured with etcd's own flags), `pgwarden run`
+//! (one member supervising PostgreSQL) and `pgwarden demo` (a local cluster of `run` members).
 
 mod cli;
 mod client_listeners;
+mod demo;
+#[cfg(test)]
+mod deploy_examples_test;
 mod etcd_cmd;
 mod etcd_flags;
 mod ignored_flags;
@@ -51,6 +55,40 @@ fn main() -> ExitCode {
             }
         }
         Command::Run { config } => run_command(&config),
+        Command::Demo {
+            dir,
+            base_port,
+            nodes,
+        } => demo_command(demo::DemoOptions {
+            dir,
+            base_port,
+            nodes: usize::from(nodes),
+        }),
+    }
+}
+
+/// `pgwarden demo`: runs this same binary once per member.
+fn demo_command(options: demo::DemoOptions) -> ExitCode {
+    let binary = match std::env::current_exe() {
+        Ok(binary) => binary,
+        Err(error) => {
+            eprintln!("error: find the pgwarden binary: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(demo::run(options, binary)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
