@@ -235,6 +235,60 @@ mod tests {
         }
     }
 
+    /// HAProxy's `option httpchk OPTIONS /primary` (and `/replica`) reads only the status code:
+    /// OPTIONS and HEAD answer it without a body, GET with the status JSON.
+    #[test]
+    fn options_and_head_answer_the_health_code_without_a_body() -> anyhow::Result<()> {
+        let primary = status("primary", "running", true);
+        let replica = status("replica", "running", false);
+        for (method, path, subject, expected, has_body) in [
+            (Method::OPTIONS, "/primary", &primary, StatusCode::OK, false),
+            (
+                Method::OPTIONS,
+                "/primary",
+                &replica,
+                StatusCode::SERVICE_UNAVAILABLE,
+                false,
+            ),
+            (Method::OPTIONS, "/replica", &replica, StatusCode::OK, false),
+            (
+                Method::OPTIONS,
+                "/replica",
+                &primary,
+                StatusCode::SERVICE_UNAVAILABLE,
+                false,
+            ),
+            (Method::HEAD, "/primary", &primary, StatusCode::OK, false),
+            (
+                Method::GET,
+                "/replica",
+                &primary,
+                StatusCode::SERVICE_UNAVAILABLE,
+                true,
+            ),
+            (
+                Method::POST,
+                "/primary",
+                &primary,
+                StatusCode::METHOD_NOT_ALLOWED,
+                false,
+            ),
+        ] {
+            let request = Request::builder()
+                .method(method.clone())
+                .uri(path)
+                .body(Body::empty())?;
+            let response = answer(&request, subject);
+            assert_eq!(response.status(), expected, "{method} {path} {subject:?}");
+            assert_eq!(
+                response.headers().contains_key(header::CONTENT_TYPE),
+                has_body,
+                "{method} {path}"
+            );
+        }
+        Ok(())
+    }
+
     #[test]
     fn liveness_follows_the_last_cycle() {
         let now = Instant::now();
