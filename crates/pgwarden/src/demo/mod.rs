@@ -406,6 +406,49 @@ mod tests {
     }
 
     #[test]
+    fn demo_flags_parse_with_defaults_and_bounds() {
+        use clap::Parser;
+
+        use crate::cli::{Cli, Command};
+
+        let parsed = Cli::try_parse_from(["pgwarden", "demo"]).map(|cli| cli.command);
+        assert!(
+            matches!(
+                parsed,
+                Ok(Command::Demo {
+                    dir: None,
+                    base_port: None,
+                    nodes: 3
+                })
+            ),
+            "{parsed:?}"
+        );
+        let parsed = Cli::try_parse_from([
+            "pgwarden",
+            "demo",
+            "--dir",
+            "/tmp/d",
+            "--base-port",
+            "15000",
+            "--nodes",
+            "1",
+        ])
+        .map(|cli| cli.command);
+        assert!(
+            matches!(
+                &parsed,
+                Ok(Command::Demo { dir: Some(dir), base_port: Some(15000), nodes: 1 })
+                    if dir == Path::new("/tmp/d")
+            ),
+            "{parsed:?}"
+        );
+        for refused in [["--nodes", "0"], ["--nodes", "10"], ["--base-port", "0"]] {
+            let args = ["pgwarden", "demo", refused[0], refused[1]];
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?} accepted");
+        }
+    }
+
+    #[test]
     fn base_port_layout() -> anyhow::Result<()> {
         assert_eq!(
             Ports::from_base(15000, 2)?,
