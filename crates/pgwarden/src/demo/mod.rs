@@ -177,9 +177,9 @@ async fn watch(nodes: &mut [DemoNode]) -> anyhow::Result<()> {
         for node in nodes.iter_mut() {
             if let Some(status) = node.exited() {
                 anyhow::bail!(
-                    "{} exited ({status}); see {}",
+                    "{} exited ({status}); the end of its log:\n{}",
                     node.spec.name,
-                    node.spec.log_path().display()
+                    node.log_tail(20)
                 );
             }
         }
@@ -213,8 +213,13 @@ async fn watch(nodes: &mut [DemoNode]) -> anyhow::Result<()> {
         }
         was_healthy = healthy;
         if !ever_healthy && started.elapsed() > BOOTSTRAP_DEADLINE {
+            let tails: Vec<String> = nodes
+                .iter()
+                .map(|node| format!("--- {} ---\n{}", node.spec.name, node.log_tail(10)))
+                .collect();
             anyhow::bail!(
-                "the cluster did not become healthy within {BOOTSTRAP_DEADLINE:?}; see the logs above"
+                "the cluster did not become healthy within {BOOTSTRAP_DEADLINE:?}; the end of each log:\n{}",
+                tails.join("\n")
             );
         }
         tokio::time::sleep(POLL_INTERVAL).await;

@@ -212,6 +212,14 @@ impl DemoNode {
         }
     }
 
+    /// The last `lines` lines of the member's log (the log itself goes with a temporary
+    /// directory, so failures quote it).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.spec.log_path()).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
     /// The member's `GET /patroni` JSON, or `None` if its REST API does not answer.
     pub async fn patroni(&self) -> Option<serde_json::Value> {
         http_get_json(&self.spec.rest_address(), "/patroni").await
