@@ -46,7 +46,7 @@ impl<B: KvBackend> Agent<B> {
     }
 
     fn store_timeout(&self) -> Duration {
-        self.last_config.retry_timeout
+        self.store_call_timeout()
     }
 
     async fn store_call<T>(
@@ -376,6 +376,9 @@ impl<B: KvBackend> Agent<B> {
         self.stopped_since = Some(self.now());
         self.crashed_since = None;
         self.started_at = None;
+        // What was observed of the running server no longer holds: `/patroni` and the
+        // member key published at the end of this cycle must not show it running.
+        self.facts = None;
         Ok(())
     }
 

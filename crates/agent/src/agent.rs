@@ -2,13 +2,16 @@
 //!
 //! Wake-ups: the decision's `next_wakeup` (at most `loop_wait`), a change under the scope's
 //! prefix in the store (leader key deleted, failover key written, ...), the postmaster's exit
-//! (a crash is seen at once), or a long action finishing.
+//! (a crash is seen at once), a postmaster it started accepting connections, or a long action
+//! finishing.
 //!
 //! The lease: every member keeps one store lease (TTL = `ttl`) alive with one keepalive at the
 //! start of each cycle; its member key, and the leader key while it leads, are bound to it.
 //! The deadline handed to `decide` is the send time of the last successful keepalive + `ttl`
 //! − [`LEASE_SAFETY_MARGIN`] on the agent's monotonic clock (design invariant 6): a primary
-//! that cannot renew demotes before the store can have expired its lease.
+//! that cannot renew demotes before the store can have expired its lease. While PostgreSQL
+//! runs as primary no store call waits past that deadline, so a store that hangs rather than
+//! fails still lets the cycle reach `decide` in time.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -96,6 +99,10 @@ pub struct Agent<B: KvBackend> {
     pub(crate) callbacks: postgres::callbacks::CallbackRunner,
     pub(crate) status: watch::Sender<PatroniStatus>,
     pub(crate) last_decision: Option<Decision>,
+    /// Set when this agent starts a postmaster: the loop wakes once as soon as it accepts
+    /// connections, so `/patroni` and the member key report it running at once rather than
+    /// up to `loop_wait` later. Cleared by that wake-up.
+    pub(crate) wake_when_ready: bool,
 }
 
 impl<B: KvBackend> Agent<B> {
@@ -149,6 +156,7 @@ impl<B: KvBackend> Agent<B> {
             callbacks: postgres::callbacks::CallbackRunner::new(run_as),
             status,
             last_decision: None,
+            wake_when_ready: false,
         }
     }
 
@@ -158,6 +166,45 @@ impl<B: KvBackend> Agent<B> {
 
     pub(crate) fn me(&self) -> MemberName {
         MemberName::new(&self.config.name)
+    }
+
+    /// Our own lease deadline while we hold the leader key (design invariant 6): the send
+    /// time of the last successful keepalive + the lease's TTL − [`LEASE_SAFETY_MARGIN`];
+    /// already passed when we lead without ever having renewed.
+    pub(crate) fn own_lease_deadline(&self) -> Option<tokio::time::Instant> {
+        if !self.holds_leader {
+            return None;
+        }
+        Some(match self.lease_renewed_at {
+            Some(renewed) => renewed + self.lease_ttl.saturating_sub(LEASE_SAFETY_MARGIN),
+            None => self.origin,
+        })
+    }
+
+    /// How long one store call of this cycle may wait: `retry_timeout`, except while this
+    /// node acts as primary under the leader key, where no call may run past the lease
+    /// deadline. A store that stops answering without failing (lost quorum, hung peers) then
+    /// still lets the cycle reach `decide` by the deadline and demote, instead of after the
+    /// keepalive, the read and the refresh have each used up `retry_timeout`.
+    pub(crate) fn store_call_timeout(&self) -> Duration {
+        let retry_timeout = self.last_config.retry_timeout;
+        match self.own_lease_deadline() {
+            Some(deadline) if self.acting_as_primary() => {
+                retry_timeout.min(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            }
+            _ => retry_timeout,
+        }
+    }
+
+    /// PostgreSQL runs (or starts) as a primary, as far as the last observation knows: it
+    /// may accept writes, so the lease deadline binds it.
+    fn acting_as_primary(&self) -> bool {
+        let process_alive = self.postmaster.is_some() || self.adopted.is_some();
+        process_alive
+            && match &self.facts {
+                Some(facts) => !facts.in_recovery,
+                None => !has_standby_signal(&self.pg.data_dir),
+            }
     }
 
     /// Runs cycles until `shutdown`; then releases the leader key and stops PostgreSQL
@@ -172,6 +219,8 @@ impl<B: KvBackend> Agent<B> {
             let sleep_until = self.origin + wakeup.0;
             let keys = self.keys.clone();
             let holds_leader = self.holds_leader;
+            let wait_ready = self.wake_when_ready && self.postmaster.is_some();
+            let mut became_ready = false;
             let stop = loop {
                 tokio::select! {
                     () = shutdown.cancelled() => break true,
@@ -190,8 +239,15 @@ impl<B: KvBackend> Agent<B> {
                     },
                     _ = postmaster_exit(&mut self.postmaster) => break false,
                     _ = long_task_done(&mut self.long_task) => break false,
+                    () = accepts_connections(&self.pg), if wait_ready => {
+                        became_ready = true;
+                        break false;
+                    }
                 }
             };
+            if became_ready {
+                self.wake_when_ready = false;
+            }
             if stop {
                 break Ok(());
             }
@@ -246,7 +302,13 @@ impl<B: KvBackend> Agent<B> {
         let postgres = self.observe_postgres(&store_view).await;
         let mut observation = self.observation(store_view, postgres);
         let mut decision = ha::decide(&observation);
-        if let Some(Action::QueryPeers { members }) = decision.actions.first().cloned() {
+        // The request may follow other actions (a primary renews its lease before asking
+        // whether anyone can take over): wherever it sits, ask and decide again.
+        let asked = decision.actions.iter().find_map(|action| match action {
+            Action::QueryPeers { members } => Some(members.clone()),
+            _ => None,
+        });
+        if let Some(members) = asked {
             let peers = self.peer_urls(&members);
             observation.peers = Some(crate::peers::query(peers).await);
             observation.now = self.now();
@@ -312,12 +374,13 @@ impl<B: KvBackend> Agent<B> {
         self.crashed_since = None;
         self.stopped_since = None;
         self.last_start_failed = false;
+        self.wake_when_ready = true;
     }
 
     /// One keepalive (or a new grant when the lease is gone, or when `/config` changed `ttl`);
     /// records the send time.
     async fn keep_lease_alive(&mut self) {
-        let timeout = self.last_config.retry_timeout;
+        let timeout = self.store_call_timeout();
         let sent = tokio::time::Instant::now();
         self.keepalive_ok = false;
         // The lease being replaced for a new ttl, and its TTL.
@@ -378,7 +441,7 @@ impl<B: KvBackend> Agent<B> {
     }
 
     async fn read_store(&mut self) -> StoreView {
-        let timeout = self.last_config.retry_timeout;
+        let timeout = self.store_call_timeout();
         let read = tokio::time::timeout(timeout, self.store.get_prefix(self.keys.prefix())).await;
         match read {
             Ok(Ok((revision, kvs))) => {
@@ -423,19 +486,9 @@ impl<B: KvBackend> Agent<B> {
     }
 
     fn observation(&self, store: StoreView, postgres: LocalPostgres) -> Observation {
-        let own_lease = match (self.holds_leader, self.lease_renewed_at) {
-            (true, Some(renewed)) => {
-                let deadline = renewed + self.lease_ttl.saturating_sub(LEASE_SAFETY_MARGIN);
-                Some(OwnLease {
-                    deadline: ha::Instant(deadline.saturating_duration_since(self.origin)),
-                })
-            }
-            // We lead but never renewed: the deadline has passed.
-            (true, None) => Some(OwnLease {
-                deadline: ha::Instant(Duration::ZERO),
-            }),
-            (false, _) => None,
-        };
+        let own_lease = self.own_lease_deadline().map(|deadline| OwnLease {
+            deadline: ha::Instant(deadline.saturating_duration_since(self.origin)),
+        });
         Observation {
             now: self.now(),
             node: self.config.node_config(),
@@ -506,6 +559,7 @@ impl<B: KvBackend> Agent<B> {
         local.process = match (&self.facts, process_alive) {
             (Some(_), _) => {
                 self.started_at = None;
+                self.wake_when_ready = false;
                 ProcessState::Running
             }
             (None, true) => ProcessState::Starting {
@@ -643,6 +697,20 @@ async fn postmaster_exit(postmaster: &mut Option<Postmaster>) {
             postmaster.exited().await;
         }
         None => std::future::pending().await,
+    }
+}
+
+/// How often a starting postmaster is asked whether it accepts connections yet.
+const READY_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Returns once the local PostgreSQL accepts a connection.
+async fn accepts_connections(pg: &LocalPg) {
+    loop {
+        tokio::time::sleep(READY_POLL_INTERVAL).await;
+        if let Ok(probe) = pg.connect().await {
+            probe.close().await;
+            return;
+        }
     }
 }
 
