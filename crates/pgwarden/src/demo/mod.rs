@@ -75,8 +75,8 @@ pub async fn run(options: DemoOptions, binary: PathBuf) -> anyhow::Result<()> {
     let work_dir = prepare_work_dir(options.dir.as_deref())?;
     let specs = node_specs(work_dir.path(), &options, &run_as)?;
     println!(
-        "pgwarden demo: {} members in {}",
-        specs.len(),
+        "pgwarden demo: {} in {}",
+        members(specs.len()),
         work_dir.path().display()
     );
     let mut nodes = Vec::new();
@@ -315,10 +315,19 @@ fn print_endpoints(nodes: &[DemoNode]) {
     println!("Press Ctrl-C to stop the cluster.");
 }
 
+/// `1 member`, `3 members`.
+fn members(count: usize) -> String {
+    if count == 1 {
+        "1 member".to_owned()
+    } else {
+        format!("{count} members")
+    }
+}
+
 /// SIGTERM to every member at once, then each gets until [`STOP_DEADLINE`] (counted from the
 /// signal) before it and its postmaster are killed.
 async fn stop(nodes: &mut [DemoNode]) {
-    println!("stopping {} members", nodes.len());
+    println!("stopping {}", members(nodes.len()));
     let started = Instant::now();
     for node in nodes.iter() {
         node.terminate();
