@@ -32,6 +32,8 @@ pub enum Command {
         /// The configuration file (patroni.yml layout with a `raft:` section).
         config: std::path::PathBuf,
     },
+    /// Operate a cluster: list, switchover, failover, restart, pause, edit-config, ... (patronictl's commands).
+    Ctl(ctl::CtlArgs),
     /// Start a local cluster with real PostgreSQL 15 on loopback for a first look; Ctrl-C stops it.
     ///
     /// Prints each member's progress while it bootstraps, then the member table and the endpoints.

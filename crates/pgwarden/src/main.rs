@@ -29,9 +29,15 @@ const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(cli::normalize_etcd_args(std::env::args_os()));
-    init_logging();
     match cli.command {
+        // The command's own output is the interface: no log subscriber, so the store
+        // client's retries stay quiet.
+        Command::Ctl(args) => match runtime() {
+            Ok(runtime) => runtime.block_on(ctl::run(args)),
+            Err(code) => code,
+        },
         Command::Etcd(flags) => {
+            init_logging();
             let config = match flags.validate() {
                 Ok(config) => config,
                 Err(error) => {
@@ -39,12 +45,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_USAGE);
                 }
             };
-            let runtime = match tokio::runtime::Runtime::new() {
+            let runtime = match runtime() {
                 Ok(runtime) => runtime,
-                Err(error) => {
-                    eprintln!("error: start the async runtime: {error}");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             match runtime.block_on(etcd_cmd::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -54,17 +57,31 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run { config } => run_command(&config),
+        Command::Run { config } => {
+            init_logging();
+            run_command(&config)
+        }
         Command::Demo {
             dir,
             base_port,
             nodes,
-        } => demo_command(demo::DemoOptions {
-            dir,
-            base_port,
-            nodes: usize::from(nodes),
-        }),
+        } => {
+            init_logging();
+            demo_command(demo::DemoOptions {
+                dir,
+                base_port,
+                nodes: usize::from(nodes),
+            })
+        }
     }
+}
+
+/// The async runtime of a command, or the exit code when it cannot start.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Runtime::new().map_err(|error| {
+        eprintln!("error: start the async runtime: {error}");
+        ExitCode::FAILURE
+    })
 }
 
 /// `pgwarden demo`: runs this same binary once per member.
@@ -76,12 +93,9 @@ fn demo_command(options: demo::DemoOptions) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(demo::run(options, binary)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -101,12 +115,9 @@ fn run_command(path: &std::path::Path) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(run::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
