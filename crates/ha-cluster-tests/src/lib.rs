@@ -101,6 +101,11 @@ impl NodeSpec {
             .lines()
             .map(|line| format!("    {line}\n"))
             .collect();
+        let postgresql_extra: String = options
+            .postgresql_yaml
+            .lines()
+            .map(|line| format!("  {line}\n"))
+            .collect();
         format!(
             r#"scope: demo
 name: {name}
@@ -117,7 +122,7 @@ postgresql:
   connect_address: 127.0.0.1:{pg}
   data_dir: {dir}/pgdata
   bin_dir: {bin}
-  authentication:
+{postgresql_extra}  authentication:
     superuser: {{username: postgres, password: secret}}
     replication: {{username: replicator, password: secret}}
   parameters:
@@ -188,12 +193,39 @@ impl Node {
         }
     }
 
+    /// The node's `pgwarden run` configuration file (what `pgwarden ctl -c` reads too).
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
     /// SIGKILL to the postmaster only (a PostgreSQL crash; the agent keeps running).
     /// Returns the killed pid.
     pub fn kill_postmaster(&self) -> Option<i32> {
         let pid = self.postmaster_pid()?;
         kill(Pid::from_raw(pid), Signal::SIGKILL).ok()?;
         Some(pid)
+    }
+
+    /// SIGSTOP to the agent only (the host hangs: its store member and REST API stop
+    /// answering while their connections stay open; PostgreSQL keeps running).
+    /// Returns false when the agent is not running. Undo with [`Node::thaw`].
+    pub fn freeze(&self) -> bool {
+        self.signal_agent(Signal::SIGSTOP)
+    }
+
+    /// SIGCONT to the agent after [`Node::freeze`].
+    pub fn thaw(&self) -> bool {
+        self.signal_agent(Signal::SIGCONT)
+    }
+
+    fn signal_agent(&self, signal: Signal) -> bool {
+        let Some(child) = &self.child else {
+            return false;
+        };
+        let Ok(pid) = i32::try_from(child.id()) else {
+            return false;
+        };
+        kill(Pid::from_raw(pid), signal).is_ok()
     }
 
     /// True while `pgwarden run` of this node is a running child of the test.
@@ -241,6 +273,17 @@ impl Node {
     /// The node's `GET /patroni` JSON, or `None` if it does not answer.
     pub async fn patroni(&self) -> Option<serde_json::Value> {
         http_get_json(&format!("127.0.0.1:{}", self.spec.rest_port), "/patroni").await
+    }
+
+    /// The node's REST API address (`127.0.0.1:port`).
+    pub fn rest_address(&self) -> String {
+        format!("127.0.0.1:{}", self.spec.rest_port)
+    }
+
+    /// The HTTP status code of `GET path` on the node's REST API (e.g. `/primary`: 200 while
+    /// it is a running primary holding the leader key), or `None` if it does not answer.
+    pub async fn http_status(&self, path: &str) -> Option<u16> {
+        http_get_status(&self.rest_address(), path).await
     }
 
     /// True when an INSERT commits on this node (it accepts writes).
@@ -303,6 +346,9 @@ pub struct ClusterOptions {
     pub etcd3_hosts: Option<Vec<String>>,
     /// Extra YAML lines under `bootstrap.dcs` (unindented, e.g. `ttl: 10`).
     pub dcs_yaml: String,
+    /// Extra YAML lines under every node's local `postgresql:` section (unindented, e.g.
+    /// `use_pg_rewind: false`).
+    pub postgresql_yaml: String,
 }
 
 /// A cluster of `pgwarden run` members in one temporary directory.
@@ -479,6 +525,26 @@ impl Cluster {
         }
         out
     }
+}
+
+/// `GET path` on `address` → the response's status code (HTTP/1.1, `Connection: close`),
+/// 1 s timeout.
+pub async fn http_get_status(address: &str, path: &str) -> Option<u16> {
+    let fetch = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.ok()?;
+        let text = String::from_utf8_lossy(&response);
+        // The status line: `HTTP/1.1 200 OK`.
+        text.split_whitespace().nth(1)?.parse().ok()
+    };
+    tokio::time::timeout(Duration::from_secs(1), fetch)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// `GET path` on `address` → JSON body (HTTP/1.1, `Connection: close`), 1 s timeout.
