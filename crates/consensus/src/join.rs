@@ -48,6 +48,9 @@ const CALL_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long partners that accept connections but do not answer (hung or overloaded) are asked
 /// again before this member concludes that no group runs.
 const PROBE_WINDOW: Duration = Duration::from_secs(10);
+/// How long the stand-in peer service holds a Raft message before refusing it, so a partner
+/// that already runs does not retry in a tight loop while this member starts.
+const STAND_IN_REFUSAL_DELAY: Duration = Duration::from_millis(200);
 /// How long the stand-in peer service may take to close its connections (GOAWAY, then the
 /// peers reconnect to the real service).
 const STAND_IN_DRAIN: Duration = Duration::from_secs(2);
@@ -368,55 +371,61 @@ fn not_started() -> Status {
     Status::unavailable("member starting: no membership yet")
 }
 
+/// [`not_started`] after [`STAND_IN_REFUSAL_DELAY`].
+async fn not_started_yet<T>() -> Result<T, Status> {
+    tokio::time::sleep(STAND_IN_REFUSAL_DELAY).await;
+    Err(not_started())
+}
+
 #[tonic::async_trait]
 impl Peer for StandIn {
     async fn append_entries(
         &self,
         _request: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::JsonMessage>, Status> {
-        Err(not_started())
+        not_started_yet().await
     }
 
     async fn vote(
         &self,
         _request: Request<pb::JsonMessage>,
     ) -> Result<Response<pb::JsonMessage>, Status> {
-        Err(not_started())
+        not_started_yet().await
     }
 
     async fn pre_vote(
         &self,
         _request: Request<pb::JsonMessage>,
     ) -> Result<Response<pb::JsonMessage>, Status> {
-        Err(not_started())
+        not_started_yet().await
     }
 
     async fn transfer_leader(
         &self,
         _request: Request<pb::JsonMessage>,
     ) -> Result<Response<pb::JsonMessage>, Status> {
-        Err(not_started())
+        not_started_yet().await
     }
 
     async fn install_snapshot(
         &self,
         _request: Request<Streaming<pb::SnapshotChunk>>,
     ) -> Result<Response<pb::JsonMessage>, Status> {
-        Err(not_started())
+        not_started_yet().await
     }
 
     async fn propose(
         &self,
         _request: Request<pb::ProposeRequest>,
     ) -> Result<Response<pb::ProposeResponse>, Status> {
-        Err(not_started())
+        not_started_yet().await
     }
 
     async fn read_index(
         &self,
         _request: Request<pb::ReadIndexRequest>,
     ) -> Result<Response<pb::ReadIndexResponse>, Status> {
-        Err(not_started())
+        not_started_yet().await
     }
 
     async fn get_members(
@@ -433,6 +442,6 @@ impl Peer for StandIn {
         &self,
         _request: Request<pb::JsonMessage>,
     ) -> Result<Response<pb::JsonMessage>, Status> {
-        Err(not_started())
+        not_started_yet().await
     }
 }
