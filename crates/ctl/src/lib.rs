@@ -13,6 +13,8 @@
 //! It must not know how the store is replicated or how the agent decides: it reads and writes
 //! keys in Patroni's layout and talks to members over HTTP, like any external tool.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, reason = "tests fail loudly"))]
+
 mod args;
 mod cluster;
 mod commands;

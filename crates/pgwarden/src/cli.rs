@@ -18,10 +18,6 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "parsed once at start; boxing would change the etcd arm"
-)]
 pub enum Command {
     /// Run a store-only member configured with etcd's own command-line flags.
     ///
