@@ -213,7 +213,7 @@ impl<B: KvBackend> Agent<B> {
                 self.pg
                     .write_config(&settings)
                     .map_err(|error| failed("write the replica configuration", error))?;
-                self.reload()?;
+                self.reload_postgres()?;
                 self.upstream = upstream.clone();
             }
             Action::Rewind { source } => {
@@ -230,14 +230,7 @@ impl<B: KvBackend> Agent<B> {
             }
             Action::Reinitialize { source } => {
                 self.stop_postgres(StopMode::Immediate).await?;
-                let conninfo = self.member_conninfo(source, true);
-                let settings = self.replica_settings(Some(source));
-                self.upstream = Some(source.clone());
-                let pg = self.pg.clone();
-                self.spawn_long(LongActionKind::Reinitialize, async move {
-                    pg.reinitialize(conninfo, &settings, LONG_ACTION_TIMEOUT)
-                        .await
-                });
+                self.start_reinitialize(source);
             }
             Action::Bootstrap => {
                 let settings = self.pg.settings(&self.dynamic_parameters(), None);
@@ -258,18 +251,7 @@ impl<B: KvBackend> Agent<B> {
                         .await
                 });
             }
-            Action::RestartInPlace => {
-                self.stop_postgres(StopMode::Fast).await?;
-                let recovery = crate::pg::has_standby_signal(&self.pg.data_dir).then(|| {
-                    self.pg.recovery(
-                        self.upstream
-                            .as_ref()
-                            .and_then(|up| self.member_conninfo(up, true)),
-                    )
-                });
-                let settings = self.pg.settings(&self.dynamic_parameters(), recovery);
-                self.start_postmaster(&settings)?;
-            }
+            Action::RestartInPlace => self.restart_in_place().await?,
             Action::CancelLongAction => {
                 if let Some(task) = self.long_task.take() {
                     tracing::warn!("cancelling {}", task.kind.as_str());
@@ -294,6 +276,32 @@ impl<B: KvBackend> Agent<B> {
             }
         }
         Ok(())
+    }
+
+    /// Wipes the (stopped) data directory and clones it again from `source`, on a long task.
+    pub(crate) fn start_reinitialize(&mut self, source: &MemberName) {
+        let conninfo = self.member_conninfo(source, true);
+        let settings = self.replica_settings(Some(source));
+        self.upstream = Some(source.clone());
+        let pg = self.pg.clone();
+        self.spawn_long(LongActionKind::Reinitialize, async move {
+            pg.reinitialize(conninfo, &settings, LONG_ACTION_TIMEOUT)
+                .await
+        });
+    }
+
+    /// Stops PostgreSQL (fast) and starts it again in the same role.
+    pub(crate) async fn restart_in_place(&mut self) -> ActResult {
+        self.stop_postgres(StopMode::Fast).await?;
+        let recovery = crate::pg::has_standby_signal(&self.pg.data_dir).then(|| {
+            self.pg.recovery(
+                self.upstream
+                    .as_ref()
+                    .and_then(|up| self.member_conninfo(up, true)),
+            )
+        });
+        let settings = self.pg.settings(&self.dynamic_parameters(), recovery);
+        self.start_postmaster(&settings)
     }
 
     fn spawn_long<F>(&mut self, kind: LongActionKind, work: F)
@@ -344,7 +352,7 @@ impl<B: KvBackend> Agent<B> {
         Ok(())
     }
 
-    fn reload(&self) -> ActResult {
+    pub(crate) fn reload_postgres(&self) -> ActResult {
         if let Some(postmaster) = &self.postmaster {
             postmaster
                 .reload()

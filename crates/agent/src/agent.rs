@@ -103,6 +103,9 @@ pub struct Agent<B: KvBackend> {
     /// connections, so `/patroni` and the member key report it running at once rather than
     /// up to `loop_wait` later. Cleared by that wake-up.
     pub(crate) wake_when_ready: bool,
+    /// Restart, reload and reinitialize requests from the REST API ([`crate::AgentControl`]
+    /// holds the sender); run between cycles. `None` when no REST API is wired.
+    pub(crate) commands: Option<crate::commands::CommandReceiver>,
 }
 
 impl<B: KvBackend> Agent<B> {
@@ -157,6 +160,7 @@ impl<B: KvBackend> Agent<B> {
             status,
             last_decision: None,
             wake_when_ready: false,
+            commands: None,
         }
     }
 
@@ -221,6 +225,7 @@ impl<B: KvBackend> Agent<B> {
             let holds_leader = self.holds_leader;
             let wait_ready = self.wake_when_ready && self.postmaster.is_some();
             let mut became_ready = false;
+            let mut command = None;
             let stop = loop {
                 tokio::select! {
                     () = shutdown.cancelled() => break true,
@@ -243,8 +248,15 @@ impl<B: KvBackend> Agent<B> {
                         became_ready = true;
                         break false;
                     }
+                    Some(received) = next_command(&mut self.commands) => {
+                        command = Some(received);
+                        break false;
+                    }
                 }
             };
+            if let Some(command) = command {
+                self.run_command(command).await;
+            }
             if became_ready {
                 self.wake_when_ready = false;
             }
@@ -446,6 +458,10 @@ impl<B: KvBackend> Agent<B> {
         match read {
             Ok(Ok((revision, kvs))) => {
                 let mut snapshot = dcs::parse_snapshot(&self.keys, revision, &kvs, &self.defaults);
+                if let Some(failover) = snapshot.view.failover.as_mut() {
+                    failover.scheduled_at =
+                        crate::control::failover_scheduled_at(&self.keys, &kvs, self.now());
+                }
                 self.last_config = snapshot.view.config.clone();
                 let now = self.now();
                 match snapshot.view.leader_name() {
@@ -711,6 +727,22 @@ async fn accepts_connections(pg: &LocalPg) {
             probe.close().await;
             return;
         }
+    }
+}
+
+/// The next REST API command; pending forever without a channel or once it closed.
+async fn next_command(
+    commands: &mut Option<crate::commands::CommandReceiver>,
+) -> Option<crate::commands::Command> {
+    match commands {
+        Some(receiver) => match receiver.recv().await {
+            Some(command) => Some(command),
+            None => {
+                *commands = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
     }
 }
 

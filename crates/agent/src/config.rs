@@ -79,6 +79,42 @@ pub struct RestApiConfig {
     pub listen: SocketAddr,
     /// `host:port` other members use to reach this API.
     pub connect_address: String,
+    /// HTTP Basic credentials required on the unsafe endpoints (POST, PUT, PATCH, DELETE).
+    #[serde(default)]
+    pub authentication: Option<RestApiAuthentication>,
+    /// Addresses, networks (CIDR) or host names allowed to call the unsafe endpoints.
+    #[serde(default)]
+    pub allowlist: Vec<String>,
+    /// The members' API hosts may call the unsafe endpoints too.
+    #[serde(default)]
+    pub allowlist_include_members: bool,
+}
+
+/// `restapi.authentication`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestApiAuthentication {
+    pub username: String,
+    pub password: String,
+}
+
+impl RestApiConfig {
+    /// The access policy of the unsafe endpoints; an allowlist entry that is neither an
+    /// address, a network nor a resolvable host name is refused with its reason.
+    pub fn access_policy(&self) -> Result<rest::AccessPolicy, String> {
+        let mut allowlist = Vec::new();
+        for entry in &self.allowlist {
+            allowlist.extend(rest::IpNetwork::parse_entry(entry)?);
+        }
+        Ok(rest::AccessPolicy {
+            credentials: self.authentication.as_ref().map(|auth| rest::Credentials {
+                username: auth.username.clone(),
+                password: auth.password.clone(),
+            }),
+            allowlist,
+            allowlist_include_members: self.allowlist_include_members,
+        })
+    }
 }
 
 /// The embedded store: this node is one member of a Raft group of `self_addr` +

@@ -12,11 +12,15 @@
 //! to that user; otherwise everything runs as the current user.
 //!
 //! It must not know how the store is replicated (only the [`dcs::KvBackend`] trait), nor the
-//! etcd wire API, nor serve HTTP itself (the `rest` crate does, from the published status).
+//! etcd wire API, nor serve HTTP itself: the `rest` crate does, from the published status
+//! and through [`AgentControl`], its [`rest::ClusterControl`] (store reads and writes, plus
+//! restart, reload and reinitialize commands the loop runs between cycles).
 
 mod act;
 mod agent;
+mod commands;
 pub mod config;
+mod control;
 mod lease;
 mod peers;
 mod pending_restart;
@@ -24,5 +28,7 @@ mod pg;
 mod status;
 
 pub use agent::{Agent, AgentError, LEASE_SAFETY_MARGIN};
+pub use commands::{Command, CommandReceiver};
 pub use config::{ConfigError, RunConfig};
+pub use control::AgentControl;
 pub use status::identity;

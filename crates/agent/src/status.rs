@@ -2,7 +2,7 @@
 
 use dcs::KvBackend;
 use ha::Decision;
-use rest::{AgentIdentity, PatroniStatus, Xlog};
+use rest::{AgentFigures, AgentIdentity, PatroniStatus, Xlog};
 
 use crate::agent::Agent;
 
@@ -80,6 +80,13 @@ pub(crate) fn patroni_status<B: KvBackend>(agent: &Agent<B>, decision: &Decision
             .snapshot
             .as_ref()
             .is_some_and(|snapshot| snapshot.view.leader.is_none()),
+        pause: agent.last_config.pause,
+        sync_standby: facts.is_some_and(|facts| facts.in_recovery)
+            && agent
+                .snapshot
+                .as_ref()
+                .and_then(|snapshot| snapshot.view.sync.as_ref())
+                .is_some_and(|sync| sync.sync_standbys.contains(&agent.me())),
         tags: agent.config.tags.clone(),
         watchdog_failed: false,
         pending_restart: agent.pending_restart.is_pending(),
@@ -88,6 +95,32 @@ pub(crate) fn patroni_status<B: KvBackend>(agent: &Agent<B>, decision: &Decision
         holds_leader_key: agent.holds_leader,
         last_cycle: Some(std::time::Instant::now()),
         ttl: agent.last_config.ttl,
+        cluster_optime: agent
+            .snapshot
+            .as_ref()
+            .and_then(|snapshot| snapshot.view.last_leader_lsn)
+            .map(|lsn| lsn.0),
+        maximum_lag_on_failover: agent.last_config.maximum_lag_on_failover,
+        agent: figures(agent),
+    }
+}
+
+/// pgwarden's own figures: the lease's time left and the cycle's duration are measured from
+/// this cycle's keepalive (sent at the start of the cycle); failovers are the `history` entries.
+fn figures<B: KvBackend>(agent: &Agent<B>) -> AgentFigures {
+    let now = tokio::time::Instant::now();
+    let renewed = agent.lease_renewed_at.filter(|_| agent.lease.is_some());
+    AgentFigures {
+        lease_time_left: renewed
+            .map(|renewed| (renewed + agent.lease_ttl).saturating_duration_since(now)),
+        cycle_duration: renewed
+            .filter(|_| agent.keepalive_ok)
+            .map(|renewed| now.saturating_duration_since(renewed)),
+        timeline_switches: agent
+            .snapshot
+            .as_ref()
+            .map_or(0, |snapshot| snapshot.history.len() as u64),
+        store_leader: None,
     }
 }
 

@@ -121,11 +121,21 @@ impl Serving {
             status_rx,
             shutdown,
         } = self;
+        let access = config
+            .restapi
+            .access_policy()
+            .map_err(|reason| anyhow::anyhow!("restapi.allowlist: {reason}"))?;
+        let (control, commands) = agent::AgentControl::new(backend.clone(), &config);
+        let api = rest::Api {
+            status: status_rx,
+            control,
+            access,
+        };
         let rest_stop = shutdown.clone();
         let rest = tokio::spawn(async move {
-            rest::serve(rest_listener, status_rx, rest_stop.cancelled_owned()).await
+            rest::serve(rest_listener, api, rest_stop.cancelled_owned()).await
         });
-        let agent = Agent::new(backend, config, run_as, status_tx);
+        let agent = Agent::new(backend, config, run_as, status_tx).with_commands(commands);
         let agent_stop = shutdown.child_token();
         let mut agent_task = tokio::spawn(agent.run(agent_stop.clone()));
         tracing::info!("pgwarden run started");
