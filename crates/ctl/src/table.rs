@@ -38,9 +38,26 @@ impl Table {
             .collect()
     }
 
-    /// The boxed grid; `title` (e.g. `Cluster: demo (7301…)`) sits in the top border.
+    /// Columns whose every non-empty cell is a number: right-aligned, as patronictl does.
+    fn numeric(&self) -> Vec<bool> {
+        (0..self.columns.len())
+            .map(|index| {
+                let mut cells = self
+                    .rows
+                    .iter()
+                    .filter_map(|row| row.get(index))
+                    .filter(|cell| !cell.is_empty())
+                    .peekable();
+                cells.peek().is_some() && cells.all(|cell| cell.parse::<f64>().is_ok())
+            })
+            .collect()
+    }
+
+    /// The boxed grid; `title` (e.g. `Cluster: demo (7301…)`) sits in the top border and
+    /// lengthens it when wider than the table.
     pub fn render(&self, title: &str) -> String {
         let widths = self.widths();
+        let numeric = self.numeric();
         let rule: String = widths
             .iter()
             .map(|width| format!("+{}", "-".repeat(width + 2)))
@@ -54,21 +71,25 @@ impl Table {
                 let rest: String = rule.chars().skip(label.chars().count()).collect();
                 format!("{label}{rest}")
             } else {
-                format!("{label}+")
+                format!("{label}-+")
             }
         };
-        let line = |cells: &[String]| -> String {
+        let line = |cells: &[String], align: bool| -> String {
             let mut out = String::new();
             for (index, width) in widths.iter().enumerate() {
                 let cell = cells.get(index).map(String::as_str).unwrap_or("");
-                let pad = width - cell.chars().count();
-                out.push_str(&format!("| {cell}{} ", " ".repeat(pad)));
+                let pad = " ".repeat(width - cell.chars().count());
+                if align && numeric[index] {
+                    out.push_str(&format!("| {pad}{cell} "));
+                } else {
+                    out.push_str(&format!("| {cell}{pad} "));
+                }
             }
             out.push('|');
             out
         };
-        let mut out = vec![top, line(&self.columns), rule.clone()];
-        out.extend(self.rows.iter().map(|row| line(row)));
+        let mut out = vec![top, line(&self.columns, false), rule.clone()];
+        out.extend(self.rows.iter().map(|row| line(row, true)));
         out.push(rule);
         out.join("\n") + "\n"
     }
@@ -123,7 +144,7 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "+ Cluster: demo (1) -+----+");
         assert_eq!(lines[1], "| Member   | Role    | TL |");
-        assert_eq!(lines[3], "| n1       | Leader  | 1  |");
+        assert_eq!(lines[3], "| n1       | Leader  |  1 |");
         assert!(
             lines
                 .iter()

@@ -111,74 +111,25 @@ pub fn system_identifier(members: &[MemberObservation]) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The boxed table with a `+ Cluster: SCOPE (SYSTEM ID) ` title in its top border.
+/// The boxed table with a `+ Cluster: SCOPE (SYSTEM ID) ` title in its top border, drawn
+/// by the same table code as `pgwarden ctl list`.
 pub fn render(scope: &str, system_identifier: Option<&str>, rows: &[MemberRow]) -> String {
-    const HEADERS: [&str; 6] = ["Member", "Host", "Role", "State", "TL", "Lag in MB"];
-    // Numbers are right-aligned, text left-aligned.
-    const RIGHT_ALIGNED: [bool; 6] = [false, false, false, false, true, true];
-    let cells: Vec<[String; 6]> = rows
-        .iter()
-        .map(|row| {
-            [
-                row.member.clone(),
-                row.host.clone(),
-                row.role.clone(),
-                row.state.clone(),
-                row.timeline.map(|tl| tl.to_string()).unwrap_or_default(),
-                row.lag_mb.map(|lag| lag.to_string()).unwrap_or_default(),
-            ]
-        })
-        .collect();
-    let mut widths = HEADERS.map(str::len);
-    for line in &cells {
-        for (width, cell) in widths.iter_mut().zip(line) {
-            *width = (*width).max(cell.chars().count());
-        }
+    let mut table = ctl::table::Table::new(&["Member", "Host", "Role", "State", "TL", "Lag in MB"]);
+    for row in rows {
+        table.push(vec![
+            row.member.clone(),
+            row.host.clone(),
+            row.role.clone(),
+            row.state.clone(),
+            row.timeline.map(|tl| tl.to_string()).unwrap_or_default(),
+            row.lag_mb.map(|lag| lag.to_string()).unwrap_or_default(),
+        ]);
     }
-    let border: String = widths.iter().fold("+".to_owned(), |mut border, width| {
-        border.push_str(&"-".repeat(width + 2));
-        border.push('+');
-        border
-    });
-    let format_line = |line: [&str; 6]| -> String {
-        let mut text = "|".to_owned();
-        for ((cell, width), right) in line.iter().zip(widths).zip(RIGHT_ALIGNED) {
-            let padding = " ".repeat(width - cell.chars().count());
-            if right {
-                text.push_str(&format!(" {padding}{cell} |"));
-            } else {
-                text.push_str(&format!(" {cell}{padding} |"));
-            }
-        }
-        text
-    };
     let title = match system_identifier {
-        Some(id) => format!("+ Cluster: {scope} ({id}) "),
-        None => format!("+ Cluster: {scope} "),
+        Some(id) => format!("Cluster: {scope} ({id})"),
+        None => format!("Cluster: {scope}"),
     };
-    // The title replaces the start of the top border; the border is lengthened with dashes
-    // when the title is wider than the table.
-    let top = if title.len() < border.len() {
-        format!("{title}{}", &border[title.len()..])
-    } else {
-        format!("{title}-+")
-    };
-    let mut out = String::new();
-    out.push_str(&top);
-    out.push('\n');
-    out.push_str(&format_line(HEADERS));
-    out.push('\n');
-    out.push_str(&border);
-    out.push('\n');
-    for line in &cells {
-        out.push_str(&format_line([
-            &line[0], &line[1], &line[2], &line[3], &line[4], &line[5],
-        ]));
-        out.push('\n');
-    }
-    out.push_str(&border);
-    out.push('\n');
-    out
+    table.render(&title)
 }
 
 #[cfg(test)]
