@@ -123,10 +123,20 @@ async fn rest_api_on_a_live_cluster() -> anyhow::Result<()> {
     );
     let (code, metrics) = request(&address(primary), "GET", "/metrics", "", SHORT).await?;
     assert_eq!(code, 200);
-    assert!(
-        metrics.contains("patroni_primary{scope=\"demo\",name="),
-        "{metrics}"
-    );
+    for name in [
+        "patroni_primary",
+        "pgwarden_store_leader",
+        "pgwarden_lease_time_left_seconds",
+    ] {
+        let sample = format!(
+            "{name}{{scope=\"demo\",name=\"{}\"}}",
+            cluster.nodes[primary].spec.name
+        );
+        assert!(
+            metrics.contains(&sample),
+            "{sample} missing from\n{metrics}"
+        );
+    }
 
     // Phase 2: PATCH /config reaches the store and PostgreSQL.
     let (code, body) = request(

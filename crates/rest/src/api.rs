@@ -34,12 +34,19 @@ pub struct Api<C> {
     /// The agent's answers to the cluster and control endpoints.
     pub control: C,
     pub access: AccessPolicy,
+    /// Whether this member's embedded store leads Raft (`pgwarden_store_leader`); `None` when
+    /// the store is external.
+    pub store_leader: Option<StoreLeaderProbe>,
 }
+
+/// Answers whether this member's embedded store is the Raft leader right now.
+pub type StoreLeaderProbe = Arc<dyn Fn() -> bool + Send + Sync>;
 
 struct Shared<C> {
     status: watch::Receiver<PatroniStatus>,
     control: C,
     access: AccessPolicy,
+    store_leader: Option<StoreLeaderProbe>,
 }
 
 type AppState<C> = State<Arc<Shared<C>>>;
@@ -51,6 +58,7 @@ pub fn router<C: ClusterControl>(api: Api<C>) -> Router {
         status: api.status,
         control: api.control,
         access: api.access,
+        store_leader: api.store_leader,
     });
     Router::new()
         .route("/cluster", get(cluster::<C>))
@@ -241,7 +249,11 @@ async fn health<C: ClusterControl>(
 }
 
 async fn metrics<C: ClusterControl>(State(shared): AppState<C>) -> Response {
-    let body = crate::metrics::render(&status_of(&shared));
+    let mut status = status_of(&shared);
+    if let Some(probe) = &shared.store_leader {
+        status.agent.store_leader = Some(probe());
+    }
+    let body = crate::metrics::render(&status);
     (
         StatusCode::OK,
         [(

@@ -25,7 +25,7 @@ pub mod timestamp;
 use std::future::Future;
 use std::net::SocketAddr;
 
-pub use api::{Api, router};
+pub use api::{Api, StoreLeaderProbe, router};
 pub use auth::{AccessPolicy, Credentials, IpNetwork};
 pub use control::{
     ClusterControl, ClusterInfo, ClusterMember, ControlError, RestartOutcome, RestartRequest,

@@ -62,6 +62,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             status_tx,
             status_rx,
             shutdown,
+            store_leader: Some(store.raft_leader_probe()),
         };
         let outcome = serving
             .run_until_stopped(store.backend(), config, run_as)
@@ -89,6 +90,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         status_tx,
         status_rx,
         shutdown,
+        store_leader: None,
     };
     let outcome = serving.run_until_stopped(backend, config, run_as).await;
     tracing::info!("stopped");
@@ -104,6 +106,8 @@ struct Serving {
     /// Cancelled on a signal or when the agent ends; the REST API stops on it, the agent and
     /// the placement task on child tokens.
     shutdown: CancellationToken,
+    /// Whether this member's embedded store leads Raft (`/metrics`); `None` with external etcd.
+    store_leader: Option<rest::StoreLeaderProbe>,
 }
 
 impl Serving {
@@ -120,6 +124,7 @@ impl Serving {
             status_tx,
             status_rx,
             shutdown,
+            store_leader,
         } = self;
         let access = config
             .restapi
@@ -130,6 +135,7 @@ impl Serving {
             status: status_rx,
             control,
             access,
+            store_leader,
         };
         let rest_stop = shutdown.clone();
         let rest = tokio::spawn(async move {

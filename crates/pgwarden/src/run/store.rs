@@ -149,6 +149,12 @@ impl EmbeddedStore {
         )
     }
 
+    /// Answers whether this member currently leads the store's Raft group (for `/metrics`).
+    pub fn raft_leader_probe(&self) -> rest::StoreLeaderProbe {
+        let node = self.node.clone();
+        std::sync::Arc::new(move || node.is_leader())
+    }
+
     /// Keeps the store's Raft leadership off this host while it runs the PostgreSQL primary
     /// (design.md §4, "the failover time budget"): if both died together, a new Raft leader
     /// would first have to restart every lease at a full TTL, adding an election and a whole

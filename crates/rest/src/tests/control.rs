@@ -242,6 +242,7 @@ async fn cluster_history_config_and_metrics() {
         r#"patroni_version{scope="demo",name="n1"} 100"#,
         r#"patroni_postgres_streaming{scope="demo",name="n1"} 1"#,
         r#"pgwarden_lease_time_left_seconds{scope="demo",name="n1"} 0"#,
+        r#"pgwarden_store_leader{scope="demo",name="n1"} 1"#,
         "# TYPE patroni_is_paused gauge",
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");

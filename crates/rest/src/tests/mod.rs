@@ -193,6 +193,7 @@ pub(super) fn new_client(
         status: rx,
         control: control.clone(),
         access,
+        store_leader: Some(Arc::new(|| true)),
     });
     Client { router, control }
 }
