@@ -191,3 +191,35 @@ fn etcd3_refusals_name_their_key() {
         "{error}"
     );
 }
+
+#[test]
+fn restapi_access_keys() {
+    let text = ISSUE_EXAMPLE.replace(
+        "  connect_address: 127.0.0.1:8009\n",
+        "  connect_address: 127.0.0.1:8009\n  authentication: {username: admin, password: secret}\n  allowlist: [10.0.0.0/8, 127.0.0.1]\n  allowlist_include_members: true\n",
+    );
+    let policy = RunConfig::parse(&text)
+        .unwrap()
+        .restapi
+        .access_policy()
+        .unwrap();
+    assert_eq!(policy.credentials.unwrap().username, "admin");
+    assert_eq!(policy.allowlist.len(), 2);
+    assert!(policy.allowlist_include_members);
+    let open = RunConfig::parse(ISSUE_EXAMPLE)
+        .unwrap()
+        .restapi
+        .access_policy()
+        .unwrap();
+    assert_eq!(open, rest::AccessPolicy::default());
+    let bad = ISSUE_EXAMPLE.replace(
+        "  connect_address: 127.0.0.1:8009\n",
+        "  connect_address: 127.0.0.1:8009\n  allowlist: [10.0.0.0/99]\n",
+    );
+    let reason = RunConfig::parse(&bad)
+        .unwrap()
+        .restapi
+        .access_policy()
+        .unwrap_err();
+    assert!(reason.contains("10.0.0.0/99"), "{reason}");
+}
