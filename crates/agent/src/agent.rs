@@ -67,6 +67,9 @@ pub struct Agent<B: KvBackend> {
     /// Set when we stopped PostgreSQL ourselves: its exit is not a crash.
     pub(crate) stop_requested: bool,
     pub(crate) started_at: Option<ha::Instant>,
+    /// When PostgreSQL was first seen crashed in this outage. Kept over restarts that fail
+    /// and cleared once it runs (or is stopped on purpose), so `primary_start_timeout`
+    /// counts from the crash, not from the latest attempt.
     pub(crate) crashed_since: Option<ha::Instant>,
     pub(crate) stopped_since: Option<ha::Instant>,
     pub(crate) last_start_failed: bool,
@@ -224,6 +227,10 @@ impl<B: KvBackend> Agent<B> {
             let keys = self.keys.clone();
             let holds_leader = self.holds_leader;
             let wait_ready = self.wake_when_ready && self.postmaster.is_some();
+            // The exit of a postmaster that has accepted connections is a crash, handled at
+            // once; one that never came up (a failed start) is retried at the next regular
+            // wake-up, not in a tight loop.
+            let watch_exit = !self.wake_when_ready;
             let mut became_ready = false;
             let mut command = None;
             let stop = loop {
@@ -242,7 +249,7 @@ impl<B: KvBackend> Agent<B> {
                             changes = futures::stream::pending().boxed();
                         }
                     },
-                    _ = postmaster_exit(&mut self.postmaster) => break false,
+                    _ = postmaster_exit(&mut self.postmaster), if watch_exit => break false,
                     _ = long_task_done(&mut self.long_task) => break false,
                     () = accepts_connections(&self.pg), if wait_ready => {
                         became_ready = true;
@@ -383,7 +390,6 @@ impl<B: KvBackend> Agent<B> {
         self.adopted = None;
         self.stop_requested = false;
         self.started_at = Some(self.now());
-        self.crashed_since = None;
         self.stopped_since = None;
         self.last_start_failed = false;
         self.wake_when_ready = true;
@@ -558,7 +564,7 @@ impl<B: KvBackend> Agent<B> {
                 self.stopped_since = Some(now);
             } else {
                 tracing::warn!("postmaster exited unexpectedly ({:?})", exit.status);
-                self.crashed_since = Some(now);
+                self.crashed_since.get_or_insert(now);
             }
         }
         if self.adopted.is_some_and(|adopted| !adopted.is_alive()) {
@@ -575,6 +581,7 @@ impl<B: KvBackend> Agent<B> {
         local.process = match (&self.facts, process_alive) {
             (Some(_), _) => {
                 self.started_at = None;
+                self.crashed_since = None;
                 self.wake_when_ready = false;
                 ProcessState::Running
             }

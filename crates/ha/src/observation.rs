@@ -396,7 +396,8 @@ pub enum ProcessState {
     Stopped {
         since: Option<Instant>,
     },
-    /// Exited without being asked to (crash, OOM kill): seen at `since`.
+    /// Exited without being asked to (crash, OOM kill), first seen at `since`: restarts that
+    /// fail after it do not move it, so `primary_start_timeout` counts from the crash.
     Crashed {
         since: Instant,
     },
