@@ -616,3 +616,65 @@ async fn diverged_replica_scenario(repair: DivergedRepair) -> anyhow::Result<()>
     assert_eq!(writable, vec![primary], "exactly one writable primary");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_that_cannot_restart_fails_over_after_start_timeout() -> anyhow::Result<()> {
+    const START_TIMEOUT: Duration = Duration::from_secs(3);
+    let options = ClusterOptions {
+        dcs_yaml: format!("primary_start_timeout: {}", START_TIMEOUT.as_secs()),
+        ..ClusterOptions::default()
+    };
+    let (cluster, primary) = healthy_cluster(options).await?;
+    let node = &cluster.nodes[primary];
+    let pid_before = node
+        .postmaster_pid()
+        .context("the primary's postmaster pid")?;
+
+    // Phase 1: a configuration error makes every restart fail at once, then PostgreSQL
+    // crashes: the agent restarts it in place until `primary_start_timeout` is used up.
+    let auto_conf = node.spec.data_dir().join("postgresql.auto.conf");
+    let original = std::fs::read_to_string(&auto_conf).context("read postgresql.auto.conf")?;
+    std::fs::write(&auto_conf, format!("{original}no_such_parameter = on\n"))
+        .context("break postgresql.auto.conf")?;
+    let killed_at = Instant::now();
+    assert_eq!(node.kill_postmaster(), Some(pid_before));
+
+    // Phase 2: another member takes over once the start timeout has passed.
+    let new_primary = cluster
+        .wait_writable(primary, Duration::from_secs(60))
+        .await?;
+    let failover = killed_at.elapsed();
+    println!(
+        "start timeout {START_TIMEOUT:?}: n{} accepts writes {failover:.2?} after the crash of n{}",
+        new_primary + 1,
+        primary + 1
+    );
+    assert!(
+        failover >= START_TIMEOUT,
+        "failed over after {failover:?}, before primary_start_timeout"
+    );
+    let log = node.log();
+    assert!(
+        log.contains("reason=\"failing_over_after_crash\""),
+        "the crashed primary's agent logged no failover decision:\n{}",
+        cluster.logs()
+    );
+
+    // Phase 3: with its configuration repaired, the old primary rejoins as a replica.
+    std::fs::write(&auto_conf, original).context("repair postgresql.auto.conf")?;
+    cluster
+        .wait_streaming(primary, Duration::from_secs(60))
+        .await?;
+    println!(
+        "start timeout {START_TIMEOUT:?}: old primary streaming {:.2?} after the crash",
+        killed_at.elapsed()
+    );
+    let mut writable = Vec::new();
+    for (index, node) in cluster.nodes.iter().enumerate() {
+        if node.accepts_writes().await {
+            writable.push(index);
+        }
+    }
+    assert_eq!(writable, vec![new_primary], "exactly one writable primary");
+    Ok(())
+}
