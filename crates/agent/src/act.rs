@@ -21,7 +21,7 @@ pub enum ActError {
     Fatal(String),
 }
 
-type ActResult = Result<(), ActError>;
+pub(crate) type ActResult = Result<(), ActError>;
 
 fn failed(what: &str, error: impl std::fmt::Display) -> ActError {
     ActError::Failed(format!("{what}: {error}"))
@@ -49,7 +49,7 @@ impl<B: KvBackend> Agent<B> {
         self.store_call_timeout()
     }
 
-    async fn store_call<T>(
+    pub(crate) async fn store_call<T>(
         &self,
         what: &str,
         call: impl std::future::Future<Output = dcs::Result<T>>,
@@ -184,14 +184,19 @@ impl<B: KvBackend> Agent<B> {
                 // Answered before acting (the loop asks and decides again); a second request
                 // in one cycle is not followed.
             }
-            Action::PrepareSyncForPromote { .. } => {
-                return Err(ActError::Failed(
-                    "synchronous mode is not supported yet".into(),
-                ));
+            Action::PrepareSyncForPromote {
+                synchronous_standby_names,
+            } => {
+                self.prepare_sync_for_promote(synchronous_standby_names)
+                    .await?;
             }
             Action::Promote => self.promote(observation).await?,
-            Action::ReconcileSynchronousStandbys => {}
-            Action::Demote { mode } => self.demote(*mode).await?,
+            Action::ReconcileSynchronousStandbys => self.reconcile_synchronous_standbys().await?,
+            Action::Demote { mode } => {
+                // A replica does not carry the primary's synchronous standbys.
+                self.pg.synchronous_standby_names = None;
+                self.demote(*mode).await?;
+            }
             Action::StartAsPrimary => {
                 let settings = self.pg.settings(&self.dynamic_parameters(), None);
                 self.start_postmaster(&settings)?;
@@ -528,10 +533,9 @@ impl<B: KvBackend> Agent<B> {
         }
     }
 
-    /// Reloads PostgreSQL when `/config`'s parameters changed since it was configured, then
-    /// finds the parameters whose new value waits for a restart (`pending_restart`).
-    pub(crate) async fn apply_dynamic_parameters(&mut self) {
-        let parameters = self.dynamic_parameters();
+    /// The settings PostgreSQL runs with now: a replica's (standby.signal present) following
+    /// its current upstream, or a primary's.
+    pub(crate) fn current_settings(&self) -> postgres::config::ServerSettings {
         let recovery = crate::pg::has_standby_signal(&self.pg.data_dir).then(|| {
             self.pg.recovery(
                 self.upstream
@@ -539,7 +543,14 @@ impl<B: KvBackend> Agent<B> {
                     .and_then(|up| self.member_conninfo(up, true)),
             )
         });
-        let settings = self.pg.settings(&parameters, recovery);
+        self.pg.settings(&self.dynamic_parameters(), recovery)
+    }
+
+    /// Reloads PostgreSQL when `/config`'s parameters changed since it was configured, then
+    /// finds the parameters whose new value waits for a restart (`pending_restart`).
+    pub(crate) async fn apply_dynamic_parameters(&mut self) {
+        let parameters = self.dynamic_parameters();
+        let settings = self.current_settings();
         if parameters != self.applied_parameters {
             match self
                 .pg

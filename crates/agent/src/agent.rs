@@ -102,6 +102,8 @@ pub struct Agent<B: KvBackend> {
     pub(crate) callbacks: postgres::callbacks::CallbackRunner,
     pub(crate) status: watch::Sender<PatroniStatus>,
     pub(crate) last_decision: Option<Decision>,
+    /// Synchronous mode: what the primary set and when.
+    pub(crate) sync: crate::sync::SyncState,
     /// Set when this agent starts a postmaster: the loop wakes once as soon as it accepts
     /// connections, so `/patroni` and the member key report it running at once rather than
     /// up to `loop_wait` later. Cleared by that wake-up.
@@ -162,6 +164,7 @@ impl<B: KvBackend> Agent<B> {
             callbacks: postgres::callbacks::CallbackRunner::new(run_as),
             status,
             last_decision: None,
+            sync: crate::sync::SyncState::default(),
             wake_when_ready: false,
             commands: None,
         }

@@ -391,6 +391,14 @@ impl RunConfig {
                 ));
             }
         }
+        if let Some(mode) = &self.dcs_bootstrap().synchronous_mode
+            && dcs::synchronous_mode_from_json(mode).is_none()
+        {
+            return Err(Self::invalid(
+                "bootstrap.dcs.synchronous_mode",
+                format!("{mode} is not on, off or quorum"),
+            ));
+        }
         let dynamic = self.dynamic_defaults();
         if dynamic.loop_wait + dynamic.retry_timeout * 2 > dynamic.ttl {
             return Err(Self::invalid(
@@ -429,6 +437,19 @@ impl RunConfig {
         }
         if let Some(check) = dcs.check_timeline {
             config.check_timeline = check;
+        }
+        if let Some(mode) = dcs
+            .synchronous_mode
+            .as_ref()
+            .and_then(dcs::synchronous_mode_from_json)
+        {
+            config.synchronous_mode = mode;
+        }
+        if let Some(strict) = dcs.synchronous_mode_strict {
+            config.synchronous_mode_strict = strict;
+        }
+        if let Some(count) = dcs.synchronous_node_count.filter(|count| *count >= 1) {
+            config.synchronous_node_count = count;
         }
         config
     }

@@ -91,6 +91,24 @@ fn impossible_timings_are_refused() {
 }
 
 #[test]
+fn synchronous_mode_values() {
+    let text = ISSUE_EXAMPLE.replace("ttl: 10", "ttl: 10\n    synchronous_mode: sometimes");
+    let error = refusal(&text);
+    assert!(
+        error.starts_with("bootstrap.dcs.synchronous_mode:"),
+        "{error}"
+    );
+    let text = ISSUE_EXAMPLE.replace(
+        "ttl: 10",
+        "ttl: 10\n    synchronous_mode: true\n    synchronous_node_count: 2",
+    );
+    let config = RunConfig::parse(&text).expect("synchronous mode on");
+    let dynamic = config.dynamic_defaults();
+    assert_eq!(dynamic.synchronous_mode, ha::SynchronousMode::On);
+    assert_eq!(dynamic.synchronous_node_count, 2);
+}
+
+#[test]
 fn default_timings_satisfy_the_contract() {
     assert!(DEFAULT_LOOP_WAIT + DEFAULT_RETRY_TIMEOUT * 2 <= DEFAULT_TTL);
 }

@@ -26,6 +26,7 @@ mod peers;
 mod pending_restart;
 mod pg;
 mod status;
+mod sync;
 
 pub use agent::{Agent, AgentError, LEASE_SAFETY_MARGIN};
 pub use commands::{Command, CommandReceiver};

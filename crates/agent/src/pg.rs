@@ -33,6 +33,9 @@ pub struct LocalPg {
     hba: Vec<String>,
     methods: Vec<ReplicaMethod>,
     log_file: PathBuf,
+    /// `synchronous_standby_names` while this node is the primary in synchronous mode
+    /// (`None`: the user's own setting, if any).
+    pub synchronous_standby_names: Option<String>,
 }
 
 impl LocalPg {
@@ -87,6 +90,7 @@ impl LocalPg {
             hba: postgresql.pg_hba.clone(),
             methods,
             log_file: PathBuf::from(log_file),
+            synchronous_standby_names: None,
         }
     }
 
@@ -147,7 +151,7 @@ impl LocalPg {
             cluster_name: self.scope.clone(),
             dynamic_parameters: dynamic_parameters.clone(),
             local_parameters: self.local_parameters.clone(),
-            synchronous_standby_names: None,
+            synchronous_standby_names: self.synchronous_standby_names.clone(),
             hba_file: self.data_dir.join("pg_hba.conf"),
             ident_file: None,
             recovery,

@@ -23,5 +23,7 @@ pub use backend::{ChangedKeys, Error, Expect, KeyValue, KvBackend, Result};
 pub use keys::Keys;
 pub use local::LocalStore;
 pub use remote::{EtcdOptions, EtcdStore};
-pub use values::{HistoryEntry, MemberData, StatusData, dynamic_config_from_json};
+pub use values::{
+    HistoryEntry, MemberData, StatusData, dynamic_config_from_json, synchronous_mode_from_json,
+};
 pub use view::{Snapshot, parse_snapshot, tags_from_map};

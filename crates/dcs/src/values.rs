@@ -51,6 +51,22 @@ pub struct StatusData {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry(pub u32, pub u64, pub String, pub String, pub String);
 
+/// `synchronous_mode` as Patroni accepts it: a boolean, `on`/`off`/`true`/`false`, or
+/// `quorum`; `None` for anything else.
+pub fn synchronous_mode_from_json(value: &serde_json::Value) -> Option<ha::SynchronousMode> {
+    match value {
+        serde_json::Value::Bool(true) => Some(ha::SynchronousMode::On),
+        serde_json::Value::Bool(false) => Some(ha::SynchronousMode::Off),
+        serde_json::Value::String(text) => match text.to_ascii_lowercase().as_str() {
+            "on" | "true" | "yes" => Some(ha::SynchronousMode::On),
+            "off" | "false" | "no" => Some(ha::SynchronousMode::Off),
+            "quorum" => Some(ha::SynchronousMode::Quorum),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// Reads the dynamic configuration (`/config`) into `ha`'s typed form, with Patroni's defaults
 /// for missing keys, plus `postgresql.parameters` as strings. Malformed JSON gives defaults.
 pub fn dynamic_config_from_json(
@@ -90,6 +106,27 @@ pub fn dynamic_config_from_json(
     }
     if let Some(lag) = integer("maximum_lag_on_failover") {
         config.maximum_lag_on_failover = lag;
+    }
+    if let Some(mode) = map
+        .get("synchronous_mode")
+        .and_then(synchronous_mode_from_json)
+    {
+        config.synchronous_mode = mode;
+    }
+    if let Some(strict) = map
+        .get("synchronous_mode_strict")
+        .and_then(serde_json::Value::as_bool)
+    {
+        config.synchronous_mode_strict = strict;
+    }
+    if let Some(count) = integer("synchronous_node_count").filter(|count| *count >= 1) {
+        config.synchronous_node_count = u32::try_from(count).unwrap_or(u32::MAX);
+    }
+    if let Some(lag) = map
+        .get("maximum_lag_on_syncnode")
+        .and_then(serde_json::Value::as_i64)
+    {
+        config.maximum_lag_on_syncnode = u64::try_from(lag).ok().filter(|lag| *lag > 0);
     }
     if let Some(pause) = map.get("pause").and_then(serde_json::Value::as_bool) {
         config.pause = pause;
@@ -133,6 +170,27 @@ mod tests {
         assert_eq!(parameters["work_mem"], "8MB");
         assert_eq!(parameters["max_connections"], "50");
         assert_eq!(parameters["jit"], "off");
+        assert_eq!(config.synchronous_mode, ha::SynchronousMode::Off);
+    }
+
+    #[test]
+    fn dynamic_config_reads_synchronous_mode() {
+        let json = br#"{"synchronous_mode": true, "synchronous_mode_strict": true,
+            "synchronous_node_count": 2, "maximum_lag_on_syncnode": -1}"#;
+        let (config, _) = dynamic_config_from_json(json, &ha::DynamicConfig::default());
+        assert_eq!(config.synchronous_mode, ha::SynchronousMode::On);
+        assert!(config.synchronous_mode_strict);
+        assert_eq!(config.synchronous_node_count, 2);
+        assert_eq!(config.maximum_lag_on_syncnode, None);
+        let quorum = serde_json::json!("quorum");
+        assert_eq!(
+            synchronous_mode_from_json(&quorum),
+            Some(ha::SynchronousMode::Quorum)
+        );
+        assert_eq!(
+            synchronous_mode_from_json(&serde_json::json!("sometimes")),
+            None
+        );
     }
 
     #[test]
