@@ -218,9 +218,13 @@ fn prompt(text: &str) -> Result<String> {
     Ok(answer.trim().to_owned())
 }
 
-/// Basic-auth credentials for the members' unsafe endpoints.
-fn credentials(_ctx: &Context) -> Option<(String, String)> {
-    None
+/// Basic-auth credentials for the members' unsafe endpoints (`restapi.authentication`).
+fn credentials(ctx: &Context) -> Option<(String, String)> {
+    ctx.config
+        .restapi
+        .authentication
+        .as_ref()
+        .map(|auth| (auth.username.clone(), auth.password.clone()))
 }
 
 fn api_url<'a>(state: &'a ClusterState, name: &str) -> Result<&'a str> {
