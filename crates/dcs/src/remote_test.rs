@@ -221,6 +221,70 @@ async fn an_unreachable_endpoint_is_skipped() {
     }
 }
 
+/// An endpoint that accepts connections and never answers (a hung member); the task holding
+/// them is aborted when the guard drops.
+struct HungEndpoint {
+    endpoint: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HungEndpoint {
+    async fn start() -> HungEndpoint {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        HungEndpoint { endpoint, task }
+    }
+}
+
+impl Drop for HungEndpoint {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_hung_endpoint_does_not_fail_idempotent_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let member = Member::start(&dir).await;
+    let hung = HungEndpoint::start().await;
+    let store = store(vec![hung.endpoint.clone(), member.endpoint()]);
+    let lease = store.lease_grant(Duration::from_secs(5)).await.unwrap();
+    let me = Bytes::from_static(b"n1");
+    for _ in 0..10 {
+        store.get_prefix("/service/demo/").await.unwrap();
+        assert!(store.lease_keepalive(lease).await.unwrap().is_some());
+        store
+            .put("/service/demo/members/n1", me.clone(), lease)
+            .await
+            .unwrap();
+    }
+    // The leader key's renewal (same value) is repeated too; its creation is not.
+    let leader = "/service/demo/leader";
+    let (_, kvs) = store.get_prefix(leader).await.unwrap();
+    assert!(kvs.is_empty());
+    let mut created = false;
+    while !created {
+        created = store
+            .put_if(leader, Expect::Absent, me.clone(), lease)
+            .await
+            .is_ok_and(|created| created);
+    }
+    for _ in 0..10 {
+        assert!(
+            store
+                .put_if(leader, Expect::Value(me.clone()), me.clone(), lease)
+                .await
+                .unwrap()
+        );
+    }
+}
+
 #[tokio::test]
 async fn no_reachable_endpoint_fails_within_the_request_timeout() {
     let store = EtcdStore::new(EtcdOptions {
@@ -233,7 +297,7 @@ async fn no_reachable_endpoint_fails_within_the_request_timeout() {
     let error = store.get_prefix("/service/demo/").await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(5), "bounded");
     assert!(
-        error.to_string().contains("no etcd endpoint reachable"),
+        error.to_string().contains("no etcd endpoint answered"),
         "{error}"
     );
 }

@@ -1,12 +1,15 @@
 //! An external etcd cluster for `etcd3:` tests: `pgwarden etcd` member processes started with
 //! etcd's own flags, on loopback ports bound from 0, in a temporary directory.
-//! Every member still running is killed by PID in `Drop`.
+//! Every member still running is killed by PID in `Drop` (a paused one is resumed first by
+//! its guard, or killed while stopped: SIGKILL ends a stopped process too).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 use crate::{free_port, pgwarden_binary};
 
@@ -42,6 +45,15 @@ impl EtcdMember {
         }
     }
 
+    /// SIGSTOP until the guard drops (a hung member: its connections stay open and it
+    /// answers nothing); the guard resumes it with SIGCONT, also when a test fails half-way.
+    pub fn pause(&self) -> anyhow::Result<PausedMember> {
+        let child = self.child.as_ref().context("the member is not running")?;
+        let pid = Pid::from_raw(i32::try_from(child.id()).context("pid out of range")?);
+        kill(pid, Signal::SIGSTOP).with_context(|| format!("SIGSTOP {}", self.name))?;
+        Ok(PausedMember { pid })
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
@@ -50,6 +62,18 @@ impl EtcdMember {
 impl Drop for EtcdMember {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A member stopped with SIGSTOP; dropping this resumes it.
+#[derive(Debug)]
+pub struct PausedMember {
+    pid: Pid,
+}
+
+impl Drop for PausedMember {
+    fn drop(&mut self) {
+        let _ = kill(self.pid, Signal::SIGCONT);
     }
 }
 
@@ -117,6 +141,11 @@ impl EtcdCluster {
         }
         cluster.wait_ready(timeout).await?;
         Ok(cluster)
+    }
+
+    /// The temporary directory holding every member's data and log.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// `host:port` of every member's client API (for `etcd3.hosts`).
