@@ -381,11 +381,20 @@ impl<B: KvBackend> ClusterControl for AgentControl<B> {
             value.insert("scheduled_at".into(), at.text.clone().into());
         }
         let value = Bytes::from(serde_json::Value::Object(value).to_string());
-        self.store_write(
-            "write the failover key",
-            self.store.put(&self.keys.failover(), value, 0),
-        )
-        .await?;
+        // Create-only: of two concurrent requests exactly one is written; the other is
+        // refused instead of silently replacing the first one's candidate.
+        let written = self
+            .store_write(
+                "write the failover key",
+                self.store
+                    .put_if(&self.keys.failover(), Expect::Absent, value, 0),
+            )
+            .await?;
+        if !written {
+            return Err(ControlError::Conflict(
+                "another switchover or failover is already in progress or scheduled".into(),
+            ));
+        }
         tracing::info!(
             leader = ?request.leader,
             candidate = ?request.candidate,
@@ -396,12 +405,24 @@ impl<B: KvBackend> ClusterControl for AgentControl<B> {
         if request.scheduled_at.is_some() {
             return Ok(SwitchoverOutcome::Scheduled);
         }
-        self.wait_for_new_leader(
-            old_leader.as_deref(),
-            snapshot.view.config.loop_wait,
-            request.kind,
-        )
-        .await
+        let outcome = self
+            .wait_for_new_leader(
+                old_leader.as_deref(),
+                snapshot.view.config.loop_wait,
+                request.kind,
+            )
+            .await?;
+        Ok(match (outcome, request.candidate) {
+            (SwitchoverOutcome::Done { new_leader }, Some(candidate))
+                if new_leader != candidate =>
+            {
+                SwitchoverOutcome::Instead {
+                    new_leader,
+                    candidate,
+                }
+            }
+            (outcome, _) => outcome,
+        })
     }
 
     async fn cancel_switchover(&self) -> Result<(), ControlError> {

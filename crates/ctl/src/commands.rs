@@ -456,10 +456,23 @@ async fn switchover(
 
 async fn put_failover_key(ctx: &Context, key: &Value) -> Result<()> {
     use dcs::KvBackend;
-    ctx.store
-        .put(&ctx.keys.failover(), key.to_string().into(), 0)
+    let written = ctx
+        .store
+        .put_if(
+            &ctx.keys.failover(),
+            dcs::Expect::Absent,
+            key.to_string().into(),
+            0,
+        )
         .await
-        .map_err(|error| failed(format!("cannot write the failover key: {error}")))
+        .map_err(|error| failed(format!("cannot write the failover key: {error}")))?;
+    if written {
+        Ok(())
+    } else {
+        Err(failed(
+            "another switchover or failover is already in progress or scheduled",
+        ))
+    }
 }
 
 async fn wait_for_new_leader(ctx: &Context, old: &str) -> Result<()> {

@@ -7,6 +7,7 @@
 //! PostgreSQL, as an operator would.
 
 pub mod etcd;
+pub mod writer;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -430,6 +430,19 @@ async fn run_switchover<C: ClusterControl>(
                 format!("Successfully {verb} to \"{new_leader}\""),
             )
         }
+        Ok(SwitchoverOutcome::Instead {
+            new_leader,
+            candidate,
+        }) => {
+            let verb = match kind {
+                SwitchoverKind::Switchover => "Switched over",
+                SwitchoverKind::Failover => "Failed over",
+            };
+            message(
+                StatusCode::OK,
+                format!("{verb} to \"{new_leader}\" instead of \"{candidate}\""),
+            )
+        }
         Err(error) => refused(&error),
     }
 }

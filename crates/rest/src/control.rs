@@ -136,6 +136,12 @@ pub enum SwitchoverOutcome {
     Scheduled,
     /// 200 `Successfully switched over to "new_leader"`.
     Done { new_leader: String },
+    /// 200 `Switched over to "new_leader" instead of "candidate"` (Patroni's words when
+    /// another member took over than the one asked for).
+    Instead {
+        new_leader: String,
+        candidate: String,
+    },
 }
 
 /// A validated `POST /restart` body: restart only if every given condition holds.
