@@ -126,6 +126,7 @@ impl<B: KvBackend> Agent<B> {
                 .await?;
                 self.holds_leader = false;
             }
+            Action::HandOverLeaderKey { to } => self.hand_over_leader_key(to).await?,
             Action::TakeLeaderKey => {
                 let key = self.keys.leader();
                 self.store_call(
@@ -397,10 +398,10 @@ impl<B: KvBackend> Agent<B> {
 
     async fn demote(&mut self, mode: DemoteMode) -> ActResult {
         let stop_mode = match mode {
-            DemoteMode::Offline | DemoteMode::Graceful => StopMode::Fast,
+            DemoteMode::Offline | DemoteMode::Graceful | DemoteMode::Handover => StopMode::Fast,
             DemoteMode::Immediate | DemoteMode::ImmediateNoLock => StopMode::Immediate,
         };
-        if mode == DemoteMode::Graceful
+        if matches!(mode, DemoteMode::Graceful | DemoteMode::Handover)
             && let Ok(probe) = self.pg.connect().await
         {
             let _ = probe.checkpoint().await;
@@ -417,6 +418,45 @@ impl<B: KvBackend> Agent<B> {
             )
             .await?;
         }
+        self.holds_leader = false;
+        Ok(())
+    }
+
+    /// Switchover: if the leader key is still ours, make it `to`'s, bound to the lease its
+    /// member key carries, in one compare-and-swap; with `to`'s lease unknown or the swap
+    /// refused, release the key so `to` acquires it as in a failover.
+    async fn hand_over_leader_key(&mut self, to: &MemberName) -> ActResult {
+        let key = self.keys.leader();
+        let lease = self
+            .snapshot
+            .as_ref()
+            .and_then(|snapshot| snapshot.member_leases.get(to.as_str()).copied())
+            .filter(|lease| *lease != 0);
+        if let Some(lease) = lease {
+            let handed = self
+                .store_call(
+                    "hand over the leader key",
+                    self.store.put_if(
+                        &key,
+                        Expect::Value(self.name_bytes()),
+                        Bytes::from(to.as_str().to_owned()),
+                        lease,
+                    ),
+                )
+                .await?;
+            if handed {
+                tracing::info!(candidate = %to, "handed the leader key over");
+                self.holds_leader = false;
+                return Ok(());
+            }
+        }
+        tracing::info!(candidate = %to, "releasing the leader key for the candidate");
+        self.store_call(
+            "release the leader key",
+            self.store
+                .delete_if(&key, Some(Expect::Value(self.name_bytes()))),
+        )
+        .await?;
         self.holds_leader = false;
         Ok(())
     }

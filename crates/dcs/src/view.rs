@@ -19,6 +19,8 @@ pub struct Snapshot {
     pub view: ClusterView,
     /// Raw member data by name (for conn_url / api_url).
     pub members: BTreeMap<String, MemberData>,
+    /// The lease each member key is bound to (the member's own lease; 0 = none).
+    pub member_leases: BTreeMap<String, i64>,
     /// `postgresql.parameters` of `/config`.
     pub parameters: BTreeMap<String, String>,
     /// `/config` exists (the first leader writes it otherwise).
@@ -41,6 +43,7 @@ pub fn parse_snapshot(
             ..ClusterView::default()
         },
         members: BTreeMap::new(),
+        member_leases: BTreeMap::new(),
         parameters: BTreeMap::new(),
         has_config: false,
         history: Vec::new(),
@@ -52,6 +55,7 @@ pub fn parse_snapshot(
             if let Ok(data) = serde_json::from_slice::<MemberData>(&kv.value) {
                 snapshot.view.members.push(member_from_data(name, &data));
                 snapshot.members.insert(name.to_owned(), data);
+                snapshot.member_leases.insert(name.to_owned(), kv.lease);
             }
         } else if kv.key == keys.leader() {
             snapshot.view.leader = Some(LeaderKey {

@@ -76,6 +76,14 @@ async fn switchover_under_a_writer_and_concurrent_requests() -> anyhow::Result<(
         cluster.nodes[new_primary].spec.name, replicas[winners[0]],
         "the winner's candidate leads"
     );
+    // The old primary handed its key to the candidate in one transaction (no race).
+    assert!(
+        cluster.nodes[primary]
+            .log()
+            .contains("handed the leader key over"),
+        "{}",
+        cluster.logs()
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let commits = writer.commits();
     let from = asked - Duration::from_millis(200);

@@ -557,8 +557,13 @@ impl<'a> Cycle<'a> {
                 actions.push(Action::DeleteFailoverKey);
                 return (actions, Reason::SwitchoverNoHealthyMembers, wake);
             }
+            // The best-ranked healthy member gets the key straight from us once our
+            // PostgreSQL has stopped: no race, and it promotes on the watch event.
             actions.push(Action::Demote {
-                mode: DemoteMode::Graceful,
+                mode: DemoteMode::Handover,
+            });
+            actions.push(Action::HandOverLeaderKey {
+                to: ranked[0].name.clone(),
             });
             actions.push(role_change(MemberRole::Replica));
             return (actions, Reason::Switchover, wake);

@@ -34,6 +34,11 @@ pub enum Action {
     RenewLease,
     /// Delete the leader key if its value is our name.
     ReleaseLeaderKey,
+    /// Switchover, after our PostgreSQL stopped: in one transaction, if the leader key is
+    /// still ours, make it `to`'s, bound to `to`'s lease (the one its member key carries), so
+    /// the candidate promotes on the watch event without racing anyone. When `to`'s lease is
+    /// unknown, release the key instead (the candidate then acquires it).
+    HandOverLeaderKey { to: MemberName },
     /// Write the leader key unconditionally (only right after our own bootstrap).
     TakeLeaderKey,
     /// Create `/initialize` with an empty value (the bootstrap race; create-only).
@@ -100,6 +105,9 @@ pub enum DemoteMode {
     Offline,
     /// Switchover: checkpoint, fast stop, release the key, then follow the new leader.
     Graceful,
+    /// Switchover to a chosen candidate: checkpoint, fast stop, keep the key for the
+    /// `HandOverLeaderKey` that follows, then follow the new leader.
+    Handover,
     /// Not fit to be primary: immediate stop, release the key, start again as replica.
     Immediate,
     /// Lost the lock (or our lease deadline passed): immediate stop, key is not ours to delete.
@@ -112,6 +120,7 @@ impl DemoteMode {
         match self {
             Self::Offline => "offline",
             Self::Graceful => "graceful",
+            Self::Handover => "handover",
             Self::Immediate => "immediate",
             Self::ImmediateNoLock => "immediate-nolock",
         }

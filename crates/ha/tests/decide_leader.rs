@@ -227,15 +227,35 @@ fn leader_rows() {
             Reason::AskingPeers,
         ),
         row(
-            "switchover to a healthy candidate: graceful demote",
+            "switchover to a healthy candidate: stop, then hand the key over",
             peers(
                 failover_key(leader_n1(), Some("n1"), Some("n2")),
                 vec![peer("n2", 1000)],
             ),
-            concat(vec![
-                vec![Action::RenewLease],
-                demote(DemoteMode::Graceful, MemberRole::Replica),
-            ]),
+            vec![
+                Action::RenewLease,
+                Action::Demote {
+                    mode: DemoteMode::Handover,
+                },
+                Action::HandOverLeaderKey { to: name("n2") },
+                cb(ha::CallbackEvent::OnRoleChange, MemberRole::Replica),
+            ],
+            Reason::Switchover,
+        ),
+        row(
+            "switchover without a candidate: the key goes to the healthiest member",
+            peers(
+                failover_key(leader_n1(), Some("n1"), None),
+                vec![peer("n2", 900), peer("n3", 1000)],
+            ),
+            vec![
+                Action::RenewLease,
+                Action::Demote {
+                    mode: DemoteMode::Handover,
+                },
+                Action::HandOverLeaderKey { to: name("n3") },
+                cb(ha::CallbackEvent::OnRoleChange, MemberRole::Replica),
+            ],
             Reason::Switchover,
         ),
         row(
