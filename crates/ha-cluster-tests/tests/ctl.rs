@@ -111,8 +111,47 @@ async fn ctl_commands_against_a_live_cluster() -> anyhow::Result<()> {
     let (code, _, stderr) = ctl(&config, &["pause"])?;
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("already paused"), "{stderr}");
+    // While paused, a crashed primary is neither restarted nor replaced.
+    let crashed = cluster.nodes[primary].kill_postmaster();
+    assert!(crashed.is_some());
+    let watch_until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < watch_until {
+        for node in &cluster.nodes {
+            assert!(
+                !node.accepts_writes().await,
+                "{} accepts writes while paused after the crash",
+                node.spec.name
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     assert!(ok(&config, &["resume"])?.contains("resumed"));
     assert!(!ok(&config, &["list"])?.contains("Maintenance mode"));
+    // Resumed: the cluster heals.
+    // (As Patroni does, the paused primary gave up the leader key when its PostgreSQL
+    // stopped, so on resume a replica takes over and the old primary follows it.)
+    let primary = cluster.wait_healthy(2, Duration::from_secs(60)).await?;
+    let leader_name = cluster.nodes[primary].spec.name.clone();
+
+    // restart / reload / reinit of a replica through the members' REST API.
+    let replica = (primary + 1) % cluster.nodes.len();
+    let replica_name = cluster.nodes[replica].spec.name.clone();
+    let pid = cluster.nodes[replica].postmaster_pid();
+    let restarted = ok(&config, &["restart", &replica_name, "--force"])?;
+    assert!(
+        restarted.contains("Success: restart on member"),
+        "{restarted}"
+    );
+    assert_ne!(cluster.nodes[replica].postmaster_pid(), pid);
+    let reloaded = ok(&config, &["reload", "--force"])?;
+    assert_eq!(reloaded.matches("Success: reload").count(), 3, "{reloaded}");
+    let (code, _, stderr) = ctl(&config, &["reinit", &leader_name, "--force"])?;
+    assert_eq!(code, 1, "the leader cannot be reinitialized: {stderr}");
+    let reinit = ok(&config, &["reinit", &replica_name, "--force", "--wait"])?;
+    assert!(reinit.contains("running again"), "{reinit}");
+    cluster
+        .wait_streaming(replica, Duration::from_secs(60))
+        .await?;
 
     // A cluster name that is not the scope is refused as a usage error.
     let (code, _, stderr) = ctl(&config, &["list", "other"])?;
@@ -148,6 +187,25 @@ async fn ctl_commands_against_a_live_cluster() -> anyhow::Result<()> {
     assert_eq!(cluster.nodes[new_primary].spec.name, candidate);
     let history: serde_json::Value =
         serde_json::from_str(&ok(&config, &["history", "-f", "json"])?)?;
-    assert_eq!(history.as_array().map(Vec::len), Some(1), "{history}");
+    let entries = history.as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        entries.last().map(|entry| entry["New Leader"].clone()),
+        Some(serde_json::json!(candidate)),
+        "{history}"
+    );
+
+    // failover to a chosen replica.
+    let target = cluster
+        .nodes
+        .iter()
+        .map(|node| node.spec.name.clone())
+        .find(|name| *name != candidate)
+        .unwrap_or_default();
+    let (code, _, stderr) = ctl(&config, &["failover"])?;
+    assert_eq!(code, 2, "failover needs --candidate: {stderr}");
+    let failed_over = ok(&config, &["failover", "--candidate", &target, "--force"])?;
+    assert!(failed_over.contains(&target), "{failed_over}");
+    let new_primary = cluster.wait_healthy(2, Duration::from_secs(60)).await?;
+    assert_eq!(cluster.nodes[new_primary].spec.name, target);
     Ok(())
 }
