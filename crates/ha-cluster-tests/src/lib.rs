@@ -548,6 +548,24 @@ pub async fn http_get_status(address: &str, path: &str) -> Option<u16> {
         .flatten()
 }
 
+/// Polls `probe` until it returns `Some` or `within` passes.
+pub async fn eventually<T, F, Fut>(within: Duration, mut probe: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = probe().await {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("not reached within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// `GET path` on `address` → JSON body (HTTP/1.1, `Connection: close`), 1 s timeout.
 pub async fn http_get_json(address: &str, path: &str) -> Option<serde_json::Value> {
     let fetch = async {

@@ -3,11 +3,12 @@
 //! everywhere, a parameter that needs a restart is reported as `pending_restart` and not
 //! applied, and a new `ttl` moves every member's lease to the new TTL.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use etcd_client::{Client, GetOptions};
 use ha_cluster_tests::Cluster;
+use ha_cluster_tests::eventually;
 use serde_json::{Value, json};
 
 const CONFIG_KEY: &str = "/service/demo/config";
@@ -117,22 +118,4 @@ async fn update_config(client: &mut Client, change: impl FnOnce(&mut Value)) -> 
         .await
         .context("write /config")?;
     Ok(())
-}
-
-/// Polls `probe` until it returns `Some` or `within` passes.
-async fn eventually<T, F, Fut>(within: Duration, mut probe: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = probe().await {
-            return Ok(value);
-        }
-        if Instant::now() > deadline {
-            bail!("not reached within {within:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }

@@ -4,8 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use ha_cluster_tests::Cluster;
+use ha_cluster_tests::eventually;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,24 +72,6 @@ async fn a_fourth_node_joins_the_store_and_streams() -> anyhow::Result<()> {
         killed_at.elapsed()
     );
     Ok(())
-}
-
-/// Polls `probe` until it returns `Some` or `within` passes.
-async fn eventually<T, F, Fut>(within: Duration, mut probe: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = probe().await {
-            return Ok(value);
-        }
-        if Instant::now() > deadline {
-            bail!("not reached within {within:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// `GET path` on 127.0.0.1:`port` (HTTP/1.0: no chunked body) → the body as text.

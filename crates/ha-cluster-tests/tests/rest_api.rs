@@ -4,9 +4,10 @@
 //! `POST /switchover` hands the primary role to the named replica and answers once it has;
 //! a scheduled switchover waits for its time (and can be deleted before).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use ha_cluster_tests::eventually;
 use ha_cluster_tests::{Cluster, http_get_json};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -48,22 +49,6 @@ async fn request(
 }
 
 /// Polls `probe` every 200 ms until it gives a value, for at most `within`.
-async fn eventually<T, F, Fut>(within: Duration, mut probe: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = probe().await {
-            return Ok(value);
-        }
-        if Instant::now() > deadline {
-            bail!("not reached within {within:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 const SHORT: Duration = Duration::from_secs(5);
 
