@@ -116,16 +116,7 @@ impl<B: KvBackend> Agent<B> {
                 }
                 self.holds_leader = true;
             }
-            Action::ReleaseLeaderKey => {
-                let key = self.keys.leader();
-                self.store_call(
-                    "release the leader key",
-                    self.store
-                        .delete_if(&key, Some(Expect::Value(self.name_bytes()))),
-                )
-                .await?;
-                self.holds_leader = false;
-            }
+            Action::ReleaseLeaderKey => self.release_leader_key().await?,
             Action::HandOverLeaderKey { to } => self.hand_over_leader_key(to).await?,
             Action::TakeLeaderKey => {
                 let key = self.keys.leader();
@@ -410,14 +401,21 @@ impl<B: KvBackend> Agent<B> {
         tracing::warn!("demoting: stopping PostgreSQL ({})", mode.as_str());
         self.stop_postgres(stop_mode).await?;
         if mode.releases_leader_key() {
-            let key = self.keys.leader();
-            self.store_call(
-                "release the leader key",
-                self.store
-                    .delete_if(&key, Some(Expect::Value(self.name_bytes()))),
-            )
-            .await?;
+            self.release_leader_key().await?;
         }
+        self.holds_leader = false;
+        Ok(())
+    }
+
+    /// Deletes the leader key if its value is our name.
+    async fn release_leader_key(&mut self) -> ActResult {
+        let key = self.keys.leader();
+        self.store_call(
+            "release the leader key",
+            self.store
+                .delete_if(&key, Some(Expect::Value(self.name_bytes()))),
+        )
+        .await?;
         self.holds_leader = false;
         Ok(())
     }
@@ -451,14 +449,7 @@ impl<B: KvBackend> Agent<B> {
             }
         }
         tracing::info!(candidate = %to, "releasing the leader key for the candidate");
-        self.store_call(
-            "release the leader key",
-            self.store
-                .delete_if(&key, Some(Expect::Value(self.name_bytes()))),
-        )
-        .await?;
-        self.holds_leader = false;
-        Ok(())
+        self.release_leader_key().await
     }
 
     /// Promotes the local replica, then makes the new timeline usable by others at once:
