@@ -4,8 +4,6 @@
 use std::time::Duration;
 
 use ha::{Lsn, MemberName, PeerAnswer, PeerReply, PeerStatus, Timeline};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Patroni's per-peer timeout for the leader race.
 const PEER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -13,9 +11,14 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(2);
 /// Asks every `(name, api_url)` at once; an unreachable or unparsable peer is `Unreachable`.
 pub async fn query(peers: Vec<(MemberName, String)>) -> Vec<PeerAnswer> {
     let asks = peers.into_iter().map(|(name, url)| async move {
-        let reply = match tokio::time::timeout(PEER_TIMEOUT, get_json(&url)).await {
-            Ok(Some(json)) => PeerReply::Status(peer_status(&json)),
-            _ => PeerReply::Unreachable,
+        // `api_url` is `http://host:port/patroni`: ask that path.
+        let path = url
+            .strip_prefix("http://")
+            .and_then(|rest| rest.find('/').map(|slash| &rest[slash..]))
+            .unwrap_or("/patroni");
+        let reply = match rest::client::get_json(&url, path, PEER_TIMEOUT).await {
+            Some(json) => PeerReply::Status(peer_status(&json)),
+            None => PeerReply::Unreachable,
         };
         PeerAnswer { name, reply }
     });
@@ -69,47 +72,6 @@ fn dcs_tags(map: &serde_json::Map<String, serde_json::Value>) -> ha::Tags {
     dcs::tags_from_map(&tags)
 }
 
-/// `GET url` → the JSON body, or `None` on any failure.
-async fn get_json(url: &str) -> Option<serde_json::Value> {
-    let rest = url.strip_prefix("http://")?;
-    let (address, path) = match rest.find('/') {
-        Some(slash) => (&rest[..slash], &rest[slash..]),
-        None => (rest, "/"),
-    };
-    let mut stream = TcpStream::connect(address).await.ok()?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nAccept: application/json\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.ok()?;
-    let text = String::from_utf8_lossy(&response);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let chunked = head.lines().any(|line| {
-        let line = line.to_ascii_lowercase();
-        line.starts_with("transfer-encoding:") && line.contains("chunked")
-    });
-    let body = if chunked {
-        dechunk(body)?
-    } else {
-        body.to_owned()
-    };
-    serde_json::from_str(&body).ok()
-}
-
-fn dechunk(mut body: &str) -> Option<String> {
-    let mut out = String::new();
-    loop {
-        let (size, rest) = body.split_once("\r\n")?;
-        let size = usize::from_str_radix(size.trim(), 16).ok()?;
-        if size == 0 {
-            return Some(out);
-        }
-        out.push_str(rest.get(..size)?);
-        body = rest.get(size + 2..)?;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,13 +88,5 @@ mod tests {
         assert_eq!(status.wal_position, Some(Lsn(100)));
         assert_eq!(status.timeline, Some(Timeline(2)));
         assert!(status.tags.nofailover);
-    }
-
-    #[test]
-    fn dechunks() {
-        assert_eq!(
-            dechunk("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").as_deref(),
-            Some("abcde")
-        );
     }
 }

@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 use crate::args::{CtlArgs, CtlCommand, Format, RoleFilter};
 use crate::cluster::{ClusterState, Context, host_port};
 use crate::config_edit;
-use crate::http;
 use crate::table::Table;
 use crate::{Result, failed, usage};
+use rest::client as http;
 
 /// How long a member may take to answer a switchover or failover (it waits for the new
 /// primary before answering).

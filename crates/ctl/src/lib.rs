@@ -19,7 +19,6 @@ mod args;
 mod cluster;
 mod commands;
 mod config_edit;
-mod http;
 pub mod table;
 
 use std::process::ExitCode;

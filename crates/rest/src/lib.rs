@@ -16,6 +16,7 @@
 
 mod api;
 pub mod auth;
+pub mod client;
 pub mod control;
 pub mod health;
 pub mod metrics;

@@ -13,7 +13,6 @@ use std::time::Duration;
 use anyhow::Context;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
 /// Where Debian and Ubuntu install PostgreSQL 15's programs.
@@ -222,7 +221,12 @@ impl DemoNode {
 
     /// The member's `GET /patroni` JSON, or `None` if its REST API does not answer.
     pub async fn patroni(&self) -> Option<serde_json::Value> {
-        http_get_json(&self.spec.rest_address(), "/patroni").await
+        rest::client::get_json(
+            &self.spec.rest_address(),
+            "/patroni",
+            Duration::from_secs(1),
+        )
+        .await
     }
 
     /// Sends SIGTERM (the member stops PostgreSQL with a fast shutdown and leaves the store).
@@ -323,23 +327,4 @@ fn is_postgres_process(pid: u32) -> bool {
         return false;
     };
     comm.starts_with("postgres") && !rest.trim_start().starts_with('Z')
-}
-
-/// `GET path` on `address` → the JSON body (HTTP/1.1, `Connection: close`), 1 s timeout.
-pub async fn http_get_json(address: &str, path: &str) -> Option<serde_json::Value> {
-    let fetch = async {
-        let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.ok()?;
-        let text = String::from_utf8_lossy(&response).into_owned();
-        let (_, body) = text.split_once("\r\n\r\n")?;
-        serde_json::from_str(body).ok()
-    };
-    tokio::time::timeout(Duration::from_secs(1), fetch)
-        .await
-        .ok()
-        .flatten()
 }

@@ -1,5 +1,6 @@
 //! A minimal HTTP/1.1 client for the members' REST API (one request per connection), enough
-//! for JSON requests with optional basic auth.
+//! for JSON requests with optional basic auth: what peers ask each other during the leader
+//! race, what `pgwarden ctl` and `pgwarden demo` ask the members.
 
 use std::time::Duration;
 
@@ -13,10 +14,24 @@ pub struct Reply {
     pub body: String,
 }
 
-/// Splits `http://host:port/path` into (`host:port`, base path without trailing `/patroni`).
+/// The `host:port` of a member's `api_url` (`http://host:port/patroni`) or of a bare
+/// `host:port`; `None` for another scheme.
 fn authority(api_url: &str) -> Option<String> {
-    let rest = api_url.strip_prefix("http://")?;
+    let rest = match api_url.split_once("://") {
+        Some(("http", rest)) => rest,
+        Some(_) => return None,
+        None => api_url,
+    };
     Some(rest.split('/').next()?.to_owned())
+}
+
+/// `GET path` on the member at `api_url` (or `host:port`) → the JSON body, or `None` on any
+/// failure or after `timeout`.
+pub async fn get_json(api_url: &str, path: &str, timeout: Duration) -> Option<Value> {
+    let reply = request(api_url, "GET", path, None, None, timeout)
+        .await
+        .ok()?;
+    serde_json::from_str(&reply.body).ok()
 }
 
 /// Sends `method path` with an optional JSON body to the member whose `api_url` is given.
@@ -122,6 +137,7 @@ fn base64(input: &[u8]) -> String {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 
@@ -149,5 +165,9 @@ mod tests {
             Some("127.0.0.1:8008")
         );
         assert_eq!(authority("https://h/patroni"), None);
+        assert_eq!(
+            authority("127.0.0.1:8008").as_deref(),
+            Some("127.0.0.1:8008")
+        );
     }
 }
