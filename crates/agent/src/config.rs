@@ -224,8 +224,11 @@ pub struct DcsPostgresql {
     pub remove_data_directory_on_diverged_timelines: Option<bool>,
 }
 
+/// Unknown keys are refused by `RunConfig::validate` rather than by serde: the custom replica
+/// method sections are collected by `flatten`, which serde cannot combine with
+/// `deny_unknown_fields`, and every collected key that is not a listed method is refused there
+/// with its path.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PostgresqlConfig {
     /// `host:port` PostgreSQL listens on (host may be a comma list).
     pub listen: String,
@@ -387,7 +390,7 @@ impl RunConfig {
             if !self.postgresql.create_replica_methods.contains(key) {
                 return Err(Self::invalid(
                     &format!("postgresql.{key}"),
-                    "unknown field (not a listed create_replica_methods entry)",
+                    format!("unknown field `{key}` (not a listed create_replica_methods entry)"),
                 ));
             }
         }

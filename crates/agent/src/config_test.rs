@@ -91,6 +91,25 @@ fn impossible_timings_are_refused() {
 }
 
 #[test]
+fn replica_method_sections() {
+    let text = ISSUE_EXAMPLE.replace(
+        "  pg_hba:",
+        "  create_replica_methods: [restore]\n  restore:\n    command: /usr/bin/restore --delta\n    keep_data: true\n  pg_hba:",
+    );
+    let config = RunConfig::parse(&text).expect("a listed method section is accepted");
+    assert!(config.postgresql.method_sections.contains_key("restore"));
+    let text = ISSUE_EXAMPLE.replace("  pg_hba:", "  bogus: 1\n  pg_hba:");
+    let error = refusal(&text);
+    assert!(error.starts_with("postgresql.bogus:"), "{error}");
+    assert!(error.contains("unknown field `bogus`"), "{error}");
+    let text = ISSUE_EXAMPLE.replace(
+        "  pg_hba:",
+        "  create_replica_methods: [nothere]\n  pg_hba:",
+    );
+    assert!(refusal(&text).starts_with("postgresql.create_replica_methods:"));
+}
+
+#[test]
 fn synchronous_mode_values() {
     let text = ISSUE_EXAMPLE.replace("ttl: 10", "ttl: 10\n    synchronous_mode: sometimes");
     let error = refusal(&text);
