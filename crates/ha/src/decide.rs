@@ -531,11 +531,11 @@ impl<'a> Cycle<'a> {
                 actions.push(Action::DeleteFailoverKey);
                 return (actions, Reason::FailoverKeyStale, wake);
             }
-            if failover
-                .scheduled_at
-                .is_some_and(|at| at.saturating_since(self.now) > config.loop_wait)
+            // A scheduled switchover waits for its time exactly: the next cycle runs then.
+            if let Some(at) = failover.scheduled_at
+                && at > self.now
             {
-                return (actions, Reason::SwitchoverScheduled, wake);
+                return (actions, Reason::SwitchoverScheduled, wake.min(at));
             }
             let Some(answers) = &self.observation.peers else {
                 let members = match &failover.candidate {

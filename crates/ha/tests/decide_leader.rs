@@ -510,6 +510,18 @@ fn wakeups() {
     assert_eq!(decide(&no_leader()).next_wakeup, now());
     // A replica sleeps loop_wait (store watch events wake it earlier).
     assert_eq!(decide(&replica_of_n2()).next_wakeup, secs_from_now(10));
+    // A switchover scheduled sooner than loop_wait: wake exactly then, not early.
+    let soon = with_cluster(failover_key(leader_n1(), Some("n1"), Some("n2")), |c| {
+        c.failover.as_mut().unwrap().scheduled_at = Some(secs_from_now(3))
+    });
+    let decision = decide(&soon);
+    assert_eq!(decision.next_wakeup, secs_from_now(3));
+    assert!(
+        !decision
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Demote { .. }))
+    );
 }
 
 #[test]
