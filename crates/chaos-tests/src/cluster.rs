@@ -1,0 +1,326 @@
+//! `pgwarden run` on every host of a [`Network`], each with its own PostgreSQL 15 (run as the
+//! `postgres` OS user by the agent), its store member and REST API on the host's address.
+//! Ports are fixed (5432, 8008, 2379, 2380): every host has a port space of its own.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use ha_cluster_tests::{PG_BIN_DIR, http_get_json, pgwarden_binary};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::net::Network;
+
+pub const PG_PORT: u16 = 5432;
+pub const REST_PORT: u16 = 8008;
+const ETCD_PORT: u16 = 2379;
+const RAFT_PORT: u16 = 2380;
+
+/// The leader lease of the chaos clusters (`ttl`, the default of `pgwarden run`).
+pub const TTL: Duration = Duration::from_secs(5);
+
+/// One host's `pgwarden run`.
+#[derive(Debug)]
+pub struct Node {
+    pub name: String,
+    pub address: Ipv4Addr,
+    namespace: String,
+    dir: PathBuf,
+    binary: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// Starts `pgwarden run` inside the host's namespace (again, after a kill).
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("pgwarden.log"))?;
+        // `ip netns exec` execs the command, so the child's pid is the agent's.
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.namespace])
+            .arg(&self.binary)
+            .arg("run")
+            .arg(self.dir.join("pgwarden.yml"))
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("start pgwarden run on {}", self.name))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// The agent's pid while it runs.
+    pub fn agent_pid(&self) -> Option<i32> {
+        self.child
+            .as_ref()
+            .and_then(|child| i32::try_from(child.id()).ok())
+    }
+
+    /// Reaps the agent after its host was killed.
+    pub fn reap(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT (`false`) to the agent only; PostgreSQL keeps running.
+    pub fn freeze_agent(&self, frozen: bool) -> anyhow::Result<()> {
+        let pid = self.agent_pid().context("the agent is not running")?;
+        let signal = if frozen {
+            Signal::SIGSTOP
+        } else {
+            Signal::SIGCONT
+        };
+        kill(Pid::from_raw(pid), signal).with_context(|| format!("{signal} to {}", self.name))?;
+        Ok(())
+    }
+
+    /// The agent's `GET /patroni`, or `None` if it does not answer.
+    pub async fn patroni(&self) -> Option<serde_json::Value> {
+        http_get_json(&format!("{}:{REST_PORT}", self.address), "/patroni").await
+    }
+
+    /// A connection configuration for this host's PostgreSQL with a short connect timeout.
+    pub fn pg_config(&self) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(self.address.to_string())
+            .port(PG_PORT)
+            .user("postgres")
+            .password("secret")
+            .dbname("postgres")
+            .connect_timeout(Duration::from_millis(500));
+        config
+    }
+
+    /// Runs `sql` (simple protocol) with a 5 s deadline; the rows' first columns.
+    pub async fn query(&self, sql: &str) -> anyhow::Result<Vec<String>> {
+        let work = async {
+            let (client, connection) = self.pg_config().connect(tokio_postgres::NoTls).await?;
+            let driver = tokio::spawn(connection);
+            let messages = client.simple_query(sql).await;
+            drop(client);
+            let _ = driver.await;
+            messages
+        };
+        let messages = tokio::time::timeout(Duration::from_secs(5), work)
+            .await
+            .with_context(|| format!("{sql} on {} timed out", self.name))?
+            .with_context(|| format!("{sql} on {}", self.name))?;
+        Ok(messages
+            .into_iter()
+            .filter_map(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .collect())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("pgwarden.log")).unwrap_or_default()
+    }
+
+    fn config(&self, peers: &[Ipv4Addr]) -> String {
+        let partners: Vec<String> = peers
+            .iter()
+            .map(|peer| format!("{peer}:{RAFT_PORT}"))
+            .collect();
+        format!(
+            r#"scope: chaos
+name: {name}
+restapi:
+  listen: {address}:{REST_PORT}
+  connect_address: {address}:{REST_PORT}
+raft:
+  data_dir: {dir}/raft
+  self_addr: {address}:{RAFT_PORT}
+  partner_addrs: [{partners}]
+  etcd_api: {address}:{ETCD_PORT}
+bootstrap:
+  dcs:
+    synchronous_mode: true
+    postgresql:
+      parameters:
+        wal_keep_size: 64MB
+postgresql:
+  listen: {address}:{PG_PORT}
+  connect_address: {address}:{PG_PORT}
+  data_dir: {dir}/pgdata
+  bin_dir: {bin}
+  authentication:
+    superuser: {{username: postgres, password: secret}}
+    replication: {{username: replicator, password: secret}}
+  parameters:
+    unix_socket_directories: {dir}/sock
+    shared_buffers: 16MB
+    max_connections: 40
+    fsync: 'off'
+    wal_sender_timeout: 5s
+    wal_receiver_timeout: 5s
+  pg_hba:
+  - local all all trust
+  - host all all 10.77.0.0/24 trust
+  - host replication replicator 10.77.0.0/24 trust
+"#,
+            name = self.name,
+            address = self.address,
+            dir = self.dir.display(),
+            partners = partners.join(", "),
+            bin = PG_BIN_DIR,
+        )
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // The network's teardown SIGKILLs everything left on the host.
+        self.reap();
+    }
+}
+
+/// Three (or more) hosts, each running `pgwarden run`.
+#[derive(Debug)]
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    /// Dropped after the nodes and before the files (field order).
+    pub network: Network,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Creates the network and starts `pgwarden run` on each of `size` hosts.
+    pub fn start(size: usize) -> anyhow::Result<Cluster> {
+        let binary = pgwarden_binary()?;
+        let network = Network::up(size)?;
+        let dir = tempfile::Builder::new()
+            .prefix("pgwarden-chaos-")
+            .tempdir()?;
+        set_mode(dir.path(), 0o755)?;
+        let mut cluster = Cluster {
+            nodes: Vec::new(),
+            network,
+            dir,
+        };
+        let addresses: Vec<Ipv4Addr> = (0..size).map(Network::address).collect();
+        for index in 0..size {
+            let name = format!("n{}", index + 1);
+            let node_dir = cluster.dir.path().join(&name);
+            std::fs::create_dir_all(node_dir.join("sock"))?;
+            set_mode(&node_dir, 0o755)?;
+            give_to_postgres(&node_dir.join("sock"))?;
+            let mut node = Node {
+                name,
+                address: addresses[index],
+                namespace: cluster.network.host(index).to_owned(),
+                dir: node_dir,
+                binary: binary.clone(),
+                child: None,
+            };
+            let peers: Vec<Ipv4Addr> = addresses
+                .iter()
+                .copied()
+                .filter(|peer| *peer != node.address)
+                .collect();
+            std::fs::write(node.dir.join("pgwarden.yml"), node.config(&peers))?;
+            node.start()?;
+            cluster.nodes.push(node);
+        }
+        Ok(cluster)
+    }
+
+    /// SIGKILL to every process of host `index` (agent, store, postmaster and backends).
+    pub fn kill_host(&mut self, index: usize) -> usize {
+        let killed = self.network.kill_host(index);
+        self.nodes[index].reap();
+        killed
+    }
+
+    /// The index of the one running primary when the other members are all streaming
+    /// replicas, per the agents' `GET /patroni`.
+    pub async fn healthy(&self) -> Option<usize> {
+        let mut primaries = Vec::new();
+        let mut streaming = 0;
+        for (index, node) in self.nodes.iter().enumerate() {
+            let status = node.patroni().await?;
+            if status["state"] != "running" {
+                return None;
+            }
+            if status["role"] == "primary" {
+                primaries.push(index);
+            } else if status["role"] == "replica" && status["replication_state"] == "streaming" {
+                streaming += 1;
+            }
+        }
+        (primaries.len() == 1 && streaming + 1 == self.nodes.len()).then(|| primaries[0])
+    }
+
+    /// How many standbys stream from `primary`, per its `pg_stat_replication` (the agents'
+    /// view of a replica can lag behind a broken connection).
+    pub async fn streaming_from(&self, primary: usize) -> usize {
+        self.nodes[primary]
+            .query("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+            .await
+            .ok()
+            .and_then(|rows| rows.first()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Waits until [`Cluster::healthy`] and the primary's PostgreSQL sees every other member
+    /// streaming; the primary's index.
+    pub async fn wait_healthy(&self, timeout: Duration) -> anyhow::Result<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(primary) = self.healthy().await
+                && self.streaming_from(primary).await == self.nodes.len() - 1
+            {
+                return Ok(primary);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "no primary with every replica streaming within {timeout:?}:\n{}",
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The tail of every node's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for node in &self.nodes {
+            let log = node.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            out.push_str(&format!("--- {} ---\n", node.name));
+            for line in tail.into_iter().rev() {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .with_context(|| format!("chmod {}", path.display()))
+}
+
+/// Hands `path` to the postgres OS user (the agent runs PostgreSQL as that user as root).
+fn give_to_postgres(path: &Path) -> anyhow::Result<()> {
+    let user = nix::unistd::User::from_name("postgres")?.context("no postgres OS user")?;
+    std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+        .with_context(|| format!("chown {}", path.display()))
+}

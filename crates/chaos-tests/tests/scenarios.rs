@@ -1,0 +1,28 @@
+//! The chaos scenarios, each on a fresh three-host cluster in synchronous mode with a writer
+//! and a 20 Hz observer running. Every scenario checks (a) at most one host accepts writes at
+//! any instant (from the writer's and from the observer's record), (b) no acknowledged write
+//! is lost and no refused one appears, (d) after the fault the cluster heals: one primary and
+//! every replica streaming. Each prints a `chaos summary` line with the failover time and the
+//! write gap.
+
+use chaos_tests::{Fault, run};
+
+#[test]
+fn kill_primary_host() -> anyhow::Result<()> {
+    run("kill -9 primary host", Fault::KillPrimaryHost)
+}
+
+#[test]
+fn partition_primary_from_majority() -> anyhow::Result<()> {
+    run("partition primary", Fault::PartitionPrimary)
+}
+
+#[test]
+fn freeze_primary_agent() -> anyhow::Result<()> {
+    run("freeze primary agent", Fault::FreezePrimaryAgent)
+}
+
+#[test]
+fn partition_synchronous_standby() -> anyhow::Result<()> {
+    run("partition sync standby", Fault::PartitionReplica)
+}
