@@ -240,19 +240,21 @@ pub struct EffectiveParameters {
     pub raised: Vec<RefusedParameter>,
 }
 
-/// Merges local and dynamic parameters and applies the forced ones: local values of forced
-/// parameters are ignored, dynamic ones are validated, recovery parameters are dropped (they
+/// Merges dynamic and local parameters and applies the forced ones: a local value beats the
+/// dynamic one for ordinary parameters; local values of forced parameters are ignored and
+/// dynamic ones are validated, recovery parameters are dropped (they
 /// belong to the recovery block), and listen/port/cluster_name/socket come from the settings.
 pub fn effective_parameters(settings: &ServerSettings) -> EffectiveParameters {
     let is_forced = |name: &str| FORCED.iter().any(|forced| forced.name == name);
     let is_recovery = |name: &str| RECOVERY_PARAMETERS.contains(&name);
     let mut parameters: BTreeMap<String, String> = BTreeMap::new();
-    for (name, value) in &settings.local_parameters {
-        if !is_forced(name) && !is_recovery(name) {
-            parameters.insert(name.clone(), value.clone());
-        }
-    }
-    for (name, value) in &settings.dynamic_parameters {
+    // The member's own file wins over the cluster-wide values, except for the forced
+    // parameters, which every member must share and which come from `/config` alone.
+    for (name, value) in settings
+        .dynamic_parameters
+        .iter()
+        .chain(&settings.local_parameters)
+    {
         if !is_forced(name) && !is_recovery(name) {
             parameters.insert(name.clone(), value.clone());
         }

@@ -148,11 +148,28 @@ fn forced_parameter_table() {
         (&[("port", "1")], &[("port", "2")], "port", "5432", false),
         (&[], &[], "cluster_name", "batman", false),
         (&[], &[("work_mem", "8MB")], "work_mem", "8MB", false),
+        // The member's own file beats `/config` for ordinary parameters...
         (
             &[("work_mem", "16MB")],
             &[("work_mem", "8MB")],
             "work_mem",
-            "16MB",
+            "8MB",
+            false,
+        ),
+        (&[("work_mem", "16MB")], &[], "work_mem", "16MB", false),
+        // ...but never for the ones every member must share.
+        (
+            &[("max_connections", "30")],
+            &[("max_connections", "500")],
+            "max_connections",
+            "30",
+            false,
+        ),
+        (
+            &[("max_locks_per_transaction", "128")],
+            &[("max_locks_per_transaction", "64")],
+            "max_locks_per_transaction",
+            "128",
             false,
         ),
     ];
