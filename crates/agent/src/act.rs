@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dcs::{Expect, HistoryEntry, KvBackend, MemberData, StatusData};
-use ha::{Action, Decision, DemoteMode, LongActionKind, MemberName, Observation};
+use ha::{Action, CallbackEvent, Decision, DemoteMode, LongActionKind, MemberName, Observation};
 use postgres::StopMode;
 
 use crate::agent::{Agent, LongTask};
@@ -255,19 +255,7 @@ impl<B: KvBackend> Agent<B> {
                     task.handle.abort();
                 }
             }
-            Action::RunCallback { event, role } => {
-                if let Some(command) = self.config.postgresql.callbacks.get(event.as_str()) {
-                    let argv: Vec<String> = command.split_whitespace().map(str::to_owned).collect();
-                    if let Err(error) = self.callbacks.fire(
-                        &argv,
-                        event.as_str(),
-                        role.as_str(),
-                        &self.config.scope,
-                    ) {
-                        tracing::warn!("callback {}: {error}", event.as_str());
-                    }
-                }
-            }
+            Action::RunCallback { event, role } => self.fire_callback(*event, role.as_str()),
             Action::ExitFatal => {
                 return Err(ActError::Fatal(observation_message(observation)));
             }
@@ -287,8 +275,61 @@ impl<B: KvBackend> Agent<B> {
         });
     }
 
-    /// Stops PostgreSQL (fast) and starts it again in the same role.
+    /// Fires the user callback configured for `event` (if any) with `role`, replacing a
+    /// still-running one; a command line that does not split is logged and skipped.
+    pub(crate) fn fire_callback(&mut self, event: CallbackEvent, role: &str) {
+        let Some(command) = self.config.postgresql.callbacks.get(event.as_str()) else {
+            return;
+        };
+        let fired = postgres::callbacks::split_command(command)
+            .map_err(|error| error.to_string())
+            .and_then(|argv| {
+                self.callbacks
+                    .fire(&argv, event.as_str(), role, &self.config.scope)
+                    .map_err(|error| error.to_string())
+            });
+        match fired {
+            Ok(()) => tracing::info!(role, "callback {} started", event.as_str()),
+            Err(error) => tracing::warn!("callback {}: {error}", event.as_str()),
+        }
+    }
+
+    /// The role PostgreSQL runs in as last observed, as callbacks name it.
+    fn running_role(&self) -> &'static str {
+        match &self.facts {
+            Some(facts) if !facts.in_recovery => "primary",
+            _ => "replica",
+        }
+    }
+
+    /// Runs a synchronous hook (`pre_promote`, `before_stop`) bounded by `retry_timeout`
+    /// (it runs inside one cycle, while the leader key is not renewed). `Ok(true)` when it
+    /// exited 0 or is not configured; `Ok(false)` when it failed or ran out of time.
+    async fn run_hook(&self, name: &str, command: Option<&String>) -> Result<bool, String> {
+        let Some(command) = command else {
+            return Ok(true);
+        };
+        let argv = postgres::callbacks::split_command(command)?;
+        let timeout = self.last_config.retry_timeout;
+        let outcome =
+            postgres::callbacks::run_hook(self.callbacks.run_as(), &argv, name, timeout).await;
+        match outcome {
+            Ok(Some(status)) if status.success() => Ok(true),
+            Ok(Some(status)) => {
+                tracing::warn!("{name} exited with {status}");
+                Ok(false)
+            }
+            Ok(None) => {
+                tracing::warn!("{name} did not finish within {timeout:?}; killed");
+                Ok(false)
+            }
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    /// Stops PostgreSQL (fast) and starts it again in the same role; fires `on_restart`.
     pub(crate) async fn restart_in_place(&mut self) -> ActResult {
+        let role = self.running_role();
         self.stop_postgres(StopMode::Fast).await?;
         let recovery = crate::pg::has_standby_signal(&self.pg.data_dir).then(|| {
             self.pg.recovery(
@@ -298,7 +339,9 @@ impl<B: KvBackend> Agent<B> {
             )
         });
         let settings = self.pg.settings(&self.dynamic_parameters(), recovery);
-        self.start_postmaster(&settings)
+        self.start_postmaster(&settings)?;
+        self.fire_callback(CallbackEvent::OnRestart, role);
+        Ok(())
     }
 
     fn spawn_long<F>(&mut self, kind: LongActionKind, work: F)
@@ -313,11 +356,13 @@ impl<B: KvBackend> Agent<B> {
         });
     }
 
+    /// The cluster-wide parameters: `/config`'s, or `bootstrap.dcs`'s while `/config` does not
+    /// exist yet (the first primary starts before it writes `/config`).
     pub(crate) fn dynamic_parameters(&self) -> std::collections::BTreeMap<String, String> {
-        self.snapshot
-            .as_ref()
-            .map(|snapshot| snapshot.parameters.clone())
-            .unwrap_or_default()
+        match self.snapshot.as_ref() {
+            Some(snapshot) if snapshot.has_config => snapshot.parameters.clone(),
+            _ => self.config.bootstrap_parameters(),
+        }
     }
 
     fn member_conninfo(
@@ -349,22 +394,35 @@ impl<B: KvBackend> Agent<B> {
         Ok(())
     }
 
-    pub(crate) fn reload_postgres(&self) -> ActResult {
+    /// Sends PostgreSQL SIGHUP and fires `on_reload`; no-op when it is not running.
+    pub(crate) fn reload_postgres(&mut self) -> ActResult {
         if let Some(postmaster) = &self.postmaster {
             postmaster
                 .reload()
-                .map_err(|error| failed("reload PostgreSQL", error))
+                .map_err(|error| failed("reload PostgreSQL", error))?;
         } else if let Some(adopted) = &self.adopted {
             adopted
                 .reload()
-                .map_err(|error| failed("reload PostgreSQL", error))
+                .map_err(|error| failed("reload PostgreSQL", error))?;
         } else {
-            Ok(())
+            return Ok(());
         }
+        self.fire_callback(CallbackEvent::OnReload, self.running_role());
+        Ok(())
     }
 
     /// Stops PostgreSQL in `mode` (our child or an adopted postmaster); no-op when stopped.
+    /// `postgresql.before_stop` runs first (bounded, exit code only logged), except before an
+    /// immediate stop: that one is an emergency (lost leader key, reinitialize) and waits
+    /// for nothing.
     pub(crate) async fn stop_postgres(&mut self, mode: StopMode) -> ActResult {
+        let running = self.postmaster.is_some() || self.adopted.is_some();
+        if running && mode != StopMode::Immediate {
+            let command = self.config.postgresql.before_stop.clone();
+            if let Err(error) = self.run_hook("before_stop", command.as_ref()).await {
+                tracing::warn!("before_stop: {error}");
+            }
+        }
         self.stop_requested = true;
         if let Some(postmaster) = self.postmaster.as_mut() {
             crate::pg::stop(postmaster, mode, STOP_TIMEOUT)
@@ -455,8 +513,22 @@ impl<B: KvBackend> Agent<B> {
     /// Promotes the local replica, then makes the new timeline usable by others at once:
     /// a CHECKPOINT (pg_rewind reads the timeline from pg_control), slots for the other
     /// members, and the `history` entry for the timeline switch.
+    ///
+    /// `postgresql.pre_promote` runs first: when it fails (exit ≠ 0, timeout, or it cannot
+    /// start) the promotion is abandoned, the leader key released and the failure time kept
+    /// so the node stays out of leader races for `ttl`.
     async fn promote(&mut self, observation: &Observation) -> ActResult {
         let _ = observation;
+        let command = self.config.postgresql.pre_promote.clone();
+        let allowed = self.run_hook("pre_promote", command.as_ref()).await;
+        if allowed != Ok(true) {
+            self.pre_promote_failed_at = Some(self.now());
+            self.release_leader_key().await?;
+            return Err(ActError::Failed(match allowed {
+                Err(error) => format!("pre_promote: {error}; not promoting"),
+                Ok(_) => "pre_promote failed; not promoting, leader key released".to_owned(),
+            }));
+        }
         let probe = self
             .pg
             .connect()
@@ -594,6 +666,9 @@ impl<B: KvBackend> Agent<B> {
                     tracing::info!("dynamic configuration changed; PostgreSQL reloaded");
                     self.applied_parameters = parameters;
                     self.pending_restart.reloaded();
+                    if self.postmaster.is_some() || self.adopted.is_some() {
+                        self.fire_callback(CallbackEvent::OnReload, self.running_role());
+                    }
                 }
                 Err(error) => tracing::warn!("apply the dynamic configuration: {error}"),
             }

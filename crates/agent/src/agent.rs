@@ -100,6 +100,8 @@ pub struct Agent<B: KvBackend> {
     pub(crate) last_member_json: Option<Bytes>,
     pub(crate) last_status_json: Option<Bytes>,
     pub(crate) callbacks: postgres::callbacks::CallbackRunner,
+    /// When `pre_promote` last refused a promotion (the node skips leader races for `ttl`).
+    pub(crate) pre_promote_failed_at: Option<ha::Instant>,
     pub(crate) status: watch::Sender<PatroniStatus>,
     pub(crate) last_decision: Option<Decision>,
     /// Synchronous mode: what the primary set and when.
@@ -162,6 +164,7 @@ impl<B: KvBackend> Agent<B> {
             last_member_json: None,
             last_status_json: None,
             callbacks: postgres::callbacks::CallbackRunner::new(run_as),
+            pre_promote_failed_at: None,
             status,
             last_decision: None,
             sync: crate::sync::SyncState::default(),
@@ -286,16 +289,16 @@ impl<B: KvBackend> Agent<B> {
         }
         let timeout = self.last_config.retry_timeout;
         let primary = self.holds_leader;
-        if let Some(postmaster) = self.postmaster.as_mut() {
-            self.stop_requested = true;
-            if let Err(error) = crate::pg::stop(
-                postmaster,
-                postgres::StopMode::Fast,
-                Duration::from_secs(60),
-            )
-            .await
-            {
-                tracing::error!("stop PostgreSQL at shutdown: {error}");
+        if self.postmaster.is_some() {
+            // `before_stop`, the stop, then `on_stop` (waited for, within `retry_timeout`,
+            // since the agent exits next).
+            let role = if primary { "primary" } else { "replica" };
+            match self.stop_postgres(postgres::StopMode::Fast).await {
+                Ok(()) => {
+                    self.fire_callback(ha::CallbackEvent::OnStop, role);
+                    let _ = tokio::time::timeout(timeout, self.callbacks.wait()).await;
+                }
+                Err(error) => tracing::error!("stop PostgreSQL at shutdown: {error:?}"),
             }
         }
         if primary {
@@ -378,6 +381,16 @@ impl<B: KvBackend> Agent<B> {
             Ok(Ok(postmaster)) => {
                 tracing::info!("{} finished; PostgreSQL started", task.kind.as_str());
                 self.adopt_child(postmaster);
+                // A new or rebuilt replica started: `on_start` (the bootstrap's fires when
+                // the cycle sees the new primary and takes the key).
+                if matches!(
+                    task.kind,
+                    LongActionKind::CreateReplica
+                        | LongActionKind::Reinitialize
+                        | LongActionKind::Rewind
+                ) {
+                    self.fire_callback(ha::CallbackEvent::OnStart, "replica");
+                }
             }
             Ok(Err(message)) => {
                 tracing::error!("{} failed: {message}", task.kind.as_str());
@@ -525,7 +538,7 @@ impl<B: KvBackend> Agent<B> {
             }),
             own_lease,
             watchdog_failed: false,
-            pre_promote_failed_at: None,
+            pre_promote_failed_at: self.pre_promote_failed_at,
             leader_missing_since: self.leader_missing_since,
             peers: None,
         }

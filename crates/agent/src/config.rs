@@ -245,8 +245,18 @@ pub struct PostgresqlConfig {
     pub parameters: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     pub pg_hba: Vec<String>,
+    /// `on_start`, `on_stop`, `on_restart`, `on_reload`, `on_role_change`: command lines run
+    /// with `<event> <role> <scope>` appended, asynchronously.
     #[serde(default)]
     pub callbacks: BTreeMap<String, String>,
+    /// Fencing hook run (synchronously, bounded by `retry_timeout`) after taking the leader
+    /// key and before promoting; a non-zero exit or a timeout abandons the promotion.
+    #[serde(default)]
+    pub pre_promote: Option<String>,
+    /// Run (synchronously, bounded by `retry_timeout`) before pgwarden stops PostgreSQL,
+    /// except for an immediate stop; its exit code is only logged.
+    #[serde(default)]
+    pub before_stop: Option<String>,
     #[serde(default)]
     pub create_replica_methods: Vec<String>,
     #[serde(default)]
@@ -394,6 +404,25 @@ impl RunConfig {
                 ));
             }
         }
+        let hooks = self
+            .postgresql
+            .callbacks
+            .iter()
+            .map(|(event, command)| (format!("postgresql.callbacks.{event}"), command))
+            .chain(
+                [
+                    ("pre_promote", &self.postgresql.pre_promote),
+                    ("before_stop", &self.postgresql.before_stop),
+                ]
+                .into_iter()
+                .filter_map(|(name, command)| {
+                    Some((format!("postgresql.{name}"), command.as_ref()?))
+                }),
+            );
+        for (path, command) in hooks {
+            postgres::callbacks::split_command(command)
+                .map_err(|reason| Self::invalid(&path, reason))?;
+        }
         if let Some(mode) = &self.dcs_bootstrap().synchronous_mode
             && dcs::synchronous_mode_from_json(mode).is_none()
         {
@@ -484,6 +513,19 @@ impl RunConfig {
                     .unwrap_or(false),
             clone_without_leader: false,
         }
+    }
+
+    /// `bootstrap.dcs.postgresql.parameters`, as strings: the cluster-wide parameters until
+    /// `/config` exists (the bootstrapping primary starts with them, so it already runs with
+    /// the values its replicas will read from `/config`).
+    pub fn bootstrap_parameters(&self) -> BTreeMap<String, String> {
+        self.dcs_bootstrap()
+            .postgresql
+            .unwrap_or_default()
+            .parameters
+            .iter()
+            .map(|(name, value)| (name.clone(), parameter_text(value)))
+            .collect()
     }
 
     /// PostgreSQL parameters of the local file, as strings.

@@ -91,6 +91,53 @@ fn impossible_timings_are_refused() {
 }
 
 #[test]
+fn hooks_and_bootstrap_parameters() {
+    let text = ISSUE_EXAMPLE
+        .replace(
+            "  pg_hba:",
+            "  callbacks:\n    on_start: \"'/opt/my hooks/cb.sh' -v\"\n  pre_promote: /bin/fence --strict\n  before_stop: /bin/drain\n  pg_hba:",
+        )
+        .replace(
+            "    ttl: 10\n",
+            "    ttl: 10\n    postgresql:\n      parameters: {max_connections: 30, hot_standby: true}\n",
+        );
+    let config = RunConfig::parse(&text).unwrap();
+    assert_eq!(
+        config.postgresql.callbacks["on_start"],
+        "'/opt/my hooks/cb.sh' -v"
+    );
+    assert_eq!(
+        config.postgresql.pre_promote.as_deref(),
+        Some("/bin/fence --strict")
+    );
+    assert_eq!(config.postgresql.before_stop.as_deref(), Some("/bin/drain"));
+    let parameters = config.bootstrap_parameters();
+    assert_eq!(parameters["max_connections"], "30");
+    assert_eq!(parameters["hot_standby"], "on");
+    assert!(
+        RunConfig::parse(ISSUE_EXAMPLE)
+            .unwrap()
+            .bootstrap_parameters()
+            .is_empty()
+    );
+    let text = ISSUE_EXAMPLE.replace("  pg_hba:", "  pre_promote: \"/bin/fence 'x\"\n  pg_hba:");
+    assert!(
+        refusal(&text).starts_with("postgresql.pre_promote:"),
+        "{}",
+        refusal(&text)
+    );
+    let text = ISSUE_EXAMPLE.replace(
+        "  pg_hba:",
+        "  callbacks:\n    on_stop: \"a \\\"b\"\n  pg_hba:",
+    );
+    assert!(
+        refusal(&text).starts_with("postgresql.callbacks.on_stop:"),
+        "{}",
+        refusal(&text)
+    );
+}
+
+#[test]
 fn replica_method_sections() {
     let text = ISSUE_EXAMPLE.replace(
         "  pg_hba:",

@@ -102,8 +102,14 @@ impl NodeSpec {
             .lines()
             .map(|line| format!("    {line}\n"))
             .collect();
+        let dcs_parameters: String = options
+            .dcs_parameters_yaml
+            .lines()
+            .map(|line| format!("        {line}\n"))
+            .collect();
         let postgresql_extra: String = options
             .postgresql_yaml
+            .replace("{name}", &self.name)
             .lines()
             .map(|line| format!("  {line}\n"))
             .collect();
@@ -118,7 +124,7 @@ restapi:
 {dcs_extra}    postgresql:
       parameters:
         wal_keep_size: 64MB
-postgresql:
+{dcs_parameters}postgresql:
   listen: 127.0.0.1:{pg}
   connect_address: 127.0.0.1:{pg}
   data_dir: {dir}/pgdata
@@ -347,8 +353,11 @@ pub struct ClusterOptions {
     pub etcd3_hosts: Option<Vec<String>>,
     /// Extra YAML lines under `bootstrap.dcs` (unindented, e.g. `ttl: 10`).
     pub dcs_yaml: String,
+    /// Extra YAML lines under `bootstrap.dcs.postgresql.parameters` (unindented, e.g.
+    /// `max_connections: 30`).
+    pub dcs_parameters_yaml: String,
     /// Extra YAML lines under every node's local `postgresql:` section (unindented, e.g.
-    /// `use_pg_rewind: false`).
+    /// `use_pg_rewind: false`); `{name}` stands for the node's name.
     pub postgresql_yaml: String,
 }
 
