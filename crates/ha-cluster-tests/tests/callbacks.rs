@@ -1,6 +1,7 @@
 //! User hooks on three `pgwarden run` members with real PostgreSQL 15: callbacks get
 //! `<event> <role> <scope>` after their own arguments and their output reaches pgwarden's log;
-//! a `pre_promote` that exits 1 keeps its node from becoming primary while another does.
+//! a `pre_promote` that exits 1 keeps its node from becoming primary while another does;
+//! REST restart and reload fire `on_restart` and `on_reload`.
 //! The same cluster carries `max_connections: 30` in `bootstrap.dcs`: every member, the
 //! bootstrapping primary included, runs with it and the replicas stream.
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ha_cluster_tests::{Cluster, ClusterOptions, eventually};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Appends `<node> $@` to `calls.log` and says so on stdout (for pgwarden's log).
 const CALLBACK: &str = r#"#!/bin/sh
@@ -46,6 +48,36 @@ fn give_to_postgres(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `POST path` with an empty body on a member's REST API → the status code.
+async fn post(address: &str, path: &str) -> anyhow::Result<u16> {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await?;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        anyhow::Ok(String::from_utf8_lossy(&response).into_owned())
+    };
+    let text = tokio::time::timeout(Duration::from_secs(120), exchange)
+        .await
+        .with_context(|| format!("POST {path} on {address}: no answer"))??;
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .with_context(|| format!("POST {path}: no status line in {text:?}"))
+}
+
+/// Waits until `calls.log` holds `line`.
+async fn wait_call(hooks: &Path, line: String) -> anyhow::Result<()> {
+    eventually(Duration::from_secs(30), || async {
+        calls(hooks).contains(&line).then_some(())
+    })
+    .await
+    .with_context(|| format!("{line:?} in {:?}", calls(hooks)))
+}
+
 fn calls(hooks: &Path) -> Vec<String> {
     std::fs::read_to_string(hooks.join("calls.log"))
         .unwrap_or_default()
@@ -70,7 +102,7 @@ async fn callbacks_pre_promote_and_cluster_wide_parameters() -> anyhow::Result<(
     let options = ClusterOptions {
         dcs_parameters_yaml: "max_connections: 30".to_owned(),
         postgresql_yaml: format!(
-            "callbacks:\n  on_start: {cb} {{name}}\n  on_role_change: {cb} {{name}}\n  on_stop: {cb} {{name}}\npre_promote: \"'{pp}' {{name}}\"",
+            "callbacks:\n  on_start: {cb} {{name}}\n  on_role_change: {cb} {{name}}\n  on_stop: {cb} {{name}}\n  on_restart: {cb} {{name}}\n  on_reload: {cb} {{name}}\npre_promote: \"'{pp}' {{name}}\"",
             cb = callback.display(),
             pp = pre_promote.display(),
         ),
@@ -178,6 +210,14 @@ async fn callbacks_pre_promote_and_cluster_wide_parameters() -> anyhow::Result<(
             .as_deref(),
         Some("30")
     );
+    // A REST restart fires on_restart with the unchanged role, a REST reload on_reload.
+    let code = post(&cluster.nodes[refused].rest_address(), "/restart").await?;
+    assert_eq!(code, 200, "POST /restart on {refused_name}");
+    wait_call(hooks, format!("{refused_name} on_restart replica demo")).await?;
+    let code = post(&cluster.nodes[allowed].rest_address(), "/reload").await?;
+    assert_eq!(code, 202, "POST /reload on {allowed_name}");
+    wait_call(hooks, format!("{allowed_name} on_reload primary demo")).await?;
+
     if std::env::var_os("PGWARDEN_TEST_LOGS").is_some() {
         println!("{}\n{:?}", cluster.logs(), calls(hooks));
     }
