@@ -162,11 +162,13 @@ pub async fn run_hook(
 }
 
 /// Runs callbacks one at a time, each in its own process group so a replaced callback is
-/// killed with everything it started. Dropping the runner kills a callback still running.
+/// killed with everything it started; `on_reload` has a slot of its own, so a reload never
+/// kills a running `on_role_change`. Dropping the runner kills the callbacks still running.
 #[derive(Debug)]
 pub struct CallbackRunner {
     run_as: RunAs,
     current: Option<Child>,
+    reload: Option<Child>,
 }
 
 impl CallbackRunner {
@@ -174,6 +176,7 @@ impl CallbackRunner {
         Self {
             run_as,
             current: None,
+            reload: None,
         }
     }
 
@@ -182,11 +185,19 @@ impl CallbackRunner {
         &self.run_as
     }
 
-    /// Kills the running callback (if any), then starts `command event role scope`.
+    /// Kills the running callback of the same slot (if any), then starts
+    /// `command event role scope`.
     pub fn fire(&mut self, command: &[String], event: &str, role: &str, scope: &str) -> Result<()> {
-        self.kill_current();
+        let slot = if event == "on_reload" {
+            &mut self.reload
+        } else {
+            &mut self.current
+        };
+        if let Some(mut child) = slot.take() {
+            kill_group(&mut child);
+        }
         let argv = callback_argv(command, event, role, scope);
-        self.current = spawn_logged(&self.run_as, &argv, event)?;
+        *slot = spawn_logged(&self.run_as, &argv, event)?;
         Ok(())
     }
 
@@ -206,16 +217,18 @@ impl CallbackRunner {
         }
     }
 
-    fn kill_current(&mut self) {
-        if let Some(mut child) = self.current.take() {
-            kill_group(&mut child);
+    fn kill_all(&mut self) {
+        for slot in [&mut self.current, &mut self.reload] {
+            if let Some(mut child) = slot.take() {
+                kill_group(&mut child);
+            }
         }
     }
 }
 
 impl Drop for CallbackRunner {
     fn drop(&mut self) {
-        self.kill_current();
+        self.kill_all();
     }
 }
 
@@ -270,6 +283,24 @@ mod tests {
         for broken in ["echo 'a", "echo \"a", "echo a\\"] {
             assert!(split_command(broken).is_err(), "{broken:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_reload_does_not_replace_a_running_role_change() {
+        let mut runner = CallbackRunner::new(RunAs::current_user());
+        // The callback arguments land in `$0 $1 $2`, which `sleep` would refuse.
+        let sleep = ["sh".to_owned(), "-c".to_owned(), "sleep 30".to_owned()];
+        assert!(
+            runner
+                .fire(&sleep, "on_role_change", "primary", "b")
+                .is_ok()
+        );
+        let role_change = runner.running_pid();
+        assert!(role_change.is_some());
+        assert!(runner.fire(&sleep, "on_reload", "primary", "b").is_ok());
+        assert_eq!(runner.running_pid(), role_change);
+        assert!(runner.fire(&sleep, "on_start", "replica", "b").is_ok());
+        assert_ne!(runner.running_pid(), role_change);
     }
 
     #[tokio::test]
