@@ -48,8 +48,6 @@ async fn request(
     Ok((code, body))
 }
 
-/// Polls `probe` every 200 ms until it gives a value, for at most `within`.
-
 const SHORT: Duration = Duration::from_secs(5);
 
 /// The UTC time `ahead` from now as ISO 8601 (`date -u`), for `scheduled_at`.
