@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use ha_cluster_tests::writer::http_post;
 use ha_cluster_tests::{PG_BIN_DIR, http_get_json, pgwarden_binary};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -284,13 +285,57 @@ impl Cluster {
                 return Ok(primary);
             }
             if Instant::now() > deadline {
+                let mut states = Vec::new();
+                for (index, node) in self.nodes.iter().enumerate() {
+                    let status = node.patroni().await.unwrap_or_default();
+                    states.push(format!(
+                        "n{}: {} {} {} (streaming from it: {})",
+                        index + 1,
+                        status["role"],
+                        status["state"],
+                        status["replication_state"],
+                        self.streaming_from(index).await
+                    ));
+                }
                 bail!(
-                    "no primary with every replica streaming within {timeout:?}:\n{}",
+                    "no primary with every replica streaming within {timeout:?}: {}\n{}",
+                    states.join("; "),
                     self.logs()
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The host whose store member is the Raft leader, per the members' etcd
+    /// `maintenance/status` (the leader most of the answering members name).
+    pub async fn raft_leader(&self) -> Option<usize> {
+        let mut members = Vec::new();
+        let mut votes: Vec<u64> = Vec::new();
+        for node in &self.nodes {
+            let address = format!("{}:{ETCD_PORT}", node.address);
+            let Ok((200, body)) = tokio::time::timeout(
+                Duration::from_secs(2),
+                http_post(&address, "/v3/maintenance/status", "{}"),
+            )
+            .await
+            .unwrap_or_else(|_| Ok((0, String::new()))) else {
+                members.push(None);
+                continue;
+            };
+            let status: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let id =
+                |value: &serde_json::Value| value.as_str().and_then(|id| id.parse::<u64>().ok());
+            members.push(id(&status["header"]["member_id"]));
+            if let Some(leader) = id(&status["leader"]) {
+                votes.push(leader);
+            }
+        }
+        let leader = votes
+            .iter()
+            .copied()
+            .max_by_key(|leader| votes.iter().filter(|vote| *vote == leader).count())?;
+        members.iter().position(|member| *member == Some(leader))
     }
 
     /// The tail of every node's log, for failure messages.
@@ -306,6 +351,12 @@ impl Cluster {
             }
         }
         out
+    }
+
+    /// Keeps the hosts' files (logs, data directories) after the test, for a post-mortem.
+    pub fn keep_files(&mut self) -> &Path {
+        self.dir.disable_cleanup(true);
+        self.dir.path()
     }
 
     pub fn dir(&self) -> &Path {

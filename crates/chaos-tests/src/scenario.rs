@@ -23,14 +23,20 @@ pub enum Fault {
     /// SIGSTOP to the primary's agent (PostgreSQL keeps running) until another host accepts
     /// writes; then SIGCONT.
     FreezePrimaryAgent,
-    /// The synchronous standby's host is cut off from both other hosts for two lease periods;
-    /// the primary must stay primary.
+    /// A replica's host whose store member does not lead the Raft group is cut off from both
+    /// other hosts for two lease periods; the primary must stay primary.
     PartitionReplica,
+    /// As [`Fault::PartitionReplica`], for the replica whose store member leads the Raft
+    /// group.
+    PartitionRaftLeaderReplica,
 }
 
 impl Fault {
     fn fails_over(self) -> bool {
-        self != Fault::PartitionReplica
+        !matches!(
+            self,
+            Fault::PartitionReplica | Fault::PartitionRaftLeaderReplica
+        )
     }
 }
 
@@ -67,7 +73,16 @@ pub fn run(name: &str, fault: Fault) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("build the test runtime")?;
-    let summary = runtime.block_on(drive(&mut cluster, name, fault))?;
+    let summary = match runtime.block_on(drive(&mut cluster, name, fault)) {
+        Ok(summary) => summary,
+        Err(error) => {
+            // `CHAOS_KEEP_FILES=1` keeps the hosts' logs and data directories of a failed run.
+            if std::env::var_os("CHAOS_KEEP_FILES").is_some() {
+                println!("{name}: files kept in {}", cluster.keep_files().display());
+            }
+            return Err(error);
+        }
+    };
     println!(
         "chaos summary | {:<28} | failover {:>8} | write gap {:>8.2?} | acked {:>5} | indeterminate {:>3} | probes {:>5} | (a) ok | (b) ok | (d) ok",
         summary.name,
@@ -128,24 +143,38 @@ async fn drive(cluster: &mut Cluster, name: &str, fault: Fault) -> anyhow::Resul
             cluster.nodes[primary].freeze_agent(false)?;
             failover = Some(waited?);
         }
-        Fault::PartitionReplica => {
-            cluster.network.isolate(standby)?;
+        Fault::PartitionReplica | Fault::PartitionRaftLeaderReplica => {
+            let raft_leader = cluster
+                .raft_leader()
+                .await
+                .context("no store member names a Raft leader")?;
+            let replica = if fault == Fault::PartitionRaftLeaderReplica {
+                ensure!(
+                    raft_leader != primary,
+                    "the store's Raft leader is on the primary's host n{}",
+                    primary + 1
+                );
+                raft_leader
+            } else {
+                (0..cluster.nodes.len())
+                    .find(|index| *index != primary && *index != raft_leader)
+                    .context("every replica leads the store")?
+            };
+            println!(
+                "{name}: cutting off replica n{} (synchronous standby: {}, store Raft leader: {})",
+                replica + 1,
+                replica == standby,
+                replica == raft_leader
+            );
+            cluster.network.isolate(replica)?;
             tokio::time::sleep(TTL * 2 + Duration::from_secs(2)).await;
-            cluster.network.heal(standby)?;
+            cluster.network.heal(replica)?;
         }
     }
     let fault_ended = Instant::now();
 
     // Liveness phase: one primary, every replica streaming, writes acknowledged again.
-    let final_primary = cluster.wait_healthy(HEAL_BOUND).await?;
-    let healed = Instant::now();
-    wait_until(
-        Duration::from_secs(30),
-        "an acknowledged write after the heal",
-        || history.acknowledged_on(final_primary, healed),
-    )
-    .await
-    .with_context(|| cluster.logs())?;
+    let (final_primary, healed) = wait_settled(cluster, &history).await?;
     history.stop();
     let writes = history.writes();
     let probes = history.probes();
@@ -216,6 +245,34 @@ async fn drive(cluster: &mut Cluster, name: &str, fault: Fault) -> anyhow::Resul
             .count(),
         probes: probes.len(),
     })
+}
+
+/// Waits until the cluster is healthy and its primary acknowledges the writer's writes
+/// (a primary reported healthy right at the end of a fault may still lose its lease, so a
+/// primary that acknowledges nothing for a while is looked up again); the primary and when it
+/// was found healthy.
+async fn wait_settled(cluster: &Cluster, history: &History) -> anyhow::Result<(usize, Instant)> {
+    let deadline = Instant::now() + HEAL_BOUND;
+    loop {
+        let primary = cluster.wait_healthy(HEAL_BOUND).await?;
+        let healed = Instant::now();
+        if wait_until(
+            Duration::from_secs(10),
+            "an acknowledged write after the heal",
+            || history.acknowledged_on(primary, healed),
+        )
+        .await
+        .is_ok()
+        {
+            return Ok((primary, healed));
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "no primary acknowledged writes within {HEAL_BOUND:?} after the fault:\n{}",
+                cluster.logs()
+            );
+        }
+    }
 }
 
 /// Waits until a host other than `old` accepts a write; the time from the fault.
