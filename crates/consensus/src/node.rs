@@ -345,6 +345,32 @@ impl RaftNode {
         }
     }
 
+    /// Replicates `command` only while this member leads, never forwarding it: for decisions a
+    /// leader takes from its own in-memory state (lease expiry). A member that lost the lead
+    /// gets `NoLeader` instead of handing its stale decision to the next leader; an entry it
+    /// appended but could not commit is discarded by Raft when it rejoins.
+    pub async fn propose_as_leader(
+        &self,
+        command: RaftCommand,
+    ) -> Result<RaftResponse, ConsensusError> {
+        let batch = RaftBatch {
+            commands: vec![command],
+        };
+        let deadline = self.core.request_deadline();
+        match tokio::time::timeout_at(deadline, self.core.write_as_leader(batch)).await {
+            Err(_) => Err(ConsensusError::Timeout),
+            Ok(Ok((mut responses, _))) => responses
+                .responses
+                .pop()
+                .ok_or_else(|| ConsensusError::Internal("apply answered no response".to_owned())),
+            Ok(Err(LeaderError::NotLeader(_))) => Err(ConsensusError::NoLeader),
+            Ok(Err(LeaderError::Discarded)) => Err(ConsensusError::LeaderChanged),
+            Ok(Err(LeaderError::Stopped)) => Err(ConsensusError::Stopped),
+            Ok(Err(LeaderError::NoQuorum)) => Err(ConsensusError::Timeout),
+            Ok(Err(LeaderError::Internal(message))) => Err(ConsensusError::Internal(message)),
+        }
+    }
+
     /// Read barrier: returns once this member's applied state includes everything committed
     /// before the call (openraft read index). Concurrent calls share one round.
     pub async fn linearizable_read(&self) -> Result<(), ConsensusError> {

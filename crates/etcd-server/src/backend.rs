@@ -59,6 +59,14 @@ pub trait Backend: Clone + Send + Sync + 'static {
         &self,
         command: RaftCommand,
     ) -> impl Future<Output = Result<RaftResponse, ServiceError>> + Send;
+    /// Replicates `command` only while this member leads (never forwarded to another leader):
+    /// for decisions taken from the leader's own in-memory state, such as lease expiry.
+    fn propose_as_leader(
+        &self,
+        command: RaftCommand,
+    ) -> impl Future<Output = Result<RaftResponse, ServiceError>> + Send {
+        self.propose(command)
+    }
     /// Returns once the local applied state includes everything committed before the call.
     fn linearizable_read(&self) -> impl Future<Output = Result<(), ServiceError>> + Send;
     /// Runs `read` against the local applied state at one consistent point in time.

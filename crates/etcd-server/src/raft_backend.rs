@@ -44,6 +44,10 @@ impl Backend for RaftNode {
         Ok(RaftNode::propose(self, command).await?)
     }
 
+    async fn propose_as_leader(&self, command: RaftCommand) -> Result<RaftResponse, ServiceError> {
+        Ok(RaftNode::propose_as_leader(self, command).await?)
+    }
+
     async fn linearizable_read(&self) -> Result<(), ServiceError> {
         Ok(RaftNode::linearizable_read(self).await?)
     }

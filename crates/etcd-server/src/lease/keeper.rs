@@ -152,7 +152,9 @@ impl<B: Backend> LeaseKeeper<B> {
                 ids: expired.clone(),
             })),
         };
-        match self.node.propose(command).await {
+        // Leader-only: a member partitioned away while leading must not hand its stale
+        // verdict (it saw no keepalives) to the next leader once it rejoins.
+        match self.node.propose_as_leader(command).await {
             Ok(_) => {
                 self.table().forget(&expired);
                 tracing::debug!(leases = ?expired, "expired leases revoked");
