@@ -458,6 +458,7 @@ impl<B: KvBackend> Agent<B> {
         }
         tracing::warn!("demoting: stopping PostgreSQL ({})", mode.as_str());
         self.stop_postgres(stop_mode).await?;
+        self.watchdog.disarm();
         if mode.releases_leader_key() {
             self.release_leader_key().await?;
         }
@@ -519,6 +520,11 @@ impl<B: KvBackend> Agent<B> {
     /// so the node stays out of leader races for `ttl`.
     async fn promote(&mut self, observation: &Observation) -> ActResult {
         let _ = observation;
+        let (ttl, loop_wait) = (self.last_config.ttl, self.last_config.loop_wait);
+        if let Err(refused) = self.watchdog.arm(ttl, loop_wait) {
+            self.release_leader_key().await?;
+            return Err(ActError::Failed(refused));
+        }
         let command = self.config.postgresql.pre_promote.clone();
         let allowed = self.run_hook("pre_promote", command.as_ref()).await;
         if allowed != Ok(true) {

@@ -113,6 +113,7 @@ pub struct Agent<B: KvBackend> {
     /// Restart, reload and reinitialize requests from the REST API ([`crate::AgentControl`]
     /// holds the sender); run between cycles. `None` when no REST API is wired.
     pub(crate) commands: Option<crate::commands::CommandReceiver>,
+    pub(crate) watchdog: crate::watchdog::NodeWatchdog,
 }
 
 impl<B: KvBackend> Agent<B> {
@@ -126,6 +127,7 @@ impl<B: KvBackend> Agent<B> {
         let lease_ttl = crate::lease::granted_ttl(defaults.ttl);
         let lease_requested_ttl = defaults.ttl;
         let pg = LocalPg::new(&config, run_as.clone());
+        let watchdog = crate::watchdog::NodeWatchdog::new(config.watchdog.clone());
         let adopted = AdoptedPostmaster::from_data_dir(&pg.data_dir)
             .ok()
             .flatten();
@@ -170,6 +172,7 @@ impl<B: KvBackend> Agent<B> {
             sync: crate::sync::SyncState::default(),
             wake_when_ready: false,
             commands: None,
+            watchdog,
         }
     }
 
@@ -301,6 +304,9 @@ impl<B: KvBackend> Agent<B> {
                 Err(error) => tracing::error!("stop PostgreSQL at shutdown: {error:?}"),
             }
         }
+        if self.postmaster.is_none() {
+            self.watchdog.disarm();
+        }
         if primary {
             let leader = self.keys.leader();
             let me = Bytes::from(self.config.name.clone());
@@ -423,6 +429,9 @@ impl<B: KvBackend> Agent<B> {
             match tokio::time::timeout(timeout, self.store.lease_keepalive(lease)).await {
                 Ok(Ok(Some(granted))) => {
                     self.keepalive_ok = true;
+                    if self.holds_leader {
+                        self.watchdog.feed();
+                    }
                     self.lease_renewed_at = Some(sent);
                     self.lease_ttl = granted;
                     if self.lease_requested_ttl != self.last_config.ttl {
@@ -537,7 +546,7 @@ impl<B: KvBackend> Agent<B> {
                 started_at: task.started_at,
             }),
             own_lease,
-            watchdog_failed: false,
+            watchdog_failed: self.watchdog.failed(),
             pre_promote_failed_at: self.pre_promote_failed_at,
             leader_missing_since: self.leader_missing_since,
             peers: None,

@@ -61,9 +61,9 @@ pub struct RunConfig {
     pub postgresql: PostgresqlConfig,
     #[serde(default)]
     pub tags: BTreeMap<String, serde_json::Value>,
-    /// Accepted for compatibility; pgwarden does not drive a watchdog device yet.
+    /// `watchdog: {mode, device, safety_margin}` (see the `watchdog` crate).
     #[serde(default)]
-    pub watchdog: Option<serde_json::Value>,
+    pub watchdog: watchdog::WatchdogConfig,
     /// Accepted for compatibility (Patroni's logging section); logs go to stderr.
     #[serde(default)]
     pub log: Option<serde_json::Value>,

@@ -27,6 +27,7 @@ mod pending_restart;
 mod pg;
 mod status;
 mod sync;
+mod watchdog;
 
 pub use agent::{Agent, AgentError, LEASE_SAFETY_MARGIN};
 pub use commands::{Command, CommandReceiver};
