@@ -430,7 +430,8 @@ impl<B: KvBackend> Agent<B> {
                 Ok(Ok(Some(granted))) => {
                     self.keepalive_ok = true;
                     if self.holds_leader {
-                        self.watchdog.feed();
+                        let (ttl, loop_wait) = (self.last_config.ttl, self.last_config.loop_wait);
+                        self.watchdog.keep_armed(ttl, loop_wait);
                     }
                     self.lease_renewed_at = Some(sent);
                     self.lease_ttl = granted;

@@ -62,6 +62,22 @@ impl NodeWatchdog {
         }
     }
 
+    /// While holding the leader key: arms the watchdog if it is not armed yet (a primary made
+    /// by bootstrap, or adopted at start), else feeds it. A `required` watchdog that cannot be
+    /// armed is reported through [`NodeWatchdog::failed`].
+    pub(crate) fn keep_armed(&mut self, ttl: Duration, loop_wait: Duration) {
+        if self.config.mode == Mode::Off {
+            return;
+        }
+        if self.armed.is_none() {
+            if let Err(error) = self.arm(ttl, loop_wait) {
+                tracing::error!("{error}");
+            }
+            return;
+        }
+        self.feed();
+    }
+
     /// Feeds an armed watchdog (no-op otherwise).
     pub(crate) fn feed(&mut self) {
         if let Some(device) = self.armed.as_mut()

@@ -113,9 +113,17 @@ impl NodeSpec {
             .lines()
             .map(|line| format!("  {line}\n"))
             .collect();
+        let node_extra: String = options
+            .node_yaml
+            .replace("{name}", &self.name)
+            .replace("{dir}", &self.dir.display().to_string())
+            .lines()
+            .map(|line| format!("{line}\n"))
+            .collect();
         format!(
             r#"scope: demo
 name: {name}
+{node_extra}
 restapi:
   listen: 127.0.0.1:{rest}
   connect_address: 127.0.0.1:{rest}
@@ -218,6 +226,13 @@ impl Node {
     /// Returns false when the agent is not running. Undo with [`Node::thaw`].
     pub fn freeze(&self) -> bool {
         self.signal_agent(Signal::SIGSTOP)
+    }
+
+    /// The pid of this node's `pgwarden run`, while it is a child of the test.
+    pub fn agent_pid(&self) -> Option<i32> {
+        self.child
+            .as_ref()
+            .and_then(|child| i32::try_from(child.id()).ok())
     }
 
     /// SIGCONT to the agent after [`Node::freeze`].
@@ -359,6 +374,9 @@ pub struct ClusterOptions {
     /// Extra YAML lines under every node's local `postgresql:` section (unindented, e.g.
     /// `use_pg_rewind: false`); `{name}` stands for the node's name.
     pub postgresql_yaml: String,
+    /// Extra top-level YAML lines in every node's configuration (e.g. a `watchdog:` section);
+    /// `{name}` stands for the node's name and `{dir}` for its directory.
+    pub node_yaml: String,
 }
 
 /// A cluster of `pgwarden run` members in one temporary directory.
