@@ -696,12 +696,50 @@ impl<B: KvBackend> Agent<B> {
         };
         if ours > theirs || (ours < theirs && local.role == PgRole::Primary) {
             Divergence::Diverged
+        } else if ours < theirs && self.replayed_past_switch_point(ours, local) {
+            // A replica that went on receiving the old primary's WAL after the new primary's
+            // timeline forked off can never follow it (PostgreSQL: "new timeline forked off
+            // current database system timeline before current recovery point").
+            Divergence::Diverged
         } else if ours == theirs && local.role == PgRole::Primary {
             // Two primaries on one timeline cannot both be a prefix of each other.
             Divergence::Diverged
         } else {
             Divergence::None
         }
+    }
+
+    /// Whether a replica still on timeline `ours` holds WAL past the point where `ours` ended
+    /// according to the `history` key (while it is not streaming: a replica that streams
+    /// follows the switch by itself).
+    fn replayed_past_switch_point(&self, ours: Timeline, local: &LocalPostgres) -> bool {
+        if local.role != PgRole::Replica || local.wal_receive_advancing {
+            return false;
+        }
+        let streaming = self
+            .facts
+            .as_ref()
+            .and_then(|facts| facts.wal_receiver.as_ref())
+            .is_some_and(|receiver| receiver.status == "streaming");
+        if streaming {
+            return false;
+        }
+        let Some(switch_point) = self.snapshot.as_ref().and_then(|snapshot| {
+            snapshot
+                .history
+                .iter()
+                .find(|entry| entry.0 == ours.0)
+                .map(|entry| entry.1)
+        }) else {
+            return false;
+        };
+        let position = local
+            .received_lsn
+            .into_iter()
+            .chain(local.replayed_lsn)
+            .max()
+            .map_or(0, |lsn| lsn.0);
+        position > switch_point
     }
 
     /// Per-cycle upkeep that is not a decision: the member key, and on the primary the
