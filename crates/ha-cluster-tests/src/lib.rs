@@ -40,9 +40,29 @@ pub fn pgwarden_binary() -> anyhow::Result<PathBuf> {
     Ok(workspace.join("target/debug/pgwarden"))
 }
 
-/// A free loopback port (bound from 0, then released).
+/// First port of the range `free_port` picks from, and its size: below Linux's ephemeral
+/// range (32768–60999), where ports bound from 0 and the outgoing connections of every other
+/// test land. A port found free here is not taken by them in the moment before a member binds
+/// it (ports bound from 0 were, now and then).
+const PORT_RANGE_START: u16 = 20_000;
+const PORT_RANGE_LEN: u16 = 12_000;
+
+/// The next candidate offset in the port range (starts at a per-process point).
+static NEXT_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+
+/// A free loopback port: the next one in the test range that can be bound now (released at
+/// once). Processes start at different points of the range, and one process never hands out
+/// the same port twice.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    let start = u16::try_from(std::process::id() % u32::from(PORT_RANGE_LEN)).unwrap_or(0);
+    for _ in 0..PORT_RANGE_LEN {
+        let step = NEXT_PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = PORT_RANGE_START + (start.wrapping_add(step.wrapping_mul(7)) % PORT_RANGE_LEN);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port in {PORT_RANGE_START}..{}", PORT_RANGE_START + PORT_RANGE_LEN)
 }
 
 fn is_root() -> bool {
