@@ -62,7 +62,10 @@ pub fn free_port() -> anyhow::Result<u16> {
             return Ok(port);
         }
     }
-    bail!("no free port in {PORT_RANGE_START}..{}", PORT_RANGE_START + PORT_RANGE_LEN)
+    bail!(
+        "no free port in {PORT_RANGE_START}..{}",
+        PORT_RANGE_START + PORT_RANGE_LEN
+    )
 }
 
 fn is_root() -> bool {
