@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,7 +21,9 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
-const WITHIN: Duration = Duration::from_secs(20);
+mod common;
+
+use common::{WITHIN, eventually};
 const TOKEN_TTL: Duration = Duration::from_secs(300);
 
 /// tokio's clock plus a manual offset, so a test can jump past the token TTL at once.
@@ -39,21 +40,6 @@ impl Clock for ManualClock {
 impl ManualClock {
     fn advance(&self, by: Duration) {
         *self.offset.lock().unwrap() += by;
-    }
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WITHIN;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

@@ -7,6 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 mod auth;
+#[path = "../common/mod.rs"]
+mod common;
 mod errors;
 mod kv;
 mod patroni;

@@ -1,7 +1,6 @@
 //! The suite's harness: an in-process single member on 127.0.0.1 and a minimal HTTP/1.1
 //! client (what curl or urllib3 put on the wire, nothing more), with base64 helpers.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -13,25 +12,8 @@ use tokio::net::TcpListener;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 
-pub const WITHIN: Duration = Duration::from_secs(20);
-
-/// Polls `probe` until it returns Some, failing after `WITHIN`.
-pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WITHIN;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+pub use crate::common::{WITHIN, eventually};
 
 // ---------------------------------------------------------------------------------------------
 // An in-process member.
