@@ -17,7 +17,7 @@ use crate::net::Network;
 
 pub const PG_PORT: u16 = 5432;
 pub const REST_PORT: u16 = 8008;
-const ETCD_PORT: u16 = 2379;
+pub const ETCD_PORT: u16 = 2379;
 const RAFT_PORT: u16 = 2380;
 
 /// The leader lease of the chaos clusters (`ttl`, the default of `pgwarden run`).

@@ -7,8 +7,10 @@
 
 pub mod cluster;
 pub mod history;
+pub mod linearizable;
 pub mod net;
 pub mod scenario;
+pub mod store_history;
 
 pub use cluster::Cluster;
 pub use net::Network;

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 
-use crate::cluster::{Cluster, TTL};
+use crate::cluster::{Cluster, ETCD_PORT, TTL};
 use crate::history::{self, History};
 use crate::net::unsupported_reason;
+use crate::store_history::{StoreHistory, StoreSummary};
 
 /// The fault a scenario injects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +52,8 @@ pub struct Summary {
     pub acknowledged: usize,
     pub indeterminate: usize,
     pub probes: usize,
+    /// Check (c): the store workload's operations and the checker's time.
+    pub store: StoreSummary,
 }
 
 /// How long a new primary may take after a fault (lease, election and promotion, with room).
@@ -84,7 +87,7 @@ pub fn run(name: &str, fault: Fault) -> anyhow::Result<()> {
         }
     };
     println!(
-        "chaos summary | {:<28} | failover {:>8} | write gap {:>8.2?} | acked {:>5} | indeterminate {:>3} | probes {:>5} | (a) ok | (b) ok | (d) ok",
+        "chaos summary | {:<28} | failover {:>8} | write gap {:>8.2?} | acked {:>5} | indeterminate {:>3} | probes {:>5} | (a) ok | (b) ok | (c) ok: store ops {:>5}, open {:>2}, checked in {:.2?} | (d) ok",
         summary.name,
         summary
             .failover
@@ -93,6 +96,9 @@ pub fn run(name: &str, fault: Fault) -> anyhow::Result<()> {
         summary.acknowledged,
         summary.indeterminate,
         summary.probes,
+        summary.store.returned,
+        summary.store.open,
+        summary.store.checked_in,
     );
     Ok(())
 }
@@ -109,6 +115,13 @@ async fn drive(cluster: &mut Cluster, name: &str, fault: Fault) -> anyhow::Resul
         started.elapsed()
     );
     let mut history = History::start(cluster.nodes.iter().map(|node| node.pg_config()).collect());
+    let mut store = StoreHistory::start(
+        cluster
+            .nodes
+            .iter()
+            .map(|node| format!("{}:{ETCD_PORT}", node.address))
+            .collect(),
+    );
     let warm = Instant::now();
     wait_until(
         Duration::from_secs(30),
@@ -176,6 +189,7 @@ async fn drive(cluster: &mut Cluster, name: &str, fault: Fault) -> anyhow::Resul
     // Liveness phase: one primary, every replica streaming, writes acknowledged again.
     let (final_primary, healed) = wait_settled(cluster, &history).await?;
     history.stop();
+    store.stop();
     let writes = history.writes();
     let probes = history.probes();
     let healed_at = Instant::now();
@@ -226,6 +240,11 @@ async fn drive(cluster: &mut Cluster, name: &str, fault: Fault) -> anyhow::Resul
             );
         }
     }
+    // (c) the store's key-value history is linearizable.
+    let store = store
+        .check()
+        .await
+        .with_context(|| format!("{name}: (c)"))?;
     println!(
         "{name}: fault held {:.2?}, healed {:.2?} after it ended",
         fault_ended.saturating_duration_since(fault_at),
@@ -244,6 +263,7 @@ async fn drive(cluster: &mut Cluster, name: &str, fault: Fault) -> anyhow::Resul
             .filter(|write| write.outcome == history::Outcome::Indeterminate)
             .count(),
         probes: probes.len(),
+        store,
     })
 }
 
