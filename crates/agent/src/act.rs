@@ -182,6 +182,8 @@ impl<B: KvBackend> Agent<B> {
                 self.prepare_sync_for_promote(synchronous_standby_names)
                     .await?;
             }
+            Action::ArmWatchdog => self.arm_watchdog().await?,
+            Action::CancelBootstrap => self.cancel_bootstrap().await?,
             Action::Promote => self.promote(observation).await?,
             Action::ReconcileSynchronousStandbys => self.reconcile_synchronous_standbys().await?,
             Action::Demote { mode } => {
@@ -520,11 +522,6 @@ impl<B: KvBackend> Agent<B> {
     /// so the node stays out of leader races for `ttl`.
     async fn promote(&mut self, observation: &Observation) -> ActResult {
         let _ = observation;
-        let (ttl, loop_wait) = (self.last_config.ttl, self.last_config.loop_wait);
-        if let Err(refused) = self.watchdog.arm(ttl, loop_wait) {
-            self.release_leader_key().await?;
-            return Err(ActError::Failed(refused));
-        }
         let command = self.config.postgresql.pre_promote.clone();
         let allowed = self.run_hook("pre_promote", command.as_ref()).await;
         if allowed != Ok(true) {

@@ -127,7 +127,8 @@ impl<B: KvBackend> Agent<B> {
         let lease_ttl = crate::lease::granted_ttl(defaults.ttl);
         let lease_requested_ttl = defaults.ttl;
         let pg = LocalPg::new(&config, run_as.clone());
-        let watchdog = crate::watchdog::NodeWatchdog::new(config.watchdog.clone());
+        let mut watchdog = crate::watchdog::NodeWatchdog::new(config.watchdog.clone());
+        watchdog.check(defaults.ttl, defaults.loop_wait);
         let adopted = AdoptedPostmaster::from_data_dir(&pg.data_dir)
             .ok()
             .flatten();
@@ -330,6 +331,8 @@ impl<B: KvBackend> Agent<B> {
         self.collect_long_task().await;
         self.keep_lease_alive().await;
         let store_view = self.read_store().await;
+        let (ttl, loop_wait) = (self.last_config.ttl, self.last_config.loop_wait);
+        self.watchdog.recheck_if_failed(ttl, loop_wait);
         let postgres = self.observe_postgres(&store_view).await;
         let mut observation = self.observation(store_view, postgres);
         let mut decision = ha::decide(&observation);

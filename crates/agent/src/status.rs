@@ -88,7 +88,7 @@ pub(crate) fn patroni_status<B: KvBackend>(agent: &Agent<B>, decision: &Decision
                 .and_then(|snapshot| snapshot.view.sync.as_ref())
                 .is_some_and(|sync| sync.sync_standbys.contains(&agent.me())),
         tags: agent.config.tags.clone(),
-        watchdog_failed: false,
+        watchdog_failed: agent.watchdog.failed(),
         pending_restart: agent.pending_restart.is_pending(),
         message: decision.message.clone(),
         patroni: identity(&agent.config),

@@ -36,6 +36,14 @@ async fn wait_log(path: &Path, needle: &str, within: Duration) -> anyhow::Result
     Ok(())
 }
 
+/// The stand-in's log says the device is armed right now.
+fn armed_now(log: &str) -> bool {
+    log.lines()
+        .rev()
+        .find(|line| line.contains("armed"))
+        .is_some_and(|line| !line.contains("disarmed"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_primary_is_killed_by_the_watchdog_before_failover() -> anyhow::Result<()> {
     let wd = tempfile::tempdir()?;
@@ -71,7 +79,13 @@ async fn hung_primary_is_killed_by_the_watchdog_before_failover() -> anyhow::Res
     let primary = cluster.wait_healthy(2, Duration::from_secs(120)).await?;
     let name = cluster.nodes[primary].spec.name.clone();
     let log = wd.path().join(format!("log-{name}"));
-    wait_log(&log, "armed", Duration::from_secs(30)).await?;
+    // Every node's start-up check arms and disarms its device once; wait for the primary's
+    // device to be armed again (its last arming line is not a disarm).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !armed_now(&read(&log)) {
+        anyhow::ensure!(Instant::now() < deadline, "not armed:\n{}", read(&log));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let agent = cluster.nodes[primary].agent_pid().unwrap();
     let postmaster = cluster.nodes[primary].postmaster_pid().unwrap();
     std::fs::write(

@@ -38,6 +38,11 @@ pub fn check_healthiest(observation: &Observation, cluster: &ClusterView) -> Hea
     if matches!(local.process, ProcessState::Starting { .. }) {
         return Healthiness::NotHealthiest(NotHealthiest::Starting);
     }
+    // Before anything else, the running primary included: a node whose required watchdog is
+    // unusable never becomes primary (and a running primary without the key is demoted).
+    if observation.watchdog_failed {
+        return Healthiness::NotHealthiest(NotHealthiest::WatchdogFailed);
+    }
     if local.is_running_primary() {
         // A running primary may re-take the key unless someone else promoted since: a stalled
         // old primary must not grab the lock back from a newer timeline.
@@ -53,9 +58,6 @@ pub fn check_healthiest(observation: &Observation, cluster: &ClusterView) -> Hea
     }
     if !observation.node.tags.may_fail_over() {
         return Healthiness::NotHealthiest(NotHealthiest::NoFailoverTag);
-    }
-    if observation.watchdog_failed {
-        return Healthiness::NotHealthiest(NotHealthiest::WatchdogFailed);
     }
     if observation.pre_promote_failed_recently(cluster.config.ttl) {
         return Healthiness::NotHealthiest(NotHealthiest::PrePromoteFailed);

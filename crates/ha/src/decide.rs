@@ -279,8 +279,18 @@ impl<'a> Cycle<'a> {
                 }
                 // Our own bootstrap finished: publish the system identifier and take the key.
                 Some(None) if cluster.leader.is_none() && local.is_running_primary() => {
+                    if self.observation.watchdog_failed {
+                        return (
+                            vec![Action::CancelBootstrap],
+                            Reason::WatchdogFailedCancellingBootstrap,
+                            self.now,
+                        );
+                    }
+                    // Armed before anything is published: a failure leaves the claim ours
+                    // and empty, and the next cycle cancels the bootstrap.
                     return (
                         vec![
+                            Action::ArmWatchdog,
                             Action::WriteInitializeKey { system_id },
                             Action::TakeLeaderKey,
                             Action::RunCallback {
@@ -334,6 +344,13 @@ impl<'a> Cycle<'a> {
             );
         }
         match (&cluster.initialize, &cluster.leader) {
+            (None, None)
+                if self.observation.node.can_bootstrap
+                    && self.observation.node.tags.may_fail_over()
+                    && self.observation.watchdog_failed =>
+            {
+                (Vec::new(), Reason::WatchdogFailedNotBootstrapping, wake)
+            }
             (None, None)
                 if self.observation.node.can_bootstrap
                     && self.observation.node.tags.may_fail_over() =>
@@ -457,6 +474,7 @@ impl<'a> Cycle<'a> {
                     actions.push(Action::DeleteFailoverKey);
                 }
                 if local.role == PgRole::Primary {
+                    actions.push(Action::ArmWatchdog);
                     return (
                         actions,
                         Reason::AcquiredLockAsPrimary,
@@ -515,6 +533,22 @@ impl<'a> Cycle<'a> {
         let config = &cluster.config;
         let wake = self.regular_wakeup(config);
         let mut actions = vec![Action::RenewLease];
+
+        if self.observation.watchdog_failed {
+            // Required watchdog unusable: never promote with the key, nor keep serving as
+            // primary; give the key back so another member takes over.
+            let actions = if local.role == PgRole::Primary {
+                vec![
+                    Action::Demote {
+                        mode: DemoteMode::Graceful,
+                    },
+                    role_change(MemberRole::Replica),
+                ]
+            } else {
+                vec![Action::ReleaseLeaderKey]
+            };
+            return (actions, Reason::WatchdogFailedReleasingLock, wake);
+        }
 
         if let Some(failover) = &cluster.failover
             && local.role == PgRole::Primary
@@ -633,10 +667,11 @@ impl<'a> Cycle<'a> {
     }
 }
 
-/// The promotion: in synchronous mode `/sync` and the GUC are prepared first (patroni.md
-/// §1.11 "Before promote"), then promote, then the role-change callback.
+/// The promotion: the watchdog is armed first (with the key already held), then in
+/// synchronous mode `/sync` and the GUC are prepared (patroni.md §1.11 "Before promote"),
+/// then promote, then the role-change callback.
 fn promotion(cluster: &ClusterView, me: &MemberName) -> Vec<Action> {
-    let mut actions = Vec::new();
+    let mut actions = vec![Action::ArmWatchdog];
     if cluster.config.synchronous_mode != SynchronousMode::Off {
         let synchronous_standby_names = if cluster.config.synchronous_mode_strict {
             cluster

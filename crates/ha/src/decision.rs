@@ -58,8 +58,18 @@ pub enum Action {
     PrepareSyncForPromote {
         synchronous_standby_names: Vec<MemberName>,
     },
-    /// Promote the local replica (`pg_promote()` / `pg_ctl promote`). The shell arms the
-    /// watchdog first when one is configured; failing to arm it fails the action.
+    /// Arm the watchdog (a no-op when it is off or already armed), right after this node took
+    /// the leader key and before it promotes or keeps serving as primary. `required` mode and
+    /// it cannot be armed: the shell releases the leader key if it holds it, reports
+    /// `watchdog_failed` and fails the action, so the cycle ends before any promotion.
+    /// `automatic` mode: a warning, and the cycle goes on.
+    ArmWatchdog,
+    /// Our own bootstrap finished but this node may not become primary (its required
+    /// watchdog is unusable): stop PostgreSQL (immediate), empty the data directory and
+    /// delete the `/initialize` claim (only while it is still our empty one), so another
+    /// member can bootstrap the cluster.
+    CancelBootstrap,
+    /// Promote the local replica (`pg_promote()` / `pg_ctl promote`).
     Promote,
     /// As the primary: run `sync::plan` over `pg_stat_replication` and apply its steps in order
     /// (mode off: delete `/sync` and restore the user's `synchronous_standby_names`).
@@ -271,6 +281,9 @@ pub enum Reason {
     NoLeaderWhilePaused,
     RaceBackoff,
     PrePromoteFailedReleasingLock,
+    WatchdogFailedNotBootstrapping,
+    WatchdogFailedCancellingBootstrap,
+    WatchdogFailedReleasingLock,
     Paused { inner: Box<Reason> },
 }
 
@@ -324,6 +337,9 @@ impl Reason {
             Self::NoLeaderWhilePaused => "no_leader_while_paused",
             Self::RaceBackoff => "race_backoff",
             Self::PrePromoteFailedReleasingLock => "pre_promote_failed_releasing_lock",
+            Self::WatchdogFailedNotBootstrapping => "watchdog_failed_not_bootstrapping",
+            Self::WatchdogFailedCancellingBootstrap => "watchdog_failed_cancelling_bootstrap",
+            Self::WatchdogFailedReleasingLock => "watchdog_failed_releasing_lock",
             Self::Paused { inner } => inner.label(),
         }
     }
@@ -434,6 +450,15 @@ impl fmt::Display for Reason {
             }
             Self::RaceBackoff => f.write_str(
                 "no leader lock; postponing the race while primary_race_backoff runs",
+            ),
+            Self::WatchdogFailedNotBootstrapping => {
+                f.write_str("not bootstrapping: the required watchdog is not usable")
+            }
+            Self::WatchdogFailedCancellingBootstrap => f.write_str(
+                "cancelling our bootstrap: the required watchdog is not usable",
+            ),
+            Self::WatchdogFailedReleasingLock => f.write_str(
+                "releasing the leader lock: the required watchdog is not usable",
             ),
             Self::Paused { inner } => write!(f, "PAUSE: {inner}"),
         }

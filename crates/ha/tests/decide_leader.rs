@@ -207,11 +207,12 @@ fn leader_rows() {
             concat(vec![
                 vec![
                     Action::RenewLease,
+                    Action::ArmWatchdog,
                     Action::PrepareSyncForPromote {
                         synchronous_standby_names: vec![],
                     },
                 ],
-                promote(),
+                promote_after_sync(),
             ]),
             Reason::PromotingWithLock,
         ),

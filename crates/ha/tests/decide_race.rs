@@ -17,11 +17,12 @@ fn leader_race_rows() {
     let sync_promote = concat(vec![
         vec![
             Action::AcquireLeaderKey,
+            Action::ArmWatchdog,
             Action::PrepareSyncForPromote {
                 synchronous_standby_names: vec![],
             },
         ],
-        promote(),
+        promote_after_sync(),
     ]);
     run(vec![
         row(
@@ -130,11 +131,12 @@ fn leader_race_rows() {
             concat(vec![
                 vec![
                     Action::AcquireLeaderKey,
+                    Action::ArmWatchdog,
                     Action::PrepareSyncForPromote {
                         synchronous_standby_names: vec![name("n2")],
                     },
                 ],
-                promote(),
+                promote_after_sync(),
             ]),
             Reason::PromotedByAcquiringLock,
         ),
@@ -393,7 +395,7 @@ fn leader_race_rows() {
                 o.postgres.role = PgRole::Primary;
                 o.postgres.write_lsn = Some(ha::Lsn(1000));
             }),
-            vec![Action::AcquireLeaderKey],
+            vec![Action::AcquireLeaderKey, Action::ArmWatchdog],
             Reason::AcquiredLockAsPrimary,
         ),
         row(
@@ -626,6 +628,7 @@ fn bootstrap_rows() {
                 |c| c.initialize = Some(None),
             ),
             vec![
+                Action::ArmWatchdog,
                 Action::WriteInitializeKey {
                     system_id: SystemId(42),
                 },
@@ -679,6 +682,7 @@ fn bootstrap_rows() {
                     system_id: SystemId(42),
                 },
                 Action::AcquireLeaderKey,
+                Action::ArmWatchdog,
             ],
             Reason::AcquiredLockAsPrimary,
         ),

@@ -12,8 +12,9 @@
 //! timeout. Only [`Watchdog::disarm`] stops it.
 //!
 //! Device kinds:
-//! * a character device (`/dev/watchdog`): `WDIOC_SETTIMEOUT`, then `WDIOC_GETTIMEOUT` to read the
-//!   effective value back; keepalive is `WDIOC_KEEPALIVE`.
+//! * a character device (`/dev/watchdog`): `WDIOC_GETSUPPORT` for the driver's identity and
+//!   options (logged; a driver that cannot take a timeout is refused), `WDIOC_SETTIMEOUT`, then
+//!   `WDIOC_GETTIMEOUT` to read the effective value back; keepalive is `WDIOC_KEEPALIVE`.
 //! * anything else (test-only "file mode", for the FIFO stand-in `pgwarden-fake-watchdog`,
 //!   since these machines have no watchdog driver): open write-only and non-blocking (a FIFO
 //!   without a reader fails to arm), `T<secs>\n` stands in for `WDIOC_SETTIMEOUT`, and every
@@ -100,6 +101,8 @@ pub enum Error {
         wanted: u32,
         effective: u32,
     },
+    #[error("watchdog device {path} ({identity}) cannot set its timeout (no WDIOF_SETTIMEOUT)")]
+    NoSetTimeout { path: PathBuf, identity: String },
     #[error("keepalive to watchdog device {path}: {source}")]
     Keepalive {
         path: PathBuf,
@@ -134,6 +137,41 @@ impl WatchdogConfig {
     }
 }
 
+/// `WDIOF_SETTIMEOUT`: the driver takes `WDIOC_SETTIMEOUT`.
+pub const WDIOF_SETTIMEOUT: u32 = 0x0080;
+/// `WDIOF_MAGICCLOSE`: writing `'V'` before the close stops the timer.
+pub const WDIOF_MAGICCLOSE: u32 = 0x0100;
+
+/// What a character device's driver says about itself (`WDIOC_GETSUPPORT`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Support {
+    /// The driver's identity string, e.g. `Software Watchdog`.
+    pub identity: String,
+    /// `WDIOF_*` option bits.
+    pub options: u32,
+    pub firmware_version: u32,
+}
+
+impl Support {
+    pub fn can_set_timeout(&self) -> bool {
+        self.options & WDIOF_SETTIMEOUT != 0
+    }
+
+    pub fn has_magic_close(&self) -> bool {
+        self.options & WDIOF_MAGICCLOSE != 0
+    }
+}
+
+/// The outcome of [`Watchdog::probe`]: the device could be armed with this timeout and was
+/// disarmed again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// `None` for the FIFO stand-in, or a driver without `WDIOC_GETSUPPORT`.
+    pub support: Option<Support>,
+    /// The timeout the device accepted, in seconds.
+    pub timeout: u32,
+}
+
 /// An armed watchdog. Dropping it does NOT disarm (see the crate docs).
 #[derive(Debug)]
 pub struct Watchdog {
@@ -141,17 +179,19 @@ pub struct Watchdog {
     file: Option<File>,
     char_device: bool,
     timeout: u32,
+    support: Option<Support>,
 }
 
 impl Watchdog {
-    /// Opens `path` (this starts the timer), asks for `timeout_secs` and reads the effective
-    /// timeout back. Refuses a device that keeps a longer timeout than asked: it would fire
+    /// Opens `path` (this starts the timer), asks the driver what it supports, asks for
+    /// `timeout_secs` and reads the effective timeout back. Refuses (and disarms) a driver that
+    /// cannot set a timeout, and a device that keeps a longer timeout than asked: it would fire
     /// after the lease expires, too late to prevent two primaries.
     pub fn arm(path: &Path, timeout_secs: u32) -> Result<Self, Error> {
         let char_device = std::fs::metadata(path)
             .map(|m| m.file_type().is_char_device())
             .unwrap_or(false);
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .write(true)
             .custom_flags(if char_device {
                 0
@@ -163,35 +203,91 @@ impl Watchdog {
                 path: path.to_owned(),
                 source,
             })?;
-        let set_err = |source| Error::SetTimeout {
-            path: path.to_owned(),
-            secs: timeout_secs,
-            source,
-        };
-        let effective = if char_device {
-            ioctl::set_timeout(&file, timeout_secs).map_err(|e| set_err(e.into()))?;
-            ioctl::get_timeout(&file).map_err(|e| set_err(e.into()))?
+        // A driver without WDIOC_GETSUPPORT still gets its timeout set; one that says it cannot
+        // take a timeout is refused below.
+        let support = if char_device {
+            ioctl::get_support(&file).ok().map(|info| Support {
+                identity: String::from_utf8_lossy(&info.identity)
+                    .trim_end_matches('\0')
+                    .to_owned(),
+                options: info.options,
+                firmware_version: info.firmware_version,
+            })
         } else {
-            file.write_all(format!("T{timeout_secs}\n").as_bytes())
-                .map_err(set_err)?;
-            timeout_secs
+            None
         };
         let mut armed = Self {
             path: path.to_owned(),
             file: Some(file),
             char_device,
-            timeout: effective,
+            timeout: 0,
+            support,
         };
-        if effective > timeout_secs {
-            // Leave it running would be worse than useless; disarm before refusing.
+        if let Some(support) = armed.support.clone()
+            && !support.can_set_timeout()
+        {
+            // Leaving it running would be worse than useless; disarm before refusing.
             let _ = armed.disarm();
-            return Err(Error::TimeoutTooLong {
+            return Err(Error::NoSetTimeout {
                 path: path.to_owned(),
+                identity: support.identity,
+            });
+        }
+        if let Err(error) = armed.set_timeout(timeout_secs) {
+            let _ = armed.disarm();
+            return Err(error);
+        }
+        Ok(armed)
+    }
+
+    /// Opens, arms with `timeout_secs` and disarms again (magic close): the start-up check that
+    /// tells whether this node could arm its watchdog when it has to.
+    pub fn probe(path: &Path, timeout_secs: u32) -> Result<Probe, Error> {
+        let mut armed = Self::arm(path, timeout_secs)?;
+        let probe = Probe {
+            support: armed.support.clone(),
+            timeout: armed.timeout,
+        };
+        armed.disarm()?;
+        Ok(probe)
+    }
+
+    /// Sets a new timeout on the armed device (`WDIOC_SETTIMEOUT`, read back with
+    /// `WDIOC_GETTIMEOUT`; `T<secs>\n` in file mode) — after `ttl`, `loop_wait` or
+    /// `safety_margin` changed. A device that keeps a longer timeout than asked is refused: it
+    /// would fire after the lease expires, too late to prevent two primaries. The device stays
+    /// armed either way; the caller decides what a refusal means.
+    pub fn set_timeout(&mut self, timeout_secs: u32) -> Result<(), Error> {
+        let set_err = |source| Error::SetTimeout {
+            path: self.path.clone(),
+            secs: timeout_secs,
+            source,
+        };
+        let Some(file) = self.file.as_mut() else {
+            return Err(set_err(std::io::Error::other("watchdog already disarmed")));
+        };
+        let effective = if self.char_device {
+            ioctl::set_timeout(file, timeout_secs).map_err(|e| set_err(e.into()))?;
+            ioctl::get_timeout(file).map_err(|e| set_err(e.into()))?
+        } else {
+            file.write_all(format!("T{timeout_secs}\n").as_bytes())
+                .map_err(set_err)?;
+            timeout_secs
+        };
+        self.timeout = effective;
+        if effective > timeout_secs {
+            return Err(Error::TimeoutTooLong {
+                path: self.path.clone(),
                 wanted: timeout_secs,
                 effective,
             });
         }
-        Ok(armed)
+        Ok(())
+    }
+
+    /// The driver's identity and options, when it answered `WDIOC_GETSUPPORT`.
+    pub fn support(&self) -> Option<&Support> {
+        self.support.as_ref()
     }
 
     /// The timeout the device really uses, in seconds.

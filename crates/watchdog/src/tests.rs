@@ -80,3 +80,50 @@ fn fifo_without_reader_cannot_arm() {
         Err(Error::Open { .. })
     ));
 }
+
+#[test]
+fn probe_arms_and_disarms() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wd");
+    std::fs::write(&path, b"").unwrap();
+    let probe = Watchdog::probe(&path, 4).unwrap();
+    assert_eq!(
+        probe,
+        Probe {
+            support: None,
+            timeout: 4
+        }
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "T4\nV");
+    assert!(matches!(
+        Watchdog::probe(&dir.path().join("missing"), 4),
+        Err(Error::Open { .. })
+    ));
+}
+
+#[test]
+fn new_timeout_on_the_armed_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wd");
+    std::fs::write(&path, b"").unwrap();
+    let mut wd = Watchdog::arm(&path, 3).unwrap();
+    wd.set_timeout(7).unwrap();
+    assert_eq!(wd.timeout(), 7);
+    wd.keepalive().unwrap();
+    wd.disarm().unwrap();
+    assert!(wd.set_timeout(2).is_err(), "no new timeout after disarm");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "T3\nT7\nkV");
+}
+
+#[test]
+fn support_bits() {
+    let support = |options| Support {
+        identity: "Software Watchdog".into(),
+        options,
+        firmware_version: 0,
+    };
+    assert!(support(WDIOF_SETTIMEOUT | WDIOF_MAGICCLOSE).can_set_timeout());
+    assert!(support(WDIOF_SETTIMEOUT | WDIOF_MAGICCLOSE).has_magic_close());
+    assert!(!support(WDIOF_MAGICCLOSE).can_set_timeout());
+    assert!(!support(WDIOF_SETTIMEOUT).has_magic_close());
+}

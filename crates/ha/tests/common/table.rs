@@ -29,7 +29,13 @@ pub fn cb(event: CallbackEvent, role: MemberRole) -> Action {
     Action::RunCallback { event, role }
 }
 
+/// A promotion: arm the watchdog, promote, the role-change callback.
 pub fn promote() -> Vec<Action> {
+    concat(vec![vec![Action::ArmWatchdog], promote_after_sync()])
+}
+
+/// The end of a synchronous-mode promotion, after `ArmWatchdog` and `PrepareSyncForPromote`.
+pub fn promote_after_sync() -> Vec<Action> {
     vec![
         Action::Promote,
         cb(CallbackEvent::OnRoleChange, MemberRole::Primary),
