@@ -18,6 +18,7 @@ mod codec;
 mod db;
 mod error;
 mod log_store;
+mod log_writer;
 pub mod schema;
 mod state_machine;
 mod types;
@@ -64,5 +65,7 @@ impl Storage {
     }
 }
 
+#[cfg(test)]
+mod log_writer_tests;
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,15 @@
 //! The Raft log store: entries, vote, committed id and purge point in redb.
 //!
-//! `append` writes the whole batch openraft hands it in one redb transaction (one fsync) and
-//! reports completion only after the commit returned: that is the storage half of group commit.
-//! Recent entries are also kept in memory so that replication reads the tail without decoding.
+//! `append` puts the entries in memory, where the log reader finds them at once, and queues them
+//! for the writer thread ([`crate::log_writer`]), which writes everything queued in one redb
+//! transaction (one fsync) and only then tells openraft the entries are written. So a leader
+//! sends an entry to its followers while its own fsync runs, and appends that queue up behind a
+//! running fsync share the next one: the storage half of group commit.
+//! Every write (appends, vote, truncation, purge) goes through that one queue, in order; the vote,
+//! truncations and purges return once durable.
+//! Recent entries stay decoded in memory so that replication reads the tail without decoding;
+//! an entry leaves that cache only once it is durable, so memory and disk together always hold
+//! the whole log.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -19,18 +26,20 @@ use redb::{ReadableDatabase, ReadableTable};
 use crate::codec::{self, Entry, LogId};
 use crate::db::Db;
 use crate::error::StorageError;
+use crate::log_writer::{CommittedWrite, LogWriter, WriteOp};
 use crate::schema;
 use crate::types::TypeConfig;
 
 /// How many of the newest entries stay decoded in memory for replication.
 const CACHE_ENTRIES: usize = 8192;
 
-/// The log store handed to openraft; clones share the same file and cache.
+/// The log store handed to openraft; clones share the same file, cache and writer thread.
 #[derive(Clone)]
 pub struct LogStore {
     db: Db,
     state: Arc<Mutex<LogMemory>>,
     stats: Arc<LogWriteStats>,
+    writer: Arc<LogWriter>,
 }
 
 /// Counters of log appends since the store was opened: how well group commit amortizes fsyncs.
@@ -65,24 +74,55 @@ impl LogWriteStats {
 }
 
 /// What the log store keeps in memory. Guarded by a std mutex that is never held across `.await`:
-/// every critical section is a few map operations.
-struct LogMemory {
-    /// The newest entries (at most [`CACHE_ENTRIES`]), contiguous up to `last_log`.
-    cache: BTreeMap<u64, Entry>,
+/// every critical section is a few map operations. Shared with the writer thread.
+pub(crate) struct LogMemory {
+    /// The newest entries, contiguous up to `last_log`, each with the sequence number of the
+    /// submission that wrote it. At most [`CACHE_ENTRIES`] of them, except that entries not yet
+    /// durable are never dropped.
+    cache: BTreeMap<u64, (Entry, u64)>,
     last_log: Option<LogId>,
     last_purged: Option<LogId>,
     vote: Option<VoteOf<TypeConfig>>,
     /// The latest committed id openraft reported, and whether it is newer than the stored one.
     committed: Option<LogId>,
     committed_unsaved: bool,
+    /// Writes handed to the writer thread so far (the last one's sequence number); counted in
+    /// the order they enter its queue.
+    submitted: u64,
+    /// Set by the writer thread: every submission up to this sequence number is durable.
+    pub(crate) durable_seq: u64,
 }
 
 impl LogMemory {
     /// Records that `written` (what a transaction stored) reached disk, unless a newer
     /// committed id arrived meanwhile.
-    fn mark_committed_saved(&mut self, written: Option<Option<LogId>>) {
+    pub(crate) fn mark_committed_saved(&mut self, written: Option<Option<LogId>>) {
         if written == Some(self.committed) {
             self.committed_unsaved = false;
+        }
+    }
+
+    /// The committed id not yet written, for the next write, marked as being written.
+    fn take_unsaved_committed(&mut self) -> Result<Option<CommittedWrite>, io::Error> {
+        if !self.committed_unsaved {
+            return Ok(None);
+        }
+        let bytes = serde_json::to_vec(&self.committed).map_err(io::Error::other)?;
+        Ok(Some(CommittedWrite {
+            value: self.committed,
+            bytes,
+        }))
+    }
+
+    /// Drops the oldest cached entries beyond [`CACHE_ENTRIES`] that are durable.
+    fn trim_cache(&mut self) {
+        while self.cache.len() > CACHE_ENTRIES {
+            match self.cache.first_key_value() {
+                Some((_, (_, seq))) if *seq <= self.durable_seq => {
+                    self.cache.pop_first();
+                }
+                _ => break,
+            }
         }
     }
 }
@@ -104,29 +144,55 @@ impl LogStore {
                 None => last_purged,
             }
         };
+        let state = Arc::new(Mutex::new(LogMemory {
+            cache: BTreeMap::new(),
+            last_log,
+            last_purged,
+            vote,
+            committed: committed.flatten(),
+            committed_unsaved: false,
+            submitted: 0,
+            durable_seq: 0,
+        }));
+        let stats = Arc::new(LogWriteStats::default());
+        let writer = LogWriter::start(db.clone(), state.clone(), stats.clone())?;
         Ok(LogStore {
             db,
-            state: Arc::new(Mutex::new(LogMemory {
-                cache: BTreeMap::new(),
-                last_log,
-                last_purged,
-                vote,
-                committed: committed.flatten(),
-                committed_unsaved: false,
-            })),
-            stats: Arc::new(LogWriteStats::default()),
+            state,
+            stats,
+            writer: Arc::new(writer),
         })
     }
 
-    /// The committed id not yet written, with its encoding, for the next write transaction.
-    #[allow(clippy::type_complexity)]
-    fn unsaved_committed(&self) -> Result<(Option<Option<LogId>>, Option<Vec<u8>>), io::Error> {
-        let memory = self.memory();
-        if !memory.committed_unsaved {
-            return Ok((None, None));
+    /// Hands `op` to the writer thread, counting it in the same critical section as its
+    /// queueing so that sequence numbers follow the queue's order.
+    fn submit(&self, memory: &mut LogMemory, op: WriteOp) -> Result<(), io::Error> {
+        memory.submitted += 1;
+        self.writer.submit(op)
+    }
+
+    /// Queues `make(done)` and waits until it is durable.
+    async fn submit_and_wait(
+        &self,
+        make: impl FnOnce(tokio::sync::oneshot::Sender<Result<(), String>>) -> WriteOp,
+    ) -> Result<(), io::Error> {
+        let (done, finished) = tokio::sync::oneshot::channel();
+        {
+            let mut memory = self.memory();
+            self.submit(&mut memory, make(done))?;
         }
-        let bytes = serde_json::to_vec(&memory.committed).map_err(io::Error::other)?;
-        Ok((Some(memory.committed), Some(bytes)))
+        match finished.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(io::Error::other(message)),
+            Err(_) => Err(io::Error::other(
+                "the Raft log writer stopped before the write",
+            )),
+        }
+    }
+
+    /// Waits until every write submitted so far is durable.
+    pub async fn flush(&self) -> Result<(), io::Error> {
+        self.submit_and_wait(|done| WriteOp::Barrier { done }).await
     }
 
     /// Append counters, shared by every clone of this store.
@@ -192,20 +258,35 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if start >= end {
             return Ok(Vec::new());
         }
-        {
+        // Entries below the cache are durable (only durable entries leave it), so the disk
+        // holds them; the cache holds the rest, durable or not.
+        let (disk_end, cached) = {
             let memory = self.memory();
-            if let Some((first, _)) = memory.cache.first_key_value()
-                && *first <= start
-            {
-                return Ok(memory
+            let cache_start = memory
+                .cache
+                .first_key_value()
+                .map(|(index, _)| *index)
+                .unwrap_or(u64::MAX);
+            let cached_start = start.max(cache_start);
+            let cached: Vec<Entry> = if cached_start < end {
+                memory
                     .cache
-                    .range(start..end)
-                    .map(|(_, e)| e.clone())
-                    .collect());
-            }
+                    .range(cached_start..end)
+                    .map(|(_, (entry, _))| entry.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (end.min(cache_start), cached)
+        };
+        if start >= disk_end {
+            return Ok(cached);
         }
-        self.blocking(move |db| LogStore::read_range_from_disk(db, start, end))
-            .await
+        let mut entries = self
+            .blocking(move |db| LogStore::read_range_from_disk(db, start, disk_end))
+            .await?;
+        entries.extend(cached);
+        Ok(entries)
     }
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf<TypeConfig>>, io::Error> {
@@ -228,26 +309,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.clone()
     }
 
-    /// Durable before returning (one fsync); also stores an unsaved committed id.
+    /// Durable before returning (after every earlier write); also stores an unsaved committed id.
     async fn save_vote(&mut self, vote: &VoteOf<TypeConfig>) -> Result<(), io::Error> {
-        let vote_bytes = serde_json::to_vec(vote).map_err(io::Error::other)?;
-        let (committed, committed_bytes) = self.unsaved_committed()?;
-        self.blocking(move |db| {
-            let txn = db.database.begin_write()?;
-            {
-                let mut meta = txn.open_table(schema::META)?;
-                meta.insert(schema::VOTE_KEY, vote_bytes.as_slice())?;
-                if let Some(bytes) = &committed_bytes {
-                    meta.insert(schema::COMMITTED_KEY, bytes.as_slice())?;
-                }
-            }
-            txn.commit()?;
-            Ok(())
+        let bytes = serde_json::to_vec(vote).map_err(io::Error::other)?;
+        let committed = self.memory().take_unsaved_committed()?;
+        self.submit_and_wait(|done| WriteOp::Vote {
+            bytes,
+            committed,
+            done,
         })
         .await?;
-        let mut memory = self.memory();
-        memory.vote = Some(*vote);
-        memory.mark_committed_saved(committed);
+        self.memory().vote = Some(*vote);
         Ok(())
     }
 
@@ -268,6 +340,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.memory().committed)
     }
 
+    /// Returns once the entries are readable (in memory) and queued for the writer thread, which
+    /// calls `callback` once they are durable.
     async fn append<I>(
         &mut self,
         entries: I,
@@ -296,88 +370,42 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 }
             }
         }
-        let (committed, committed_bytes) = self.unsaved_committed()?;
-        let histograms = self.stats.histograms.get().cloned();
-        let result = self
-            .blocking(move |db| {
-                let started = std::time::Instant::now();
-                let txn = db.database.begin_write()?;
-                {
-                    let mut log = txn.open_table(schema::LOG)?;
-                    for (index, bytes) in &encoded {
-                        log.insert(schema::log_key(*index), bytes.as_slice())?;
-                    }
-                    if let Some(bytes) = &committed_bytes {
-                        let mut meta = txn.open_table(schema::META)?;
-                        meta.insert(schema::COMMITTED_KEY, bytes.as_slice())?;
-                    }
-                }
-                let committing = std::time::Instant::now();
-                txn.commit()?;
-                if let Some(histograms) = histograms {
-                    histograms.commit_seconds.record(committing.elapsed());
-                    histograms.write_seconds.record(started.elapsed());
-                }
-                Ok(())
-            })
-            .await;
-        if let Err(error) = result {
-            let message = error.to_string();
-            callback.io_completed(Err(error));
-            return Err(io::Error::other(message));
+        let mut memory = self.memory();
+        let committed = memory.take_unsaved_committed()?;
+        let seq = memory.submitted + 1;
+        for entry in entries {
+            memory.cache.insert(entry.log_id.index, (entry, seq));
         }
-        self.stats.append_commits.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .entries
-            .fetch_add(entries.len() as u64, Ordering::Relaxed);
-        {
-            let mut memory = self.memory();
-            memory.mark_committed_saved(committed);
-            for entry in entries {
-                memory.cache.insert(entry.log_id.index, entry);
-            }
-            while memory.cache.len() > CACHE_ENTRIES {
-                memory.cache.pop_first();
-            }
-            memory.last_log = Some(last);
-        }
-        callback.io_completed(Ok(()));
-        Ok(())
+        memory.last_log = Some(last);
+        memory.trim_cache();
+        self.submit(
+            &mut memory,
+            WriteOp::Append {
+                entries: encoded,
+                committed,
+                done: callback,
+            },
+        )
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         let from = last_log_id.as_ref().map(|id| id.index + 1).unwrap_or(0);
-        self.blocking(move |db| {
-            let txn = db.database.begin_write()?;
-            {
-                let mut log = txn.open_table(schema::LOG)?;
-                log.retain_in(schema::log_key(from).., |_, _| false)?;
-            }
-            txn.commit()?;
-            Ok(())
-        })
-        .await?;
-        let mut memory = self.memory();
-        memory.cache.retain(|index, _| *index < from);
-        memory.last_log = last_log_id.or_else(|| memory.last_purged);
-        Ok(())
+        {
+            let mut memory = self.memory();
+            memory.cache.retain(|index, _| *index < from);
+            memory.last_log = last_log_id.or_else(|| memory.last_purged);
+        }
+        self.submit_and_wait(|done| WriteOp::Truncate { from, done })
+            .await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         let upto = log_id.index;
-        let purged = log_id;
-        self.blocking(move |db| {
-            let bytes =
-                serde_json::to_vec(&purged).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-            let txn = db.database.begin_write()?;
-            {
-                let mut meta = txn.open_table(schema::META)?;
-                meta.insert(schema::LAST_PURGED_KEY, bytes.as_slice())?;
-                let mut log = txn.open_table(schema::LOG)?;
-                log.retain_in(..=schema::log_key(upto), |_, _| false)?;
-            }
-            txn.commit()?;
-            Ok(())
+        let purged_bytes = serde_json::to_vec(&log_id).map_err(io::Error::other)?;
+        self.submit_and_wait(|done| WriteOp::Purge {
+            upto,
+            purged_bytes,
+            done,
         })
         .await?;
         let mut memory = self.memory();

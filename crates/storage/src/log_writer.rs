@@ -1,0 +1,266 @@
+//! The log store's writer thread: every write of the Raft log and vote, in the order submitted,
+//! made durable by as few redb commits as the queue allows.
+//!
+//! `append` hands its entries here and returns at once (they are already readable from the log
+//! store's memory); the writer drains whatever is queued — appends, votes, truncations, purges,
+//! barriers —, writes it all in one redb transaction, commits (one fsync), and only then reports
+//! each operation done, in submission order. So a leader replicates an entry while its own fsync
+//! runs, and concurrent appends share one fsync, while openraft is told an entry is written only
+//! once it is durable.
+
+use std::io;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use openraft::storage::IOFlushed;
+use tokio::sync::oneshot;
+
+use crate::codec::LogId;
+use crate::db::Db;
+use crate::error::StorageError;
+use crate::log_store::{LogMemory, LogWriteStats};
+use crate::schema;
+use crate::types::TypeConfig;
+
+/// Most queued operations written by one transaction.
+const MAX_OPS_PER_COMMIT: usize = 1024;
+
+/// A committed id to store with a write, as captured when the write was submitted.
+pub(crate) struct CommittedWrite {
+    /// The value, to mark saved in memory once durable.
+    pub(crate) value: Option<LogId>,
+    /// Its encoding for the META table.
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// One write, in the order openraft asked for it.
+pub(crate) enum WriteOp {
+    /// Entries as `(index, encoding)`, contiguous and after every earlier append.
+    Append {
+        entries: Vec<(u64, Vec<u8>)>,
+        committed: Option<CommittedWrite>,
+        done: IOFlushed<TypeConfig>,
+    },
+    Vote {
+        bytes: Vec<u8>,
+        committed: Option<CommittedWrite>,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    /// Removes every entry from `from` on.
+    Truncate {
+        from: u64,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    /// Removes every entry up to `upto` and records the purge point.
+    Purge {
+        upto: u64,
+        purged_bytes: Vec<u8>,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    /// Answers once everything submitted before it is durable.
+    Barrier {
+        done: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// The handle every log store clone shares: the queue and the thread.
+///
+/// Dropping the last handle closes the queue and waits for the thread to write what was still
+/// queued and exit, so the data file is closed when the storage is dropped (a reopen in the same
+/// process then succeeds).
+pub(crate) struct LogWriter {
+    /// Sends operations to the thread; `None` only while dropping.
+    queue: Option<mpsc::Sender<WriteOp>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl LogWriter {
+    /// Starts the writer thread for `db`, updating `memory` and `stats` as writes become durable.
+    pub(crate) fn start(
+        db: Db,
+        memory: Arc<Mutex<LogMemory>>,
+        stats: Arc<LogWriteStats>,
+    ) -> Result<LogWriter, StorageError> {
+        let (queue, receiver) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("raft-log-writer".to_string())
+            .spawn(move || run(&db, &memory, &stats, &receiver))
+            .map_err(|e| StorageError::Redb(format!("start the log writer thread: {e}")))?;
+        Ok(LogWriter {
+            queue: Some(queue),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues `op`. Fails only when the thread is gone (it stops only when dropped or panicking).
+    pub(crate) fn submit(&self, op: WriteOp) -> Result<(), io::Error> {
+        let sent = match &self.queue {
+            Some(queue) => queue.send(op).map_err(|rejected| rejected.0),
+            None => Err(op),
+        };
+        match sent {
+            Ok(()) => Ok(()),
+            Err(op) => {
+                let error = "the Raft log writer stopped";
+                op.finish(Err(error.to_string()));
+                Err(io::Error::other(error))
+            }
+        }
+    }
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        self.queue = None;
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the Raft log writer thread panicked");
+        }
+    }
+}
+
+impl WriteOp {
+    /// Reports the outcome to whoever waits for this write.
+    fn finish(self, result: Result<(), String>) {
+        match self {
+            WriteOp::Append { done, .. } => done.io_completed(result.map_err(io::Error::other)),
+            WriteOp::Vote { done, .. }
+            | WriteOp::Truncate { done, .. }
+            | WriteOp::Purge { done, .. }
+            | WriteOp::Barrier { done } => {
+                // The waiter may have given up (its request was cancelled): nothing to tell.
+                let _ = done.send(result);
+            }
+        }
+    }
+}
+
+/// The thread's loop: one transaction per drained group of operations, until the queue closes.
+fn run(
+    db: &Db,
+    memory: &Mutex<LogMemory>,
+    stats: &LogWriteStats,
+    receiver: &mpsc::Receiver<WriteOp>,
+) {
+    // Operations taken from the queue so far: the queue is FIFO and every submission counts one
+    // (see `LogMemory::submitted`), so after a transaction this is the sequence number of the
+    // last durable submission.
+    let mut processed: u64 = 0;
+    while let Ok(first) = receiver.recv() {
+        let mut ops = vec![first];
+        while ops.len() < MAX_OPS_PER_COMMIT {
+            match receiver.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        processed += ops.len() as u64;
+        let result = write(db, &ops, stats);
+        let result = match result {
+            Ok(entries) => {
+                after_durable(memory, stats, &ops, entries, processed);
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(%error, "writing the Raft log failed");
+                Err(error.to_string())
+            }
+        };
+        for op in ops {
+            op.finish(result.clone());
+        }
+    }
+}
+
+/// Writes `ops` in one redb transaction and commits it (durable on return); returns how many
+/// entries it appended.
+fn write(db: &Db, ops: &[WriteOp], stats: &LogWriteStats) -> Result<u64, StorageError> {
+    let started = Instant::now();
+    let txn = db.database.begin_write()?;
+    let mut entries_written = 0;
+    {
+        let mut log = txn.open_table(schema::LOG)?;
+        let mut meta = txn.open_table(schema::META)?;
+        for op in ops {
+            match op {
+                WriteOp::Append {
+                    entries, committed, ..
+                } => {
+                    for (index, bytes) in entries {
+                        log.insert(schema::log_key(*index), bytes.as_slice())?;
+                    }
+                    entries_written += entries.len() as u64;
+                    if let Some(committed) = committed {
+                        meta.insert(schema::COMMITTED_KEY, committed.bytes.as_slice())?;
+                    }
+                }
+                WriteOp::Vote {
+                    bytes, committed, ..
+                } => {
+                    meta.insert(schema::VOTE_KEY, bytes.as_slice())?;
+                    if let Some(committed) = committed {
+                        meta.insert(schema::COMMITTED_KEY, committed.bytes.as_slice())?;
+                    }
+                }
+                WriteOp::Truncate { from, .. } => {
+                    log.retain_in(schema::log_key(*from).., |_, _| false)?;
+                }
+                WriteOp::Purge {
+                    upto, purged_bytes, ..
+                } => {
+                    meta.insert(schema::LAST_PURGED_KEY, purged_bytes.as_slice())?;
+                    log.retain_in(..=schema::log_key(*upto), |_, _| false)?;
+                }
+                WriteOp::Barrier { .. } => {}
+            }
+        }
+    }
+    let committing = Instant::now();
+    txn.commit()?;
+    if entries_written > 0
+        && let Some(histograms) = stats.histograms.get()
+    {
+        histograms.commit_seconds.record(committing.elapsed());
+        histograms.write_seconds.record(started.elapsed());
+    }
+    Ok(entries_written)
+}
+
+/// Records in memory what just became durable: committed ids, the submissions through
+/// `durable_seq`, counters.
+fn after_durable(
+    memory: &Mutex<LogMemory>,
+    stats: &LogWriteStats,
+    ops: &[WriteOp],
+    entries: u64,
+    durable_seq: u64,
+) {
+    if entries > 0 {
+        stats
+            .append_commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .entries
+            .fetch_add(entries, std::sync::atomic::Ordering::Relaxed);
+    }
+    let mut memory = memory
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for op in ops {
+        if let WriteOp::Append {
+            committed: Some(committed),
+            ..
+        }
+        | WriteOp::Vote {
+            committed: Some(committed),
+            ..
+        } = op
+        {
+            memory.mark_committed_saved(Some(committed.value));
+        }
+    }
+    memory.durable_seq = durable_seq;
+}
