@@ -427,4 +427,47 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    #[test]
+    fn a_long_simulated_history_with_open_writes_is_linearizable() {
+        // Three clients on one key, each operation taking effect at an instant inside its
+        // interval; every 500th write never returns (applied or not, alternately).
+        let mut state: Option<Value> = None;
+        let mut history = Vec::new();
+        let mut next_value = 1;
+        let mut client_ids = [0u32, 1, 2];
+        for step in 0..6_000i64 {
+            let client = (step % 3) as usize;
+            // Takes effect at `invoked + 5`, in step order; overlaps the next operation.
+            let invoked = step * 10;
+            let returned = invoked + 17;
+            let op = if step % 2 == 0 {
+                let value = next_value;
+                next_value += 1;
+                let open = step % 500 == 0;
+                if !open || step % 1_000 == 0 {
+                    state = Some(value);
+                }
+                if open {
+                    history.push(call(client_ids[client], invoked, None, put(value)));
+                    client_ids[client] += 3;
+                    continue;
+                }
+                put(value)
+            } else {
+                get(state)
+            };
+            history.push(call(client_ids[client], invoked, Some(returned), op));
+        }
+        let started = Instant::now();
+        assert!(matches!(
+            check(&history, Duration::from_secs(60)),
+            Verdict::Linearizable
+        ));
+        println!(
+            "{} operations checked in {:.2?}",
+            history.len(),
+            started.elapsed()
+        );
+    }
 }

@@ -144,7 +144,8 @@ impl StoreHistory {
 pub struct StoreSummary {
     /// Operations that returned an outcome.
     pub returned: usize,
-    /// Writes without outcome (open in the history).
+    /// Writes without outcome (open in the history), those in flight when the workload
+    /// stopped included.
     pub open: usize,
     /// Refused writes and failed reads (left out of the history).
     pub failed: usize,
