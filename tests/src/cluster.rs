@@ -7,12 +7,15 @@ use std::time::UNIX_EPOCH;
 use anyhow::Context;
 use etcd_client::Client;
 use etcd_client::ConnectOptions;
+use etcd_client::TlsOptions;
 use tempfile::TempDir;
 
 use crate::member::Member;
 use crate::member::MemberSpec;
 use crate::ports::free_ports;
 use crate::target::Target;
+use crate::tls::CertificateFiles;
+use crate::tls::TestCertificates;
 use crate::wait::eventually;
 
 /// How many times a cluster start is retried with fresh ports after "address already in use".
@@ -29,6 +32,9 @@ pub struct ClusterOptions {
     pub heartbeat_ms: u64,
     pub election_ms: u64,
     pub snapshot_count: u64,
+    /// TLS on every member's client and peer ports with client certificate authentication on
+    /// both (certificates generated for the cluster, see `tls`); `https://` URLs throughout.
+    pub tls: bool,
 }
 
 /// A member count alone means etcd's default timings.
@@ -45,7 +51,14 @@ impl ClusterOptions {
             heartbeat_ms: 100,
             election_ms: 1000,
             snapshot_count: 10_000,
+            tls: false,
         }
+    }
+
+    /// TLS on both ports of every member (see [`ClusterOptions::tls`]).
+    pub fn with_tls(mut self) -> Self {
+        self.tls = true;
+        self
     }
 
     pub fn snapshot_count(mut self, snapshot_count: u64) -> Self {
@@ -60,6 +73,8 @@ pub struct Cluster {
     pub options: ClusterOptions,
     members: Vec<Member>,
     token: String,
+    /// The cluster's certificates and their files, when it runs TLS.
+    certificates: Option<(TestCertificates, CertificateFiles)>,
     // Declared last: dropped after the members, so processes die before their data dirs are removed.
     dir: TempDir,
 }
@@ -97,11 +112,23 @@ impl Cluster {
             .context("create the cluster directory")?;
         let ports = free_ports(options.members * 2)?;
         let token = unique_token();
+        let certificates = if options.tls {
+            let generated = TestCertificates::generate()?;
+            let files = generated.write(dir.path())?;
+            Some((generated, files))
+        } else {
+            None
+        };
+        let scheme = if options.tls { "https" } else { "http" };
+        let extra_flags = certificates
+            .as_ref()
+            .map(|(_, files)| files.member_flags())
+            .unwrap_or_default();
         let names: Vec<String> = (1..=options.members).map(|i| format!("m{i}")).collect();
         let initial_cluster = names
             .iter()
             .enumerate()
-            .map(|(i, name)| format!("{name}=http://127.0.0.1:{}", ports[2 * i + 1]))
+            .map(|(i, name)| format!("{name}={scheme}://127.0.0.1:{}", ports[2 * i + 1]))
             .collect::<Vec<_>>()
             .join(",");
         let mut members = Vec::new();
@@ -118,6 +145,8 @@ impl Cluster {
                 heartbeat_ms: options.heartbeat_ms,
                 election_ms: options.election_ms,
                 snapshot_count: options.snapshot_count,
+                scheme,
+                extra_flags: extra_flags.clone(),
             };
             members.push(Member::new(target, spec));
         }
@@ -126,6 +155,7 @@ impl Cluster {
             options,
             members,
             token,
+            certificates,
             dir,
         };
         for member in &mut cluster.members {
@@ -143,6 +173,7 @@ impl Cluster {
             .filter(|(_, member)| member.is_running())
             .map(|(i, member)| (i, member.spec.client_url()))
             .collect();
+        let tls = self.client_tls();
         for (index, endpoint) in endpoints {
             let name = self.members[index].spec.name.clone();
             let members = &mut self.members;
@@ -151,11 +182,12 @@ impl Cluster {
                 let exited = members[index].exited();
                 let endpoint = endpoint.clone();
                 let name = name.clone();
+                let tls = tls.clone();
                 async move {
                     if let Some(status) = exited {
                         return Ok(Err(anyhow::anyhow!("{name} exited during start: {status}")));
                     }
-                    let mut client = connect(&[endpoint]).await?;
+                    let mut client = connect_with(&[endpoint], tls).await?;
                     let status = client.status().await?;
                     anyhow::ensure!(status.leader() != 0, "no leader yet");
                     client.get("pgwarden-test-ready", None).await?;
@@ -223,14 +255,26 @@ impl Cluster {
             .collect()
     }
 
-    /// A client over every running member.
+    /// A client over every running member (with the `root` client certificate on a TLS cluster).
     pub async fn client(&self) -> anyhow::Result<Client> {
-        connect(&self.endpoints()).await
+        connect_with(&self.endpoints(), self.client_tls()).await
     }
 
     /// A client pinned to one member.
     pub async fn member_client(&self, index: usize) -> anyhow::Result<Client> {
-        connect(&[self.members[index].spec.client_url()]).await
+        connect_with(&[self.members[index].spec.client_url()], self.client_tls()).await
+    }
+
+    /// The etcd-client TLS options of a TLS cluster: its CA and the `root` client certificate.
+    pub fn client_tls(&self) -> Option<TlsOptions> {
+        self.certificates
+            .as_ref()
+            .map(|(generated, _)| generated.client_tls())
+    }
+
+    /// The certificates of a TLS cluster and where their files are.
+    pub fn certificates(&self) -> Option<&(TestCertificates, CertificateFiles)> {
+        self.certificates.as_ref()
     }
 
     /// Index of the member every running member names as leader (waits until they agree).
@@ -245,7 +289,8 @@ impl Cluster {
                     if !member.is_running() {
                         continue;
                     }
-                    let mut client = connect(&[member.spec.client_url()]).await?;
+                    let mut client =
+                        connect_with(&[member.spec.client_url()], self.client_tls()).await?;
                     let status = client.status().await?;
                     let header = status.header().context("status without header")?;
                     ids.push((index, header.member_id()));
@@ -296,6 +341,12 @@ impl Cluster {
             heartbeat_ms: self.options.heartbeat_ms,
             election_ms: self.options.election_ms,
             snapshot_count: self.options.snapshot_count,
+            scheme: if self.options.tls { "https" } else { "http" },
+            extra_flags: self
+                .certificates
+                .as_ref()
+                .map(|(_, files)| files.member_flags())
+                .unwrap_or_default(),
         };
         self.members.push(Member::new(self.target, spec));
         Ok(self.members.len() - 1)
@@ -333,9 +384,17 @@ impl Drop for Cluster {
 
 /// Connects with the harness's deadlines; connection is lazy, so this succeeds before servers answer.
 pub async fn connect(endpoints: &[String]) -> anyhow::Result<Client> {
-    let options = ConnectOptions::new()
+    connect_with(endpoints, None).await
+}
+
+/// [`connect`], over TLS with `tls` when given (for `https://` endpoints).
+pub async fn connect_with(endpoints: &[String], tls: Option<TlsOptions>) -> anyhow::Result<Client> {
+    let mut options = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(2))
         .with_timeout(CLIENT_TIMEOUT);
+    if let Some(tls) = tls {
+        options = options.with_tls(tls);
+    }
     Client::connect(endpoints, Some(options))
         .await
         .with_context(|| format!("connect to {endpoints:?}"))

@@ -16,6 +16,8 @@ const ETCDCTL_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Etcdctl {
     binary: PathBuf,
     endpoints: Vec<String>,
+    /// Global flags given to every invocation (e.g. `--cacert`, `--cert`, `--key`).
+    global_args: Vec<String>,
 }
 
 /// What one invocation did: exit code (`None` when killed by a signal) and its output.
@@ -43,7 +45,17 @@ impl Etcdctl {
         let binary = std::env::var_os("ETCDCTL_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/usr/bin/etcdctl"));
-        Self { binary, endpoints }
+        Self {
+            binary,
+            endpoints,
+            global_args: Vec::new(),
+        }
+    }
+
+    /// Passes `args` to every invocation, after `--endpoints`.
+    pub fn with_global_args(mut self, args: Vec<String>) -> Self {
+        self.global_args = args;
+        self
     }
 
     pub async fn run(&self, args: &[&str]) -> anyhow::Result<EtcdctlOutput> {
@@ -61,6 +73,7 @@ impl Etcdctl {
         let mut child = Command::new(&self.binary)
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.endpoints.join(",")))
+            .args(&self.global_args)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -92,6 +105,7 @@ impl Etcdctl {
         command
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.endpoints.join(",")))
+            .args(&self.global_args)
             .args(args)
             .stdin(if stdin.is_some() {
                 Stdio::piped()

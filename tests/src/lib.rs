@@ -14,6 +14,7 @@ pub mod known_gaps;
 pub mod member;
 pub mod ports;
 pub mod target;
+pub mod tls;
 pub mod wait;
 
 pub use cluster::Cluster;

@@ -38,20 +38,24 @@ pub struct MemberSpec {
     pub heartbeat_ms: u64,
     pub election_ms: u64,
     pub snapshot_count: u64,
+    /// `http` or `https` (TLS on both ports; the TLS flags are in `extra_flags`).
+    pub scheme: &'static str,
+    /// Flags after the common ones (e.g. the certificate files).
+    pub extra_flags: Vec<String>,
 }
 
 impl MemberSpec {
     pub fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.client_port)
     }
 
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.peer_port)
     }
 
     /// The command line a script would use for etcd; pgwarden gets the same after `etcd`.
     pub fn flags(&self) -> Vec<String> {
-        vec![
+        let mut flags = vec![
             format!("--name={}", self.name),
             format!("--data-dir={}", self.data_dir.display()),
             format!("--listen-client-urls={}", self.client_url()),
@@ -66,7 +70,9 @@ impl MemberSpec {
             format!("--snapshot-count={}", self.snapshot_count),
             // A flag scripts commonly pass: etcd 3.4 uses it, pgwarden accepts and ignores it.
             "--logger=zap".to_owned(),
-        ]
+        ];
+        flags.extend(self.extra_flags.iter().cloned());
+        flags
     }
 }
 

@@ -43,6 +43,7 @@ mod proposer;
 mod reads;
 mod server;
 mod status;
+pub mod tls;
 
 /// Generated peer-transport types (`proto/pgwarden/peer.proto`).
 #[allow(clippy::all, missing_docs)]
@@ -54,3 +55,4 @@ pub use config::{DEFAULT_REQUEST_TIMEOUT, InitialClusterState, MemberId, NodeCon
 pub use error::ConsensusError;
 pub use node::RaftNode;
 pub use storage::{AppliedEvents, LogHistograms};
+pub use tls::{PeerTls, TlsError, TlsFiles};

@@ -19,7 +19,7 @@ use openraft::type_config::alias::VoteOf;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use storage::{MemberNode, Snapshot, TypeConfig};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::error::ConsensusError;
 use crate::pb;
@@ -38,6 +38,8 @@ pub(crate) struct PeerChannels {
     /// Guarded by a std mutex: only map lookups happen under it.
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     connect_timeout: Duration,
+    /// How `https://` peer URLs are dialed; `None`: this member has no peer TLS and refuses them.
+    tls: Option<ClientTlsConfig>,
 }
 
 impl PeerChannels {
@@ -45,7 +47,14 @@ impl PeerChannels {
         PeerChannels {
             channels: Arc::new(Mutex::new(HashMap::new())),
             connect_timeout,
+            tls: None,
         }
+    }
+
+    /// Dials `https://` peer URLs with `tls` (plain `http://` URLs stay plaintext).
+    pub(crate) fn with_tls(mut self, tls: Option<ClientTlsConfig>) -> PeerChannels {
+        self.tls = tls;
+        self
     }
 
     /// A client for the first reachable URL form of `peer_urls` (the first URL is used).
@@ -65,8 +74,19 @@ impl PeerChannels {
                 PeerClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES)
             );
         }
-        let channel = Endpoint::from_shared(url.clone())
-            .map_err(|e| ConsensusError::Internal(format!("bad peer URL {url}: {e}")))?
+        let mut endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|e| ConsensusError::Internal(format!("bad peer URL {url}: {e}")))?;
+        if url.to_ascii_lowercase().starts_with("https://") {
+            let tls = self.tls.clone().ok_or_else(|| {
+                ConsensusError::Internal(format!(
+                    "peer URL {url} needs TLS, but this member has no peer certificate"
+                ))
+            })?;
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| ConsensusError::Internal(format!("peer TLS for {url}: {e}")))?;
+        }
+        let channel = endpoint
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))

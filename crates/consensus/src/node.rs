@@ -27,6 +27,7 @@ use crate::proposer::{self, Proposal};
 use crate::reads::{self, ReadWaiter};
 use crate::server::PeerService;
 use crate::status;
+use crate::tls::PeerTls;
 
 /// The openraft instance of a member.
 pub(crate) type RaftInstance = Raft<TypeConfig, StateMachine>;
@@ -226,6 +227,27 @@ impl RaftNode {
         config: NodeConfig,
         peer_listener: tokio::net::TcpListener,
     ) -> Result<RaftNode, ConsensusError> {
+        Self::start_with_tls(config, peer_listener, PeerTls::default()).await
+    }
+
+    /// [`RaftNode::start`] with TLS on the peer transport: the peer server serves TLS when
+    /// `tls.server` is set (requiring client certificates when it says so), and `https://` peer
+    /// URLs are dialed with `tls.client`. Unusable TLS material fails the start.
+    pub async fn start_with_tls(
+        config: NodeConfig,
+        peer_listener: tokio::net::TcpListener,
+        tls: PeerTls,
+    ) -> Result<RaftNode, ConsensusError> {
+        // Built before anything starts, so unusable TLS material fails the start cleanly.
+        let mut peer_server = tonic::transport::Server::builder().tcp_nodelay(true);
+        if let Some(server_tls) = tls
+            .server_config()
+            .map_err(|e| ConsensusError::Internal(format!("peer TLS: {e}")))?
+        {
+            peer_server = peer_server
+                .tls_config(server_tls)
+                .map_err(|e| ConsensusError::Internal(format!("peer TLS: {e}")))?;
+        }
         let data_dir = config.data_dir.clone();
         let storage = tokio::task::spawn_blocking(move || {
             Storage::open(&data_dir, storage::DEFAULT_EVENT_CAPACITY)
@@ -233,7 +255,8 @@ impl RaftNode {
         .await
         .map_err(|e| ConsensusError::Internal(format!("open storage: {e}")))?
         .map_err(|e| ConsensusError::Internal(format!("open storage: {e}")))?;
-        let channels = PeerChannels::new(config.election_timeout.min(Duration::from_secs(1)));
+        let channels = PeerChannels::new(config.election_timeout.min(Duration::from_secs(1)))
+            .with_tls(tls.client_config());
         let plan = bootstrap::plan(&config, &storage.db, &channels, &peer_listener).await?;
         let raft_config = Arc::new(raft_config(&config)?);
         let network = Network {
@@ -275,8 +298,7 @@ impl RaftNode {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(peer_listener);
         let cancel = core.cancel.clone();
         core.tasks.spawn(async move {
-            let served = tonic::transport::Server::builder()
-                .tcp_nodelay(true)
+            let served = peer_server
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
                 .await;

@@ -8,7 +8,8 @@
 //! HTTP JSON gateway (`/v3/...`, a second adapter over the same service) in [`gateway`]; and
 //! [`serve`]-ing all of it on one listener, with `GET /metrics` ([`metrics`]) and space
 //! management (the backend quota and auto-compaction, [`space`]).
-//! The client listener accepts the URL-form HTTP/2 `:authority` of etcdctl 3.4 ([`h2_authority`]).
+//! The client listener accepts the URL-form HTTP/2 `:authority` of etcdctl 3.4 ([`h2_authority`])
+//! and, when configured, TLS with client certificate authentication ([`tls`]).
 //! Errors become gRPC statuses in exactly one function, [`error::to_status`], backed by
 //! etcd's catalogue in `etcd_proto::errors`.
 //!
@@ -30,6 +31,7 @@ mod raft_backend;
 pub mod server;
 pub mod service;
 pub mod space;
+pub mod tls;
 mod validate;
 pub mod watch;
 

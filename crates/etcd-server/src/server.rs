@@ -95,6 +95,9 @@ pub fn router<B: Backend>(service: &Service<B>) -> axum::Router {
         .layer(axum::middleware::from_fn_with_state(
             service.metrics().clone(),
             crate::metrics::grpc::track,
+        ))
+        .layer(axum::middleware::from_fn(
+            crate::tls::attach_certificate_user,
         ));
     crate::http::router(service.clone())
         .merge(crate::gateway::router(service.clone()))

@@ -5,6 +5,12 @@
 //! that clients keep alive through the first. The single-listener case uses `etcd_server::serve`;
 //! this module builds the same service from etcd-server's public parts and feeds it connections
 //! accepted on every listener.
+//!
+//! An `https://` listener runs each accepted connection's TLS handshake in a task of its own
+//! (bounded by `etcd_server::tls::HANDSHAKE_TIMEOUT`), so a slow or failing client never delays
+//! the others; a failed handshake (e.g. no client certificate under `--client-cert-auth`) closes
+//! only that connection. Each connection's verified client certificate name is the connect info
+//! the etcd API uses for certificate-based auth.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +20,7 @@ use consensus::RaftNode;
 use etcd_server::ServerConfig;
 use etcd_server::Service;
 use etcd_server::lease::TokioClock;
+use etcd_server::tls::{ClientIdentity, ClientStream, ClientTls};
 use tokio::net::TcpListener;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -25,10 +32,16 @@ const ACCEPT_QUEUE: usize = 64;
 /// Pause after a failed accept (e.g. out of file descriptors) before trying again.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
+/// A client listener and, for an `https://` URL, its TLS.
+pub struct ClientListener {
+    pub listener: TcpListener,
+    pub tls: Option<ClientTls>,
+}
+
 /// Serves `node`'s etcd API on every listener until `shutdown` is cancelled, then waits for the
 /// service's tasks (lease keeper, streams) to finish.
 pub async fn serve_all(
-    listeners: Vec<TcpListener>,
+    listeners: Vec<ClientListener>,
     node: RaftNode,
     config: ServerConfig,
     shutdown: CancellationToken,
@@ -49,6 +62,7 @@ pub async fn serve_all(
     let app = etcd_server::server::router(&service);
     let stop_on_shutdown = stop.clone();
     let merged = etcd_server::h2_authority::AuthorityFixListener::new(merged);
+    let app = app.into_make_service_with_connect_info::<ClientIdentity>();
     let result = axum::serve(merged, app)
         .with_graceful_shutdown(async move {
             shutdown.cancelled().await;
@@ -64,23 +78,24 @@ pub async fn serve_all(
 /// Connections from several TCP listeners, as one `axum::serve::Listener`.
 struct MergedListener {
     /// Filled by one accept task per listener; those tasks stop with the service's token.
-    accepted: mpsc::Receiver<(TcpStream, SocketAddr)>,
+    accepted: mpsc::Receiver<(ClientStream, SocketAddr)>,
     local_addr: SocketAddr,
 }
 
 impl MergedListener {
     fn start(
-        listeners: Vec<TcpListener>,
+        listeners: Vec<ClientListener>,
         tasks: &TaskTracker,
         stop: &CancellationToken,
     ) -> std::io::Result<Self> {
         let (sender, accepted) = mpsc::channel(ACCEPT_QUEUE);
         let mut local_addr = None;
-        for listener in listeners {
+        for ClientListener { listener, tls } in listeners {
             let addr = listener.local_addr()?;
             local_addr.get_or_insert(addr);
             let sender = sender.clone();
             let stop = stop.clone();
+            let handshakes = tasks.clone();
             tasks.spawn(async move {
                 loop {
                     let accepted = tokio::select! {
@@ -92,8 +107,25 @@ impl MergedListener {
                             if let Err(error) = stream.set_nodelay(true) {
                                 tracing::debug!(%error, "set TCP_NODELAY");
                             }
-                            if sender.send((stream, peer)).await.is_err() {
-                                return;
+                            match &tls {
+                                None => {
+                                    if sender
+                                        .send((ClientStream::Plain(stream), peer))
+                                        .await
+                                        .is_err()
+                                    {
+                                        return;
+                                    }
+                                }
+                                Some(tls) => {
+                                    handshakes.spawn(handshake(
+                                        tls.clone(),
+                                        stream,
+                                        peer,
+                                        sender.clone(),
+                                        stop.clone(),
+                                    ));
+                                }
                             }
                         }
                         Err(error) => {
@@ -114,8 +146,30 @@ impl MergedListener {
     }
 }
 
+/// Completes one TLS handshake and hands the connection to the HTTP server; a failed
+/// handshake only closes this connection.
+async fn handshake(
+    tls: ClientTls,
+    stream: TcpStream,
+    peer: SocketAddr,
+    sender: mpsc::Sender<(ClientStream, SocketAddr)>,
+    stop: CancellationToken,
+) {
+    let connected = tokio::select! {
+        () = stop.cancelled() => return,
+        connected = tls.handshake(stream) => connected,
+    };
+    match connected {
+        Ok(stream) => {
+            // The receiver is gone only during shutdown; the connection closes with it.
+            let _ = sender.send((stream, peer)).await;
+        }
+        Err(error) => tracing::debug!(%peer, %error, "TLS handshake with a client failed"),
+    }
+}
+
 impl axum::serve::Listener for MergedListener {
-    type Io = TcpStream;
+    type Io = ClientStream;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

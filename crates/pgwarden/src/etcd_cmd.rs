@@ -20,11 +20,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::client_listeners;
+use crate::client_listeners::ClientListener;
 use crate::etcd_flags::ClusterState;
 use crate::etcd_flags::EtcdConfig;
+use crate::tls_flags::LoadedTls;
 
-/// Runs the member until a signal or a fatal serving error.
-pub async fn run(config: EtcdConfig) -> anyhow::Result<()> {
+/// Runs the member until a signal or a fatal serving error. `tls` holds the loaded certificates:
+/// `https://` client listeners serve TLS with `tls.client`, the peer transport uses `tls.peer`.
+pub async fn run(config: EtcdConfig, tls: LoadedTls) -> anyhow::Result<()> {
     if !config.ignored_flags.is_empty() {
         tracing::info!(
             "ignoring etcd flags pgwarden does not implement: {}",
@@ -34,15 +37,28 @@ pub async fn run(config: EtcdConfig) -> anyhow::Result<()> {
     let peer_listener = TcpListener::bind(config.listen_peer.addr)
         .await
         .with_context(|| format!("bind --listen-peer-urls {}", config.listen_peer.url))?;
+    let client_tls = tls
+        .client
+        .as_ref()
+        .map(etcd_server::tls::ClientTls::new)
+        .transpose()
+        .context("client TLS (--cert-file, --key-file, --trusted-ca-file)")?;
     let mut client_listeners = Vec::new();
     for listen in &config.listen_client {
         let listener = TcpListener::bind(listen.addr)
             .await
             .with_context(|| format!("bind --listen-client-urls {}", listen.url))?;
-        client_listeners.push((listen.url.clone(), listener));
+        let tls = if listen.is_tls() {
+            Some(client_tls.clone().with_context(|| {
+                format!("--listen-client-urls {} needs --cert-file", listen.url)
+            })?)
+        } else {
+            None
+        };
+        client_listeners.push((listen.url.clone(), ClientListener { listener, tls }));
     }
 
-    let node = RaftNode::start(node_config(&config), peer_listener)
+    let node = RaftNode::start_with_tls(node_config(&config), peer_listener, tls.peer)
         .await
         .context("start the Raft member")?;
     tracing::info!(
@@ -62,22 +78,13 @@ pub async fn run(config: EtcdConfig) -> anyhow::Result<()> {
         .iter()
         .map(|(url, _)| url.clone())
         .collect();
-    let listeners: Vec<TcpListener> = client_listeners.into_iter().map(|(_, l)| l).collect();
+    let listeners: Vec<ClientListener> = client_listeners.into_iter().map(|(_, l)| l).collect();
     let serve_node = node.clone();
     let stop = shutdown.clone();
     serving.spawn(async move {
-        let result = match <[TcpListener; 1]>::try_from(listeners) {
-            Ok([listener]) => {
-                etcd_server::serve(listener, serve_node, server_config, stop.cancelled_owned())
-                    .await
-                    .map_err(anyhow::Error::new)
-            }
-            Err(listeners) => {
-                client_listeners::serve_all(listeners, serve_node, server_config, stop)
-                    .await
-                    .map_err(anyhow::Error::new)
-            }
-        };
+        let result = client_listeners::serve_all(listeners, serve_node, server_config, stop)
+            .await
+            .map_err(anyhow::Error::new);
         (urls.join(","), result)
     });
     // etcd prints this line when clients can connect; scripts and harnesses wait for it.

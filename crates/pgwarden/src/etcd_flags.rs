@@ -16,6 +16,8 @@ use etcd_server::space::AutoCompaction;
 use etcd_server::space::AutoCompactionError;
 
 use crate::ignored_flags::IgnoredFlags;
+use crate::tls_flags::TlsConfig;
+use crate::tls_flags::TlsFlags;
 
 /// etcd's default client URL (both listen and advertise).
 const DEFAULT_CLIENT_URL: &str = "http://localhost:2379";
@@ -109,6 +111,10 @@ pub struct EtcdFlags {
     #[arg(long, default_value_t = 300, env = "ETCD_AUTH_TOKEN_TTL")]
     pub auth_token_ttl: u64,
 
+    /// etcd's TLS flags (boxed: they would make this the one large variant of the command enum).
+    #[command(flatten)]
+    pub tls: Box<TlsFlags>,
+
     #[command(flatten)]
     pub ignored: IgnoredFlags,
 }
@@ -130,7 +136,7 @@ pub struct FlagError {
 }
 
 impl FlagError {
-    fn new(flag: &'static str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(flag: &'static str, reason: impl Into<String>) -> Self {
         Self {
             flag,
             reason: reason.into(),
@@ -143,6 +149,13 @@ impl FlagError {
 pub struct ListenUrl {
     pub url: String,
     pub addr: SocketAddr,
+}
+
+impl ListenUrl {
+    /// An `https://` listener: served over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.url.starts_with("https://")
+    }
 }
 
 /// Validated `pgwarden etcd` configuration: every URL checked, defaults resolved, timings consistent.
@@ -170,6 +183,8 @@ pub struct EtcdConfig {
     pub auth_token_ttl: Duration,
     /// Accepted-but-ignored etcd flags as given (`--logger=zap`), for one log line at start.
     pub ignored_flags: Vec<String>,
+    /// Certificate paths of the client and peer sides (files are read by `tls_flags::load`).
+    pub tls: TlsConfig,
 }
 
 impl EtcdFlags {
@@ -221,6 +236,25 @@ impl EtcdFlags {
         };
         check_own_entry(&name, &initial_advertise_peer_urls, &initial_cluster)?;
 
+        let first_https = |flag: &'static str, urls: &[String]| {
+            urls.iter()
+                .find(|url| url.starts_with("https://"))
+                .map(|url| (flag, url.clone()))
+        };
+        let listen_client_urls: Vec<String> =
+            listen_client.iter().map(|url| url.url.clone()).collect();
+        let cluster_peer_urls: Vec<String> = initial_cluster
+            .iter()
+            .flat_map(|(_, urls)| urls.iter().cloned())
+            .collect();
+        let tls = self.tls.validate(
+            first_https("listen-client-urls", &listen_client_urls),
+            first_https("listen-peer-urls", std::slice::from_ref(&listen_peer.url)),
+            first_https("initial-cluster", &cluster_peer_urls).or_else(|| {
+                first_https("initial-advertise-peer-urls", &initial_advertise_peer_urls)
+            }),
+        )?;
+
         let initial_cluster_token = self.initial_cluster_token.trim().to_owned();
         if initial_cluster_token.is_empty() {
             return Err(FlagError::new("initial-cluster-token", "must not be empty"));
@@ -263,20 +297,25 @@ impl EtcdFlags {
             quota_backend_bytes: self.quota_backend_bytes,
             auth_token_ttl: Duration::from_secs(self.auth_token_ttl),
             ignored_flags: self.ignored.given.clone(),
+            tls,
         })
     }
 }
 
-/// An `http://host:port` URL, host kept as written (a name, an IPv4 address or a bracketed IPv6 address).
+/// An `http://host:port` or `https://host:port` URL, host kept as written (a name, an IPv4
+/// address or a bracketed IPv6 address).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct HttpUrl {
     host: String,
     port: u16,
+    /// `https://`: the listener serves TLS, or the peer is dialed over TLS.
+    tls: bool,
 }
 
 impl HttpUrl {
     fn normalised(&self) -> String {
-        format!("http://{}:{}", self.host, self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}:{}", self.host, self.port)
     }
 
     /// Listen URLs must name an address to bind: an IP address or `localhost` (bound as 127.0.0.1).
@@ -323,19 +362,14 @@ fn parse_http_url(flag: &'static str, url: &str) -> Result<HttpUrl, FlagError> {
         return Err(FlagError::new(flag, "empty URL in the list"));
     }
     let lower = url.to_ascii_lowercase();
-    if lower.starts_with("https://") || lower.starts_with("unixs://") {
+    let (rest, tls) = if lower.starts_with("http://") {
+        (&url["http://".len()..], false)
+    } else if lower.starts_with("https://") {
+        (&url["https://".len()..], true)
+    } else {
         return Err(FlagError::new(
             flag,
-            format!("{url}: TLS not supported yet (use http://)"),
-        ));
-    }
-    let Some(rest) = lower
-        .strip_prefix("http://")
-        .map(|_| &url["http://".len()..])
-    else {
-        return Err(FlagError::new(
-            flag,
-            format!("{url}: URL scheme must be http:// (e.g. http://127.0.0.1:2379)"),
+            format!("{url}: URL scheme must be http:// or https:// (e.g. http://127.0.0.1:2379)"),
         ));
     };
     let authority = rest.strip_suffix('/').unwrap_or(rest);
@@ -353,6 +387,7 @@ fn parse_http_url(flag: &'static str, url: &str) -> Result<HttpUrl, FlagError> {
     Ok(HttpUrl {
         host: host.to_owned(),
         port,
+        tls,
     })
 }
 

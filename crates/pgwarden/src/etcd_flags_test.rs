@@ -157,12 +157,12 @@ fn bad_urls_are_refused_naming_the_flag() {
         (
             &["--listen-client-urls=https://127.0.0.1:2379"],
             "listen-client-urls",
-            "TLS not supported yet",
+            "give --cert-file and --key-file",
         ),
         (
-            &["--advertise-client-urls=https://h:1"],
+            &["--advertise-client-urls=unixs://h:1"],
             "advertise-client-urls",
-            "TLS not supported yet",
+            "http:// or https://",
         ),
         (
             &["--listen-peer-urls=unix://x"],
@@ -478,4 +478,112 @@ fn auth_token_ttl_defaults_to_etcds_five_minutes_and_must_be_positive() {
     );
     let unparsable = parse(&["--auth-token-ttl=5m"]).expect_err("seconds only");
     assert!(unparsable.to_string().contains("--auth-token-ttl"));
+}
+
+#[test]
+fn https_urls_take_their_certificates_from_etcds_tls_flags() {
+    let config = config(&[
+        "--listen-client-urls=https://127.0.0.1:2379,http://127.0.0.1:2381",
+        "--advertise-client-urls=https://127.0.0.1:2379",
+        "--listen-peer-urls=https://127.0.0.1:2380",
+        "--initial-advertise-peer-urls=https://127.0.0.1:2380",
+        "--cert-file=c.pem",
+        "--key-file=k.pem",
+        "--trusted-ca-file=ca.pem",
+        "--client-cert-auth",
+        "--peer-cert-file=pc.pem",
+        "--peer-key-file=pk.pem",
+        "--peer-trusted-ca-file=pca.pem",
+        "--peer-client-cert-auth=true",
+    ]);
+    assert!(config.listen_client[0].is_tls());
+    assert!(!config.listen_client[1].is_tls());
+    assert!(config.listen_peer.is_tls());
+    assert_eq!(config.initial_cluster[0].1, vec!["https://127.0.0.1:2380"]);
+    let client = config.tls.client.expect("client TLS");
+    assert_eq!(client.cert_file, PathBuf::from("c.pem"));
+    assert_eq!(client.trusted_ca_file, Some(PathBuf::from("ca.pem")));
+    assert!(client.client_cert_auth);
+    let peer = config.tls.peer.expect("peer TLS");
+    assert_eq!(peer.key_file, PathBuf::from("pk.pem"));
+    assert!(peer.client_cert_auth);
+
+    let plain = self::config(&[]);
+    assert_eq!(plain.tls, crate::tls_flags::TlsConfig::default());
+}
+
+#[test]
+fn tls_flag_combinations_that_cannot_work_are_refused_naming_the_flag() {
+    let https_peer: &[&str] = &[
+        "--listen-peer-urls=https://127.0.0.1:2380",
+        "--initial-advertise-peer-urls=https://127.0.0.1:2380",
+    ];
+    let with_peer = |more: &[&'static str]| -> Vec<&'static str> {
+        let mut args = vec![
+            "--listen-peer-urls=https://127.0.0.1:2380",
+            "--initial-advertise-peer-urls=https://127.0.0.1:2380",
+        ];
+        args.extend_from_slice(more);
+        args
+    };
+    let cases: Vec<(Vec<&str>, &str, &str)> = vec![
+        (
+            vec!["--listen-client-urls=https://127.0.0.1:2379"],
+            "listen-client-urls",
+            "--cert-file",
+        ),
+        (vec!["--cert-file=c.pem"], "key-file", "missing"),
+        (vec!["--key-file=k.pem"], "cert-file", "missing"),
+        (
+            vec![
+                "--cert-file=c.pem",
+                "--key-file=k.pem",
+                "--client-cert-auth",
+            ],
+            "client-cert-auth",
+            "--trusted-ca-file",
+        ),
+        (vec!["--auto-tls"], "auto-tls", "does not generate"),
+        (
+            vec!["--peer-auto-tls=true"],
+            "peer-auto-tls",
+            "does not generate",
+        ),
+        (https_peer.to_vec(), "listen-peer-urls", "--peer-cert-file"),
+        (
+            with_peer(&["--peer-cert-file=c.pem", "--peer-key-file=k.pem"]),
+            "initial-cluster",
+            "--peer-trusted-ca-file",
+        ),
+        (
+            vec![
+                "--name=a",
+                "--initial-advertise-peer-urls=http://127.0.0.1:2380",
+                "--initial-cluster=a=http://127.0.0.1:2380,b=https://127.0.0.1:2390",
+            ],
+            "peer-cert-file",
+            "",
+        ),
+        (
+            with_peer(&[
+                "--peer-cert-file=c.pem",
+                "--peer-key-file=k.pem",
+                "--peer-client-cert-auth",
+            ]),
+            "peer-client-cert-auth",
+            "--peer-trusted-ca-file",
+        ),
+    ];
+    for (args, flag, words) in cases {
+        let error = flag_error(&args);
+        let message = error.to_string();
+        assert!(
+            error.flag == flag || message.contains(&format!("--{flag}")),
+            "{args:?}: {message}"
+        );
+        assert!(message.contains(words), "{args:?}: {message}");
+    }
+    // A certificate without https URLs is accepted (etcd does too); it is simply unused.
+    let unused = config(&["--cert-file=c.pem", "--key-file=k.pem"]);
+    assert!(unused.tls.client.is_some());
 }

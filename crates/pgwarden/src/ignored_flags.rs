@@ -4,8 +4,9 @@
 //! "change only the binary" fail for no benefit. Each one is harmless to ignore: pgwarden logs through
 //! `RUST_LOG`, keeps the v2 API off, serves `/metrics` on the client port, and applies fixed request limits.
 //! (Auto-compaction and the backend quota are implemented: see `etcd_flags`.)
-//! Flags that change where data lives or how peers are reached (e.g. `--wal-dir`, TLS flags) are not here:
-//! they are refused as unknown, so a script never silently gets a different setup than it asked for.
+//! Flags that change where data lives or how peers are reached (e.g. `--wal-dir`, CRL or cipher flags) are not
+//! here: they are refused as unknown, so a script never silently gets a different setup than it asked for.
+//! (etcd's certificate flags are implemented: see `tls_flags`.)
 
 use clap::Arg;
 use clap::ArgAction;

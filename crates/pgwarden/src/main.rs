@@ -15,6 +15,7 @@ mod etcd_cmd;
 mod etcd_flags;
 mod ignored_flags;
 mod run;
+mod tls_flags;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -45,11 +46,18 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_USAGE);
                 }
             };
+            let tls = match tls_flags::load(&config.tls, config.listen_peer.is_tls()) {
+                Ok(tls) => tls,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
             let runtime = match runtime() {
                 Ok(runtime) => runtime,
                 Err(code) => return code,
             };
-            match runtime.block_on(etcd_cmd::run(config)) {
+            match runtime.block_on(etcd_cmd::run(config, tls)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!("{error:#}");

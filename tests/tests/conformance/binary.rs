@@ -34,10 +34,7 @@ fn pgwarden_etcd(args: &[&str]) -> anyhow::Result<Command> {
 #[test]
 fn unusable_flags_exit_2_naming_the_flag() -> anyhow::Result<()> {
     let cases: &[(&[&str], &str)] = &[
-        (
-            &["--listen-client-urls=https://127.0.0.1:1"],
-            "TLS not supported yet",
-        ),
+        (&["--listen-client-urls=https://127.0.0.1:1"], "--cert-file"),
         (&["--no-such-flag"], "--no-such-flag"),
         (&["--election-timeout=100"], "--election-timeout"),
         (

@@ -34,14 +34,22 @@ pub fn request_token(metadata: &tonic::metadata::MetadataMap) -> Option<&str> {
     })
 }
 
-/// The service acting for the caller of a gRPC request (see `service::auth`).
+/// The service acting for the caller of a gRPC request (see `service::auth`): the token's
+/// user; without a token, the user named by the connection's verified client certificate
+/// (see `crate::tls`); otherwise anonymous.
 pub(crate) fn caller<B: Backend>(
     service: &Service<B>,
     metadata: &tonic::metadata::MetadataMap,
 ) -> Result<Service<B>, tonic::Status> {
-    service
-        .for_token(request_token(metadata))
-        .map_err(|error| to_status(&error))
+    let token = request_token(metadata);
+    if token.is_none()
+        && let Some(user) = metadata
+            .get(crate::tls::CERT_USER_HEADER)
+            .and_then(|value| value.to_str().ok())
+    {
+        return Ok(service.with_caller(service.authorize_certificate_user(user)));
+    }
+    service.for_token(token).map_err(|error| to_status(&error))
 }
 
 /// Wraps a service result as a tonic reply.

@@ -115,6 +115,22 @@ impl<B: Backend> Service<B> {
         service
     }
 
+    /// Who sends a request without a token over a connection whose verified client
+    /// certificate names `user` (its Common Name): that user while auth is enabled, as etcd
+    /// does; anonymous otherwise.
+    pub fn authorize_certificate_user(&self, user: &str) -> AuthInfo {
+        let (enabled, auth_revision) = self
+            .node
+            .read(|store| (store.auth_enabled(), store.auth_revision()));
+        if !enabled || user.is_empty() {
+            return AuthInfo::Anonymous;
+        }
+        AuthInfo::User {
+            name: user.to_owned(),
+            auth_revision,
+        }
+    }
+
     /// [`Service::authorize`] then [`Service::with_caller`]: what a transport calls per request.
     pub fn for_token(&self, token: Option<&str>) -> Result<Service<B>, ServiceError> {
         Ok(self.with_caller(self.authorize(token)?))
