@@ -25,6 +25,7 @@ use pgwarden_tests::Cluster;
 use pgwarden_tests::ClusterOptions;
 use pgwarden_tests::Etcdctl;
 use pgwarden_tests::cluster::connect_with;
+use pgwarden_tests::eventually;
 use serde_json::json;
 
 fn tls_cluster() -> ClusterOptions {
@@ -40,6 +41,7 @@ mod three {
         clients_without_a_trusted_certificate_are_refused,
         peer_port_refuses_clients_without_a_trusted_certificate,
         certificate_common_name_is_the_user_without_a_token,
+        a_fourth_member_joins_over_peer_tls,
     );
 }
 
@@ -241,5 +243,57 @@ async fn certificate_common_name_is_the_user_without_a_token(
     ensure!(!wrong.success(), "wrong password accepted: {wrong:?}");
 
     by_certificate.auth_disable().await?;
+    Ok(())
+}
+
+/// MemberAdd of an `https://` peer URL, then a fourth process joins with
+/// `--initial-cluster-state existing` over peer TLS and catches up.
+async fn a_fourth_member_joins_over_peer_tls(cluster: &mut Cluster) -> anyhow::Result<()> {
+    let mut client = cluster.member_client(0).await?;
+    client.put("tls/before-join", "1", None).await?;
+    let index = cluster.prepare_joining("m4")?;
+    let peer_url = cluster.member(index).spec.peer_url();
+    ensure!(peer_url.starts_with("https://"), "{peer_url}");
+    // etcd refuses reconfiguration until every voter has been connected for a while.
+    eventually(
+        "the cluster to accept a member",
+        Duration::from_secs(30),
+        || {
+            let mut client = client.clone();
+            let peer_url = peer_url.clone();
+            async move { Ok(client.member_add([peer_url.as_str()], None).await?) }
+        },
+    )
+    .await?;
+    let voters = cluster.initial_cluster_of(&[0, 1, 2, index]);
+    cluster.start_joining(index, &voters)?;
+    let joined = cluster.member_client(index).await?;
+    eventually(
+        "the new member to serve the key written before it joined",
+        Duration::from_secs(30),
+        || {
+            let mut joined = joined.clone();
+            async move {
+                let got = joined
+                    .get(
+                        "tls/before-join",
+                        Some(etcd_client::GetOptions::new().with_serializable()),
+                    )
+                    .await?;
+                ensure!(got.kvs().len() == 1, "not caught up: {got:?}");
+                Ok(())
+            }
+        },
+    )
+    .await?;
+    eventually(
+        "a write through the new member",
+        Duration::from_secs(15),
+        || {
+            let mut joined = joined.clone();
+            async move { Ok(joined.put("tls/through-m4", "1", None).await?) }
+        },
+    )
+    .await?;
     Ok(())
 }
