@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod history;
 pub mod linearizable;
+pub mod load;
 pub mod net;
 pub mod scenario;
 pub mod store_history;

@@ -9,6 +9,7 @@ use anyhow::{Context, bail, ensure};
 
 use crate::cluster::{Cluster, ETCD_PORT, TTL};
 use crate::history::{self, History};
+use crate::load;
 use crate::net::unsupported_reason;
 use crate::store_history::{StoreHistory, StoreSummary};
 
@@ -30,13 +31,16 @@ pub enum Fault {
     /// As [`Fault::PartitionReplica`], for the replica whose store member leads the Raft
     /// group.
     PartitionRaftLeaderReplica,
+    /// No fault: every host's CPU and the disk under load for `seconds` (busy loops on every
+    /// core, `dd` writes with fsync); the primary must stay primary throughout (soak mode).
+    Load { seconds: u64 },
 }
 
 impl Fault {
     fn fails_over(self) -> bool {
         !matches!(
             self,
-            Fault::PartitionReplica | Fault::PartitionRaftLeaderReplica
+            Fault::PartitionReplica | Fault::PartitionRaftLeaderReplica | Fault::Load { .. }
         )
     }
 }
@@ -182,6 +186,9 @@ async fn drive(cluster: &mut Cluster, name: &str, fault: Fault) -> anyhow::Resul
             cluster.network.isolate(replica)?;
             tokio::time::sleep(TTL * 2 + Duration::from_secs(2)).await;
             cluster.network.heal(replica)?;
+        }
+        Fault::Load { seconds } => {
+            load::hold(cluster, name, primary, Duration::from_secs(seconds)).await?;
         }
     }
     let fault_ended = Instant::now();
