@@ -14,6 +14,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::net::Network;
+use crate::watchdog::FakeWatchdog;
 
 pub const PG_PORT: u16 = 5432;
 pub const REST_PORT: u16 = 8008;
@@ -70,6 +71,29 @@ impl Node {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// SIGTERM to the agent (a clean stop: a primary stops PostgreSQL and releases the leader
+    /// key), then waits up to `timeout` for it to exit.
+    pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let pid = self.agent_pid().context("the agent is not running")?;
+        kill(Pid::from_raw(pid), Signal::SIGTERM)
+            .with_context(|| format!("SIGTERM to {}", self.name))?;
+        let deadline = Instant::now() + timeout;
+        while let Some(child) = self.child.as_mut() {
+            if child.try_wait()?.is_some() {
+                self.child = None;
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the agent of {} did not exit within {timeout:?} of SIGTERM",
+                    self.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
     }
 
     /// SIGSTOP (`true`) or SIGCONT (`false`) to the agent only; PostgreSQL keeps running.
@@ -193,12 +217,20 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     /// Dropped after the nodes and before the files (field order).
     pub network: Network,
+    /// Each host's watchdog stand-in, when the cluster was started with them.
+    pub watchdogs: Vec<FakeWatchdog>,
     dir: tempfile::TempDir,
 }
 
 impl Cluster {
     /// Creates the network and starts `pgwarden run` on each of `size` hosts.
     pub fn start(size: usize) -> anyhow::Result<Cluster> {
+        Cluster::start_with(size, false)
+    }
+
+    /// As [`Cluster::start`]; with `watched`, every host also gets a watchdog stand-in that
+    /// its agent must arm before promoting (`watchdog: {mode: required}`).
+    pub fn start_with(size: usize, watched: bool) -> anyhow::Result<Cluster> {
         let binary = pgwarden_binary()?;
         let network = Network::up(size)?;
         let dir = tempfile::Builder::new()
@@ -208,6 +240,7 @@ impl Cluster {
         let mut cluster = Cluster {
             nodes: Vec::new(),
             network,
+            watchdogs: Vec::new(),
             dir,
         };
         let addresses: Vec<Ipv4Addr> = (0..size).map(Network::address).collect();
@@ -230,7 +263,13 @@ impl Cluster {
                 .copied()
                 .filter(|peer| *peer != node.address)
                 .collect();
-            std::fs::write(node.dir.join("pgwarden.yml"), node.config(&peers))?;
+            let mut config = node.config(&peers);
+            if watched {
+                let watchdog = FakeWatchdog::start(&node.dir)?;
+                config.push_str(&watchdog.yaml());
+                cluster.watchdogs.push(watchdog);
+            }
+            std::fs::write(node.dir.join("pgwarden.yml"), config)?;
             node.start()?;
             cluster.nodes.push(node);
         }

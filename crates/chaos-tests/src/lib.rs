@@ -6,12 +6,14 @@
 //! REST API, and injects faults only from outside the processes.
 
 pub mod cluster;
+mod faults;
 pub mod history;
 pub mod linearizable;
 pub mod load;
 pub mod net;
 pub mod scenario;
 pub mod store_history;
+pub mod watchdog;
 
 pub use cluster::Cluster;
 pub use net::Network;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 
 use crate::cluster::{Cluster, ETCD_PORT, TTL};
+use crate::faults;
 use crate::history::{self, History};
 use crate::load;
 use crate::net::unsupported_reason;
@@ -34,14 +35,35 @@ pub enum Fault {
     /// No fault: every host's CPU and the disk under load for `seconds` (busy loops on every
     /// core, `dd` writes with fsync); the primary must stay primary throughout (soak mode).
     Load { seconds: u64 },
+    /// SIGKILL to the primary's agent only (PostgreSQL keeps running); its watchdog stand-in
+    /// must reset the host before the lease expires; the host is started again afterwards.
+    KillPrimaryAgent,
+    /// SIGSTOP to every process of the primary's host for three lease periods, then SIGCONT.
+    FreezePrimaryHost,
+    /// SIGKILL to every process of the host whose store member leads the Raft group, a
+    /// replica's; two lease periods later it is started again. The primary must stay primary.
+    KillRaftLeaderReplica,
+    /// SIGTERM to each host's agent in turn (replicas first), each started again and healthy
+    /// before the next.
+    RollingRestart,
+    /// Concurrent `POST /switchover` to every host's REST API naming different candidates.
+    ConcurrentSwitchovers,
 }
 
 impl Fault {
     fn fails_over(self) -> bool {
         !matches!(
             self,
-            Fault::PartitionReplica | Fault::PartitionRaftLeaderReplica | Fault::Load { .. }
+            Fault::PartitionReplica
+                | Fault::PartitionRaftLeaderReplica
+                | Fault::KillRaftLeaderReplica
+                | Fault::Load { .. }
         )
+    }
+
+    /// Whether the hosts run watchdog stand-ins.
+    fn watched(self) -> bool {
+        self == Fault::KillPrimaryAgent
     }
 }
 
@@ -72,7 +94,7 @@ pub fn run(name: &str, fault: Fault) -> anyhow::Result<()> {
         println!("chaos scenario {name:?} skipped: {reason}");
         return Ok(());
     }
-    let mut cluster = Cluster::start(3)?;
+    let mut cluster = Cluster::start_with(3, fault.watched())?;
     // Every thread from here on (the runtime's too) lives in the hub namespace.
     cluster.network.enter_hub()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -190,6 +212,26 @@ async fn drive(cluster: &mut Cluster, name: &str, fault: Fault) -> anyhow::Resul
         Fault::Load { seconds } => {
             load::hold(cluster, name, primary, Duration::from_secs(seconds)).await?;
         }
+        Fault::KillPrimaryAgent => {
+            failover =
+                Some(faults::kill_primary_agent(cluster, name, &history, primary, fault_at).await?);
+        }
+        Fault::FreezePrimaryHost => {
+            failover = Some(
+                faults::freeze_primary_host(cluster, name, &history, primary, fault_at).await?,
+            );
+        }
+        Fault::KillRaftLeaderReplica => {
+            faults::kill_raft_leader_replica(cluster, name, primary).await?;
+        }
+        Fault::RollingRestart => {
+            failover = Some(faults::rolling_restart(cluster, name, &history, primary).await?);
+        }
+        Fault::ConcurrentSwitchovers => {
+            failover = Some(
+                faults::concurrent_switchovers(cluster, name, &history, primary, fault_at).await?,
+            );
+        }
     }
     let fault_ended = Instant::now();
 
@@ -303,7 +345,7 @@ async fn wait_settled(cluster: &Cluster, history: &History) -> anyhow::Result<(u
 }
 
 /// Waits until a host other than `old` accepts a write; the time from the fault.
-async fn wait_failover(
+pub(crate) async fn wait_failover(
     cluster: &Cluster,
     history: &History,
     old: usize,
@@ -346,7 +388,7 @@ async fn wait_synchronous_standby(cluster: &Cluster, primary: usize) -> anyhow::
     }
 }
 
-async fn wait_until(
+pub(crate) async fn wait_until(
     timeout: Duration,
     what: &str,
     mut done: impl FnMut() -> bool,

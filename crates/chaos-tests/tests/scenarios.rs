@@ -35,3 +35,28 @@ fn partition_raft_leader_replica() -> anyhow::Result<()> {
         Fault::PartitionRaftLeaderReplica,
     )
 }
+
+#[test]
+fn kill_primary_agent() -> anyhow::Result<()> {
+    run("kill -9 primary agent", Fault::KillPrimaryAgent)
+}
+
+#[test]
+fn freeze_primary_host() -> anyhow::Result<()> {
+    run("freeze primary host", Fault::FreezePrimaryHost)
+}
+
+#[test]
+fn kill_raft_leader_replica() -> anyhow::Result<()> {
+    run("kill -9 Raft-leader replica", Fault::KillRaftLeaderReplica)
+}
+
+#[test]
+fn rolling_restart() -> anyhow::Result<()> {
+    run("rolling restart", Fault::RollingRestart)
+}
+
+#[test]
+fn concurrent_switchovers() -> anyhow::Result<()> {
+    run("concurrent switchovers", Fault::ConcurrentSwitchovers)
+}
