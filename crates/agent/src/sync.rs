@@ -8,11 +8,13 @@
 //! it has confirmed the primary's flush position of the moment the setting changed; it leaves
 //! `/sync` before the setting drops it. `ha::decide` then lets only `/sync` members race.
 //!
-//! `synchronous_mode: quorum` (`ANY k`) is run as priority mode (`FIRST k`): as safe for
-//! acknowledged commits, with less choice among standbys.
+//! `synchronous_mode: quorum` (`ANY k`): `ha::quorum::plan_quorum` instead, with `/sync`
+//! carrying the voters (`sync_standby`) and `quorum`; `ha::decide` then lets a member promote
+//! only once `quorum` voters are known to be no further than it.
 
 use bytes::Bytes;
 use dcs::{Expect, KvBackend};
+use ha::quorum::QuorumStep;
 use ha::sync::{ReplicationRow, SyncCommitLevel, SyncInput, SyncStep};
 use ha::{Lsn, MemberName, SynchronousMode};
 use serde_json::json;
@@ -28,7 +30,6 @@ pub(crate) struct SyncState {
     /// The primary's flush position when that setting changed: a new standby must have
     /// confirmed it before it may enter `/sync`.
     flush_lsn_at_guc_change: Option<Lsn>,
-    warned_quorum: bool,
 }
 
 /// `synchronous_commit` → which `pg_stat_replication` position acknowledges a commit.
@@ -60,9 +61,14 @@ impl<B: KvBackend> Agent<B> {
     /// `synchronous_standby_names` is set (strict mode: the previous synchronous members, or
     /// the placeholder that blocks commits until one is back).
     pub(crate) async fn prepare_sync_for_promote(&mut self, names: &[MemberName]) -> ActResult {
-        self.write_sync_key(&[]).await?;
         let config = &self.last_config;
-        let value = if config.synchronous_mode_strict {
+        let quorum_mode = config.synchronous_mode == SynchronousMode::Quorum;
+        self.write_sync_key(&[], quorum_mode.then_some(0)).await?;
+        let config = &self.last_config;
+        let value = if config.synchronous_mode_strict && quorum_mode {
+            let count = usize::try_from(config.synchronous_node_count).unwrap_or(1);
+            ha::quorum::render_quorum_names(names, count, true)
+        } else if config.synchronous_mode_strict {
             ha::sync::render_standby_names(names, config.synchronous_node_count, true)
         } else {
             String::new()
@@ -84,10 +90,6 @@ impl<B: KvBackend> Agent<B> {
             self.sync.guc_members.clear();
             return self.set_standby_names(None);
         }
-        if config.synchronous_mode == SynchronousMode::Quorum && !self.sync.warned_quorum {
-            tracing::warn!("synchronous_mode: quorum runs as priority mode (FIRST k)");
-            self.sync.warned_quorum = true;
-        }
         let Some(facts) = self.facts.clone() else {
             return Ok(());
         };
@@ -95,13 +97,15 @@ impl<B: KvBackend> Agent<B> {
             return Ok(());
         };
         let me = self.me();
-        let current_sync: Vec<MemberName> = snapshot
+        let own_sync = snapshot
             .view
             .sync
             .as_ref()
-            .filter(|sync| sync.leader.as_ref() == Some(&me))
+            .filter(|sync| sync.leader.as_ref() == Some(&me));
+        let current_sync: Vec<MemberName> = own_sync
             .map(|sync| sync.sync_standbys.clone())
             .unwrap_or_default();
+        let current_quorum = own_sync.map_or(0, |sync| sync.quorum);
         let rows = replication_rows(&facts);
         let current_guc_value = self
             .pg
@@ -109,7 +113,7 @@ impl<B: KvBackend> Agent<B> {
             .clone()
             .unwrap_or_default();
         let guc_members = self.sync.guc_members.clone();
-        let steps = ha::sync::plan(&SyncInput {
+        let input = SyncInput {
             leader: &me,
             members: &snapshot.view.members,
             replication: &rows,
@@ -121,23 +125,48 @@ impl<B: KvBackend> Agent<B> {
             current_guc: &guc_members,
             current_guc_value: &current_guc_value,
             flush_lsn_at_guc_change: self.sync.flush_lsn_at_guc_change,
-        });
-        for step in steps {
+        };
+        if config.synchronous_mode == SynchronousMode::Quorum {
+            for step in ha::quorum::plan_quorum(&input, current_quorum) {
+                match step {
+                    QuorumStep::WriteSyncKey { voters, quorum } => {
+                        tracing::info!(voters = ?voters, quorum, "quorum voters in /sync");
+                        self.write_sync_key(&voters, Some(quorum)).await?;
+                    }
+                    QuorumStep::SetStandbyNames { value, members } => {
+                        self.set_planned_standby_names(&facts, value, members)?;
+                    }
+                }
+            }
+            return Ok(());
+        }
+        for step in ha::sync::plan(&input) {
             match step {
                 SyncStep::WriteSyncKey { standbys } => {
                     tracing::info!(standbys = ?standbys, "synchronous standbys in /sync");
-                    self.write_sync_key(&standbys).await?;
+                    self.write_sync_key(&standbys, None).await?;
                 }
                 SyncStep::SetStandbyNames { value, members } => {
-                    tracing::info!(%value, "setting synchronous_standby_names");
-                    self.sync.guc_members = members;
-                    self.sync.flush_lsn_at_guc_change =
-                        facts.flush_lsn.or(facts.write_lsn).map(|lsn| Lsn(lsn.0));
-                    self.set_standby_names(if value.is_empty() { None } else { Some(value) })?;
+                    self.set_planned_standby_names(&facts, value, members)?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// A planned `synchronous_standby_names` change, remembering its members and the flush
+    /// position at the change (see [`SyncState`]).
+    fn set_planned_standby_names(
+        &mut self,
+        facts: &postgres::ServerFacts,
+        value: String,
+        members: Vec<MemberName>,
+    ) -> ActResult {
+        tracing::info!(%value, "setting synchronous_standby_names");
+        self.sync.guc_members = members;
+        self.sync.flush_lsn_at_guc_change =
+            facts.flush_lsn.or(facts.write_lsn).map(|lsn| Lsn(lsn.0));
+        self.set_standby_names(if value.is_empty() { None } else { Some(value) })
     }
 
     /// The `/sync` key's mod revision, if it exists.
@@ -152,17 +181,21 @@ impl<B: KvBackend> Agent<B> {
             .map(|kv| kv.mod_revision))
     }
 
-    /// `/sync` = {leader: me, sync_standby: "a,b" | null}, if it did not change since read.
-    async fn write_sync_key(&self, standbys: &[MemberName]) -> ActResult {
+    /// `/sync` = {leader: me, sync_standby: "a,b" | null} (and `quorum` in quorum mode), if it
+    /// did not change since read.
+    async fn write_sync_key(&self, standbys: &[MemberName], quorum: Option<u32>) -> ActResult {
         let expect = match self.current_sync_key().await? {
             Some(revision) => Expect::ModRevision(revision),
             None => Expect::Absent,
         };
         let names: Vec<&str> = standbys.iter().map(MemberName::as_str).collect();
-        let value = json!({
+        let mut value = json!({
             "leader": self.config.name,
             "sync_standby": if names.is_empty() { serde_json::Value::Null } else { json!(names.join(",")) },
         });
+        if let Some(quorum) = quorum {
+            value["quorum"] = json!(quorum);
+        }
         let key = self.keys.sync();
         let written = self
             .store_call(

@@ -62,9 +62,20 @@ pub fn check_healthiest(observation: &Observation, cluster: &ClusterView) -> Hea
     if observation.pre_promote_failed_recently(cluster.config.ttl) {
         return Healthiness::NotHealthiest(NotHealthiest::PrePromoteFailed);
     }
-    let sync_active = synchronous_mode_active(cluster);
+    // Quorum mode: anyone may race, but needs `/sync.quorum` votes (see below); priority
+    // mode: only `/sync` members may.
+    let quorum_mode = cluster.config.synchronous_mode == SynchronousMode::Quorum;
+    let sync_active = synchronous_mode_active(cluster) && !quorum_mode;
+    let quorum_active = synchronous_mode_active(cluster) && quorum_mode;
     let sync_listed =
         |name: &MemberName| cluster.sync.as_ref().is_some_and(|sync| sync.lists(name));
+    let voter = |name: &MemberName| {
+        quorum_active
+            && cluster
+                .sync
+                .as_ref()
+                .is_some_and(|sync| sync.sync_standbys.contains(name))
+    };
 
     let mut check_lag = true;
     let mut former_leader = cluster.previous_leader.clone();
@@ -120,12 +131,14 @@ pub fn check_healthiest(observation: &Observation, cluster: &ClusterView) -> Hea
         .members
         .iter()
         .filter(|member| &member.name != me && member.api_url.is_some())
-        .filter(|member| member.tags.may_fail_over())
+        .filter(|member| member.tags.may_fail_over() || voter(&member.name))
         .filter(|member| !sync_active || sync_listed(&member.name))
         .map(|member| member.name.clone())
         .collect();
+    // Quorum mode: the voters known to be no further than me, myself included.
+    let mut votes = u32::from(voter(me));
     if others.is_empty() {
-        return Healthiness::Healthiest;
+        return quorum_verdict(cluster, me, votes, quorum_active);
     }
     let Some(answers) = &observation.peers else {
         return Healthiness::NeedPeers(others);
@@ -138,6 +151,12 @@ pub fn check_healthiest(observation: &Observation, cluster: &ClusterView) -> Hea
         let PeerReply::Status(status) = &answer.reply else {
             continue;
         };
+        if voter(&answer.name)
+            && !status.is_primary
+            && status.wal_position.unwrap_or_default() <= my_position
+        {
+            votes += 1;
+        }
         if !status.tags.may_fail_over() || status.watchdog_failed {
             continue;
         }
@@ -156,13 +175,35 @@ pub fn check_healthiest(observation: &Observation, cluster: &ClusterView) -> Hea
         if peer_position == my_position
             && status.tags.failover_priority() > my_priority
             && !is_former_leader
+            && (!quorum_active || voter(&answer.name))
         {
             return Healthiness::NotHealthiest(NotHealthiest::PeerHigherPriority {
                 peer: answer.name.clone(),
             });
         }
     }
-    Healthiness::Healthiest
+    quorum_verdict(cluster, me, votes, quorum_active)
+}
+
+/// Quorum mode: with `votes` voters (myself included) known to be no further than me, I have
+/// every acknowledged commit once `votes` reaches `/sync.quorum` (see `ha::quorum`); so does
+/// the former primary itself when nobody is ahead of it.
+fn quorum_verdict(
+    cluster: &ClusterView,
+    me: &MemberName,
+    votes: u32,
+    quorum_active: bool,
+) -> Healthiness {
+    let Some(sync) = cluster.sync.as_ref().filter(|_| quorum_active) else {
+        return Healthiness::Healthiest;
+    };
+    if votes >= sync.quorum || sync.leader.as_ref() == Some(me) {
+        return Healthiness::Healthiest;
+    }
+    Healthiness::NotHealthiest(NotHealthiest::QuorumNotReached {
+        votes,
+        needed: sync.quorum,
+    })
 }
 
 enum ManualFailover {

@@ -195,6 +195,12 @@ pub enum NotHealthiest {
     PeerHigherPriority {
         peer: MemberName,
     },
+    /// Quorum mode: fewer than `/sync.quorum` voters are known to be no further than me, so
+    /// an acknowledged commit may be missing here.
+    QuorumNotReached {
+        votes: u32,
+        needed: u32,
+    },
     /// After a manual failover the former leader races only if nobody else is healthy.
     FormerLeaderWaits {
         healthy_peer: MemberName,
@@ -228,6 +234,10 @@ impl fmt::Display for NotHealthiest {
             Self::FormerLeaderWaits { healthy_peer } => {
                 write!(f, "i am the former leader and {healthy_peer} is healthy")
             }
+            Self::QuorumNotReached { votes, needed } => write!(
+                f,
+                "only {votes} of the {needed} quorum votes say I have every synchronous commit"
+            ),
         }
     }
 }

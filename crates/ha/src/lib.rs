@@ -44,6 +44,7 @@ mod candidate;
 mod decide;
 mod decision;
 mod observation;
+pub mod quorum;
 pub mod sync;
 mod types;
 

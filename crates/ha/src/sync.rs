@@ -4,7 +4,7 @@
 //! Ordering invariant kept by the plan: every member listed in `/sync` is really synchronous.
 //! To add a standby the GUC `synchronous_standby_names` is changed first and `/sync` only after
 //! PostgreSQL confirms it as `sync`; to remove one, `/sync` shrinks first and the GUC after.
-//! Quorum mode (`ANY n`) is not resolved here.
+//! Quorum mode (`ANY k`) is resolved by `ha::quorum`.
 
 use crate::observation::{Member, MemberState, Tags};
 use crate::types::{Lsn, MemberName};
@@ -38,7 +38,7 @@ pub struct ReplicationRow {
 }
 
 impl ReplicationRow {
-    fn lsn(&self, level: SyncCommitLevel) -> Lsn {
+    pub(crate) fn lsn(&self, level: SyncCommitLevel) -> Lsn {
         match level {
             SyncCommitLevel::RemoteApply => self.replay_lsn,
             SyncCommitLevel::RemoteWrite => self.write_lsn,
@@ -215,7 +215,7 @@ pub fn render_standby_names(members: &[MemberName], node_count: u32, strict: boo
 }
 
 /// Quotes a standby name unless it is a plain lowercase identifier (and not a keyword).
-fn quote_name(name: &str) -> String {
+pub(crate) fn quote_name(name: &str) -> String {
     let plain = name
         .chars()
         .next()
