@@ -588,12 +588,22 @@ impl<B: KvBackend> Agent<B> {
         let child_exited = self.postmaster.as_mut().and_then(Postmaster::try_exited);
         if let Some(exit) = child_exited {
             self.postmaster = None;
-            self.started_at = None;
+            // Still set: this start was never seen answering.
+            let never_ran = self.started_at.take().is_some();
             if self.stop_requested {
                 self.stopped_since = Some(now);
             } else {
                 tracing::warn!("postmaster exited unexpectedly ({:?})", exit.status);
                 self.crashed_since.get_or_insert(now);
+                // A postmaster that exits before it ever answered failed to start (say, crash
+                // recovery on a full disk): a primary then releases the leader key at once
+                // (patroni.md §1.2 step 8) instead of restarting it until
+                // `primary_start_timeout`, with writes impossible all along.
+                if never_ran {
+                    tracing::warn!("PostgreSQL failed to start: it exited before it answered");
+                    self.last_start_failed = true;
+                    local.last_start_failed = true;
+                }
             }
         }
         if self.adopted.is_some_and(|adopted| !adopted.is_alive()) {
