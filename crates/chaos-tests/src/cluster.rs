@@ -13,6 +13,8 @@ use ha_cluster_tests::{PG_BIN_DIR, http_get_json, pgwarden_binary};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use crate::clock::FakeClock;
+use crate::disk::LoopDisk;
 use crate::net::Network;
 use crate::watchdog::FakeWatchdog;
 
@@ -31,6 +33,10 @@ pub struct Node {
     pub address: Ipv4Addr,
     namespace: String,
     dir: PathBuf,
+    /// PostgreSQL's data directory (in the host's directory, or on its loop disk).
+    data_dir: PathBuf,
+    /// Extra environment of `pgwarden run` (a stepped clock).
+    env: Vec<(String, String)>,
     binary: PathBuf,
     child: Option<Child>,
 }
@@ -49,6 +55,7 @@ impl Node {
             .arg("run")
             .arg(self.dir.join("pgwarden.yml"))
             .env("RUST_LOG", "info,openraft=warn")
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -178,7 +185,7 @@ bootstrap:
 postgresql:
   listen: {address}:{PG_PORT}
   connect_address: {address}:{PG_PORT}
-  data_dir: {dir}/pgdata
+  data_dir: {data_dir}
   bin_dir: {bin}
   authentication:
     superuser: {{username: postgres, password: secret}}
@@ -198,6 +205,7 @@ postgresql:
             name = self.name,
             address = self.address,
             dir = self.dir.display(),
+            data_dir = self.data_dir.display(),
             partners = partners.join(", "),
             bin = PG_BIN_DIR,
         )
@@ -219,7 +227,22 @@ pub struct Cluster {
     pub network: Network,
     /// Each host's watchdog stand-in, when the cluster was started with them.
     pub watchdogs: Vec<FakeWatchdog>,
+    /// Each host's loop disk, when the cluster was started with them (unmounted after the
+    /// hosts' processes are killed, before the files go).
+    pub disks: Vec<LoopDisk>,
+    /// Each host's stepped wall clock, when the cluster was started with them.
+    pub clocks: Vec<FakeClock>,
     dir: tempfile::TempDir,
+}
+
+/// Per-host extras a scenario asks for when the cluster starts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostSetup {
+    /// Each host's PostgreSQL data directory on a loop-mounted ext4 of this many MiB.
+    pub loop_disk_mib: Option<u64>,
+    /// Each host's agent (and the PostgreSQL it starts) reads its wall clock from a file the
+    /// test steps.
+    pub fake_clock: bool,
 }
 
 impl Cluster {
@@ -231,6 +254,11 @@ impl Cluster {
     /// As [`Cluster::start`]; with `watched`, every host also gets a watchdog stand-in that
     /// its agent must arm before promoting (`watchdog: {mode: required}`).
     pub fn start_with(size: usize, watched: bool) -> anyhow::Result<Cluster> {
+        Cluster::start_hosts(size, watched, HostSetup::default())
+    }
+
+    /// As [`Cluster::start_with`], with the per-host extras of `setup`.
+    pub fn start_hosts(size: usize, watched: bool, setup: HostSetup) -> anyhow::Result<Cluster> {
         let binary = pgwarden_binary()?;
         let network = Network::up(size)?;
         let dir = tempfile::Builder::new()
@@ -241,6 +269,8 @@ impl Cluster {
             nodes: Vec::new(),
             network,
             watchdogs: Vec::new(),
+            disks: Vec::new(),
+            clocks: Vec::new(),
             dir,
         };
         let addresses: Vec<Ipv4Addr> = (0..size).map(Network::address).collect();
@@ -254,10 +284,13 @@ impl Cluster {
                 name,
                 address: addresses[index],
                 namespace: cluster.network.host(index).to_owned(),
+                data_dir: node_dir.join("pgdata"),
+                env: Vec::new(),
                 dir: node_dir,
                 binary: binary.clone(),
                 child: None,
             };
+            cluster.prepare_host(&mut node, setup)?;
             let peers: Vec<Ipv4Addr> = addresses
                 .iter()
                 .copied()
@@ -274,6 +307,22 @@ impl Cluster {
             cluster.nodes.push(node);
         }
         Ok(cluster)
+    }
+
+    /// Gives `node` what `setup` asks for, before it starts.
+    fn prepare_host(&mut self, node: &mut Node, setup: HostSetup) -> anyhow::Result<()> {
+        if let Some(size_mib) = setup.loop_disk_mib {
+            let disk =
+                LoopDisk::create(&node.dir.join("disk.img"), &node.dir.join("disk"), size_mib)?;
+            node.data_dir = disk.mount().join("pgdata");
+            self.disks.push(disk);
+        }
+        if setup.fake_clock {
+            let clock = FakeClock::create(&node.dir.join("clock.rc"))?;
+            node.env.extend(clock.env());
+            self.clocks.push(clock);
+        }
+        Ok(())
     }
 
     /// SIGKILL to every process of host `index` (agent, store, postmaster and backends).
@@ -400,6 +449,15 @@ impl Cluster {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // A frozen filesystem's writers cannot die: thaw before the hosts are killed.
+        for disk in &self.disks {
+            let _ = disk.thaw();
+        }
     }
 }
 

@@ -5,12 +5,16 @@
 //! It must not know pgwarden's internals: it talks to hosts only through PostgreSQL and the
 //! REST API, and injects faults only from outside the processes.
 
+pub mod clock;
 pub mod cluster;
+pub mod degrade;
+pub mod disk;
 mod faults;
 pub mod history;
 pub mod linearizable;
 pub mod load;
 pub mod net;
+pub mod netfault;
 pub mod scenario;
 pub mod store_history;
 pub mod watchdog;

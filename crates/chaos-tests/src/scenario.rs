@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 
 use crate::cluster::{Cluster, ETCD_PORT, TTL};
-use crate::faults;
 use crate::history::{self, History};
 use crate::load;
 use crate::net::unsupported_reason;
 use crate::store_history::{StoreHistory, StoreSummary};
+use crate::{degrade, faults};
 
 /// The fault a scenario injects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,24 @@ pub enum Fault {
     RollingRestart,
     /// Concurrent `POST /switchover` to every host's REST API naming different candidates.
     ConcurrentSwitchovers,
+    /// The primary's host drops every packet from the other hosts (its own still leave) for
+    /// three lease periods. The primary may or may not move.
+    OneWayIntoPrimary,
+    /// The other hosts drop every packet from the primary's host (theirs still reach it) for
+    /// three lease periods. The primary may or may not move.
+    OneWayFromPrimary,
+    /// 20 % of the packets between the primary's host and the others are lost for 20 s. The
+    /// primary may or may not move.
+    LossyPrimary,
+    /// The primary's data disk (a loop filesystem) is filled until PostgreSQL fails; another
+    /// host must take over; then the space is freed.
+    PrimaryDiskFull,
+    /// The primary's data disk is frozen (`fsfreeze`) for three lease periods. The primary may
+    /// or may not move.
+    PrimaryDiskStall,
+    /// The primary host's wall clock steps +600 s, then to -600 s, then back (monotonic time
+    /// is untouched). The primary must stay primary.
+    ClockStepPrimary,
 }
 
 impl Fault {
@@ -57,6 +75,7 @@ impl Fault {
             Fault::PartitionReplica
                 | Fault::PartitionRaftLeaderReplica
                 | Fault::KillRaftLeaderReplica
+                | Fault::ClockStepPrimary
                 | Fault::Load { .. }
         )
     }
@@ -90,11 +109,11 @@ const HEAL_BOUND: Duration = Duration::from_secs(120);
 /// Runs scenario `name` with `fault`; prints why and returns Ok when this machine cannot run
 /// it (not root, no `ip` or `nft`).
 pub fn run(name: &str, fault: Fault) -> anyhow::Result<()> {
-    if let Some(reason) = unsupported_reason() {
+    if let Some(reason) = unsupported_reason().or_else(|| degrade::unsupported_reason(fault)) {
         println!("chaos scenario {name:?} skipped: {reason}");
         return Ok(());
     }
-    let mut cluster = Cluster::start_with(3, fault.watched())?;
+    let mut cluster = Cluster::start_hosts(3, fault.watched(), degrade::host_setup(fault))?;
     // Every thread from here on (the runtime's too) lives in the hub namespace.
     cluster.network.enter_hub()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -232,6 +251,14 @@ async fn drive(cluster: &mut Cluster, name: &str, fault: Fault) -> anyhow::Resul
                 faults::concurrent_switchovers(cluster, name, &history, primary, fault_at).await?,
             );
         }
+        Fault::OneWayIntoPrimary
+        | Fault::OneWayFromPrimary
+        | Fault::LossyPrimary
+        | Fault::PrimaryDiskFull
+        | Fault::PrimaryDiskStall
+        | Fault::ClockStepPrimary => {
+            failover = degrade::inject(cluster, &history, name, fault, primary, fault_at).await?;
+        }
     }
     let fault_ended = Instant::now();
 
@@ -268,7 +295,21 @@ async fn drive(cluster: &mut Cluster, name: &str, fault: Fault) -> anyhow::Resul
     let lost = history::durability_violations(&writes, &rows);
     ensure!(lost.is_empty(), "{name}: {lost:?}\n{}", cluster.logs());
     // (d) healed: checked by wait_healthy above; the primary changed only with a failover.
-    if fault.fails_over() {
+    if degrade::may_fail_over(fault) {
+        failover = history
+            .first_accepted_elsewhere(primary, fault_at)
+            .map(|(_, at)| at.saturating_duration_since(fault_at));
+        println!(
+            "{name}: the primary {} (n{} -> n{})",
+            if final_primary == primary {
+                "stayed"
+            } else {
+                "moved"
+            },
+            primary + 1,
+            final_primary + 1
+        );
+    } else if fault.fails_over() {
         ensure!(
             final_primary != primary,
             "{name}: n{} is primary again after the fault",

@@ -60,3 +60,33 @@ fn rolling_restart() -> anyhow::Result<()> {
 fn concurrent_switchovers() -> anyhow::Result<()> {
     run("concurrent switchovers", Fault::ConcurrentSwitchovers)
 }
+
+#[test]
+fn one_way_into_primary() -> anyhow::Result<()> {
+    run("one-way: primary deaf", Fault::OneWayIntoPrimary)
+}
+
+#[test]
+fn one_way_from_primary() -> anyhow::Result<()> {
+    run("one-way: primary unheard", Fault::OneWayFromPrimary)
+}
+
+#[test]
+fn packet_loss_on_primary() -> anyhow::Result<()> {
+    run("20% loss on primary link", Fault::LossyPrimary)
+}
+
+#[test]
+fn primary_disk_full() -> anyhow::Result<()> {
+    run("primary disk full", Fault::PrimaryDiskFull)
+}
+
+#[test]
+fn primary_disk_stall() -> anyhow::Result<()> {
+    run("primary disk stall", Fault::PrimaryDiskStall)
+}
+
+#[test]
+fn clock_step_on_primary() -> anyhow::Result<()> {
+    run("clock step on primary", Fault::ClockStepPrimary)
+}
