@@ -29,6 +29,17 @@ const FAULTS: &[Fault] = &[
     Fault::FreezePrimaryAgent,
     Fault::PartitionReplica,
     Fault::PartitionRaftLeaderReplica,
+    Fault::KillPrimaryAgent,
+    Fault::FreezePrimaryHost,
+    Fault::KillRaftLeaderReplica,
+    Fault::RollingRestart,
+    Fault::ConcurrentSwitchovers,
+    Fault::OneWayIntoPrimary,
+    Fault::OneWayFromPrimary,
+    Fault::LossyPrimary,
+    Fault::PrimaryDiskFull,
+    Fault::PrimaryDiskStall,
+    Fault::ClockStepPrimary,
 ];
 
 #[derive(Debug)]
