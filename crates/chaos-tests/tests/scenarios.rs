@@ -19,7 +19,6 @@ fn partition_primary_from_majority() -> anyhow::Result<()> {
 }
 
 #[test]
-#[ignore = "found a pgwarden bug: a replica that kept receiving the frozen primary's WAL past the new timeline's fork point stayed in archive recovery; the agent now treats such a replica as diverged and rewinds it (3 of 3 runs passed after the fix); kept out of CI until it has passed many more runs; run with --run-ignored ignored-only"]
 fn freeze_primary_agent() -> anyhow::Result<()> {
     run("freeze primary agent", Fault::FreezePrimaryAgent)
 }
