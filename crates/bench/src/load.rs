@@ -145,16 +145,25 @@ pub async fn run(
     Ok(total)
 }
 
-/// Writes `keys` distinct keys of `value_size` bytes with 256 concurrent clients.
-pub async fn fill(endpoint: &str, keys: usize, value_size: usize) -> anyhow::Result<()> {
+/// Attempts per fill key: a put that failed (e.g. timed out while the store took a snapshot) is
+/// sent again, which is harmless for a fill (same key, same value).
+const FILL_ATTEMPTS: usize = 20;
+/// Pause before sending a failed fill put again.
+const FILL_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Writes `keys` distinct keys of `value_size` bytes with 256 concurrent clients; returns how
+/// many puts failed and were sent again.
+pub async fn fill(endpoint: &str, keys: usize, value_size: usize) -> anyhow::Result<usize> {
     const CLIENTS: usize = 256;
     let connections = connections(endpoint, CLIENTS).await?;
     let next = Arc::new(AtomicUsize::new(0));
+    let retries = Arc::new(AtomicUsize::new(0));
     let value = vec![b'f'; value_size];
     let mut tasks = Vec::with_capacity(CLIENTS);
     for client_index in 0..CLIENTS {
         let mut client = connections[client_index % connections.len()].clone();
         let next = Arc::clone(&next);
+        let retries = Arc::clone(&retries);
         let value = value.clone();
         tasks.push(tokio::spawn(async move {
             loop {
@@ -162,15 +171,29 @@ pub async fn fill(endpoint: &str, keys: usize, value_size: usize) -> anyhow::Res
                 if index >= keys {
                     return Ok::<(), anyhow::Error>(());
                 }
-                client
-                    .put(format!("fill/{index:010}"), value.clone(), None)
-                    .await
-                    .with_context(|| format!("put fill key {index}"))?;
+                let key = format!("fill/{index:010}");
+                let mut attempt = 1;
+                loop {
+                    match client.put(key.clone(), value.clone(), None).await {
+                        Ok(_) => break,
+                        Err(error) if attempt < FILL_ATTEMPTS => {
+                            retries.fetch_add(1, Ordering::Relaxed);
+                            eprintln!("  fill key {index}: {error}; sending it again");
+                            attempt += 1;
+                            tokio::time::sleep(FILL_RETRY_PAUSE).await;
+                        }
+                        Err(error) => {
+                            return Err(error).with_context(|| {
+                                format!("put fill key {index} ({attempt} attempts)")
+                            });
+                        }
+                    }
+                }
             }
         }));
     }
     for task in tasks {
         task.await.context("a fill client panicked")??;
     }
-    Ok(())
+    Ok(retries.load(Ordering::Relaxed))
 }

@@ -117,14 +117,16 @@ async fn main() -> anyhow::Result<()> {
                 report.add(target, *workload, sample);
             }
             if args.load_keys > 0 && round == 0 {
-                load::fill(&endpoint, args.load_keys, args.value_size)
+                let started = std::time::Instant::now();
+                let retries = load::fill(&endpoint, args.load_keys, args.value_size)
                     .await
                     .with_context(|| format!("load {} keys into {target}", args.load_keys))?;
                 let rss = resident_kib(&cluster);
                 eprintln!(
-                    "  resident memory after {} keys: {} MiB (all members)",
+                    "  resident memory after {} keys: {} MiB (all members); loaded in {:.0} s, {retries} puts sent again",
                     args.load_keys,
-                    rss / 1024
+                    rss / 1024,
+                    started.elapsed().as_secs_f64()
                 );
                 report.add_memory(target, rss);
             }

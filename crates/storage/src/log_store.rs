@@ -30,8 +30,11 @@ use crate::log_writer::{CommittedWrite, LogWriter, WriteOp};
 use crate::schema;
 use crate::types::TypeConfig;
 
-/// How many of the newest entries stay decoded in memory for replication.
+/// How many of the newest entries stay decoded in memory for replication, at most.
 const CACHE_ENTRIES: usize = 8192;
+/// How many bytes (in their log encoding) those entries may take, at most: one entry carries a
+/// whole group-commit batch, so under load a count alone would hold hundreds of megabytes.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// The log store handed to openraft; clones share the same file, cache and writer thread.
 #[derive(Clone)]
@@ -77,9 +80,11 @@ impl LogWriteStats {
 /// every critical section is a few map operations. Shared with the writer thread.
 pub(crate) struct LogMemory {
     /// The newest entries, contiguous up to `last_log`, each with the sequence number of the
-    /// submission that wrote it. At most [`CACHE_ENTRIES`] of them, except that entries not yet
-    /// durable are never dropped.
-    cache: BTreeMap<u64, (Entry, u64)>,
+    /// submission that wrote it and its encoded size. At most [`CACHE_ENTRIES`] of them and
+    /// [`CACHE_BYTES`], except that entries not yet durable are never dropped.
+    cache: BTreeMap<u64, (Entry, u64, usize)>,
+    /// Sum of the encoded sizes in `cache`.
+    cache_bytes: usize,
     last_log: Option<LogId>,
     last_purged: Option<LogId>,
     vote: Option<VoteOf<TypeConfig>>,
@@ -114,16 +119,33 @@ impl LogMemory {
         }))
     }
 
-    /// Drops the oldest cached entries beyond [`CACHE_ENTRIES`] that are durable.
+    /// Drops the oldest cached entries beyond [`CACHE_ENTRIES`] or [`CACHE_BYTES`] that are
+    /// durable.
     fn trim_cache(&mut self) {
-        while self.cache.len() > CACHE_ENTRIES {
+        while self.cache.len() > CACHE_ENTRIES || self.cache_bytes > CACHE_BYTES {
             match self.cache.first_key_value() {
-                Some((_, (_, seq))) if *seq <= self.durable_seq => {
-                    self.cache.pop_first();
+                Some((_, (_, seq, _))) if *seq <= self.durable_seq => {
+                    if let Some((_, (_, _, bytes))) = self.cache.pop_first() {
+                        self.cache_bytes -= bytes;
+                    }
                 }
                 _ => break,
             }
         }
+    }
+
+    /// Drops the cached entries for which `drop` holds, keeping `cache_bytes` right.
+    fn remove_cached(&mut self, remove: impl Fn(u64) -> bool) {
+        let mut removed = 0;
+        self.cache.retain(|index, (_, _, bytes)| {
+            if remove(*index) {
+                removed += *bytes;
+                false
+            } else {
+                true
+            }
+        });
+        self.cache_bytes -= removed;
     }
 }
 
@@ -146,6 +168,7 @@ impl LogStore {
         };
         let state = Arc::new(Mutex::new(LogMemory {
             cache: BTreeMap::new(),
+            cache_bytes: 0,
             last_log,
             last_purged,
             vote,
@@ -272,7 +295,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 memory
                     .cache
                     .range(cached_start..end)
-                    .map(|(_, (entry, _))| entry.clone())
+                    .map(|(_, (entry, _, _))| entry.clone())
                     .collect()
             } else {
                 Vec::new()
@@ -373,8 +396,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut memory = self.memory();
         let committed = memory.take_unsaved_committed()?;
         let seq = memory.submitted + 1;
-        for entry in entries {
-            memory.cache.insert(entry.log_id.index, (entry, seq));
+        for (entry, (_, bytes)) in entries.into_iter().zip(&encoded) {
+            memory.cache_bytes += bytes.len();
+            if let Some((_, _, replaced)) = memory
+                .cache
+                .insert(entry.log_id.index, (entry, seq, bytes.len()))
+            {
+                memory.cache_bytes -= replaced;
+            }
         }
         memory.last_log = Some(last);
         memory.trim_cache();
@@ -392,7 +421,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let from = last_log_id.as_ref().map(|id| id.index + 1).unwrap_or(0);
         {
             let mut memory = self.memory();
-            memory.cache.retain(|index, _| *index < from);
+            memory.remove_cached(|index| index >= from);
             memory.last_log = last_log_id.or_else(|| memory.last_purged);
         }
         self.submit_and_wait(|done| WriteOp::Truncate { from, done })
@@ -409,7 +438,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         })
         .await?;
         let mut memory = self.memory();
-        memory.cache.retain(|index, _| *index > upto);
+        memory.remove_cached(|index| index <= upto);
         if memory
             .last_log
             .as_ref()
