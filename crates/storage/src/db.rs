@@ -11,11 +11,6 @@ use crate::error::StorageError;
 use crate::schema;
 use crate::types::MemberIdentity;
 
-/// redb's page cache. Small on purpose: the log tail that replication reads is cached decoded by
-/// the log store, the keyspace lives in memory already, and the file is otherwise read only to
-/// restart or to send a snapshot. redb's default (1 GiB) would hold copies of everything written.
-const REDB_CACHE_BYTES: usize = 256 * 1024 * 1024;
-
 /// The opened redb file, shared by the log store and the state machine.
 #[derive(Clone)]
 pub struct Db {
@@ -32,13 +27,10 @@ impl Db {
             source,
         })?;
         let path = dir.join(schema::DB_FILE_NAME);
-        let database = redb::Builder::new()
-            .set_cache_size(REDB_CACHE_BYTES)
-            .create(&path)
-            .map_err(|e| StorageError::Open {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+        let database = Database::create(&path).map_err(|e| StorageError::Open {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         let txn = database.begin_write()?;
         {
             let mut meta = txn.open_table(schema::META)?;
