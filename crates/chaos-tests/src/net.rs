@@ -218,6 +218,11 @@ impl Network {
         let rules = format!(
             "table inet {PARTITION_TABLE} {{\n  chain in {{\n    type filter hook input priority 0; policy accept;\n    ip saddr {{ {others} }} drop\n  }}\n  chain out {{\n    type filter hook output priority 0; policy accept;\n    ip daddr {{ {others} }} drop\n  }}\n}}\n"
         );
+        self.nft_load(index, &rules)
+    }
+
+    /// Loads `rules` (an nft script) in host `index`'s namespace.
+    pub(crate) fn nft_load(&self, index: usize, rules: &str) -> anyhow::Result<()> {
         let mut child = Command::new("ip")
             .args(["netns", "exec", &self.hosts[index], "nft", "-f", "-"])
             .stdin(Stdio::piped())
@@ -233,7 +238,8 @@ impl Network {
         let output = child.wait_with_output().context("wait for nft")?;
         if !output.status.success() {
             bail!(
-                "nft -f on host {index} failed: {}",
+                "nft -f on host n{} failed: {}\n{rules}",
+                index + 1,
                 String::from_utf8_lossy(&output.stderr).trim()
             );
         }

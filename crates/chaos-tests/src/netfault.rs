@@ -1,8 +1,7 @@
 //! Network faults beyond the full partition of [`Network::isolate`]: one-way drops and random
 //! packet loss, each an nft table of its own in a host's namespace, removed atomically.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{Context, bail};
 
@@ -12,31 +11,6 @@ use crate::net::Network;
 const ONE_WAY_TABLE: &str = "chaos_oneway";
 /// The table of a random packet loss.
 const LOSS_TABLE: &str = "chaos_loss";
-
-/// Loads `rules` (an nft script) in host `index`'s namespace.
-fn nft_load(network: &Network, index: usize, rules: &str) -> anyhow::Result<()> {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", network.host(index), "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("run nft")?;
-    child
-        .stdin
-        .take()
-        .context("nft stdin")?
-        .write_all(rules.as_bytes())
-        .context("write nft rules")?;
-    let output = child.wait_with_output().context("wait for nft")?;
-    if !output.status.success() {
-        bail!(
-            "nft -f on host n{} failed: {}\n{rules}",
-            index + 1,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(())
-}
 
 /// Deletes table `table` in host `index`'s namespace.
 fn nft_delete(network: &Network, index: usize, table: &str) -> anyhow::Result<()> {
@@ -85,7 +59,7 @@ pub fn drop_incoming(network: &Network, receiver: usize, senders: &[usize]) -> a
         "table inet {ONE_WAY_TABLE} {{\n  chain in {{\n    type filter hook input priority 0; policy accept;\n    ip saddr {{ {} }} drop\n  }}\n}}\n",
         senders.join(", ")
     );
-    nft_load(network, receiver, &rules)
+    network.nft_load(receiver, &rules)
 }
 
 /// Removes host `receiver`'s one-way drop.
@@ -101,7 +75,7 @@ pub fn lose_packets(network: &Network, index: usize, percent: u32) -> anyhow::Re
     let rules = format!(
         "table inet {LOSS_TABLE} {{\n  chain in {{\n    type filter hook input priority 0; policy accept;\n    ip saddr {{ {others} }} numgen random mod 100 < {percent} drop\n  }}\n  chain out {{\n    type filter hook output priority 0; policy accept;\n    ip daddr {{ {others} }} numgen random mod 100 < {percent} drop\n  }}\n}}\n"
     );
-    nft_load(network, index, &rules)
+    network.nft_load(index, &rules)
 }
 
 /// Ends host `index`'s packet loss.

@@ -18,7 +18,9 @@
 //! confirmed the primary's flush position of the moment the setting changed (so commits
 //! acknowledged before the change are on `k1` of them too).
 
-use crate::sync::{STRICT_PLACEHOLDER, SyncInput, choose_standbys, quote_name};
+use crate::sync::{
+    STRICT_PLACEHOLDER, SyncInput, choose_standbys, confirmed_synchronous, quote_name, sorted,
+};
 use crate::types::MemberName;
 
 /// One write the primary must make, in order.
@@ -128,26 +130,11 @@ pub fn plan_quorum(input: &SyncInput<'_>, current_quorum: u32) -> Vec<QuorumStep
     // The setting is in force: the final state once enough voters confirmed it.
     let confirmed = voters
         .iter()
-        .filter(|name| {
-            input.current_guc.contains(name)
-                && input.replication.iter().any(|row| {
-                    row.application_name == name.as_str()
-                        && row.sync_state_sync
-                        && input
-                            .flush_lsn_at_guc_change
-                            .is_none_or(|needed| row.lsn(input.commit_level) >= needed)
-                })
-        })
+        .filter(|name| confirmed_synchronous(input, name))
         .count();
     if confirmed >= count {
         let quorum = quorum_for(voters.len(), count);
         write(&mut steps, voters, quorum);
     }
     steps
-}
-
-fn sorted(mut names: Vec<MemberName>) -> Vec<MemberName> {
-    names.sort();
-    names.dedup();
-    names
 }

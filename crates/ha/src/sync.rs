@@ -126,16 +126,7 @@ pub fn plan(input: &SyncInput<'_>) -> Vec<SyncStep> {
     let confirmed: Vec<MemberName> = sorted(
         desired
             .iter()
-            .filter(|name| {
-                input.current_guc.contains(name)
-                    && input.replication.iter().any(|row| {
-                        row.application_name == name.as_str()
-                            && row.sync_state_sync
-                            && input
-                                .flush_lsn_at_guc_change
-                                .is_none_or(|needed| row.lsn(input.commit_level) >= needed)
-                    })
-            })
+            .filter(|name| confirmed_synchronous(input, name))
             .cloned()
             .collect(),
     );
@@ -231,8 +222,21 @@ pub(crate) fn quote_name(name: &str) -> String {
     }
 }
 
-fn sorted(mut names: Vec<MemberName>) -> Vec<MemberName> {
+pub(crate) fn sorted(mut names: Vec<MemberName>) -> Vec<MemberName> {
     names.sort();
     names.dedup();
     names
+}
+
+/// Whether `name` is in the setting PostgreSQL has in force, is reported synchronous (`sync`
+/// or `quorum`) and has confirmed the flush position of the moment the setting changed.
+pub(crate) fn confirmed_synchronous(input: &SyncInput<'_>, name: &MemberName) -> bool {
+    input.current_guc.contains(name)
+        && input.replication.iter().any(|row| {
+            row.application_name == name.as_str()
+                && row.sync_state_sync
+                && input
+                    .flush_lsn_at_guc_change
+                    .is_none_or(|needed| row.lsn(input.commit_level) >= needed)
+        })
 }
