@@ -32,6 +32,9 @@ pub(crate) struct NodeWatchdog {
     config: WatchdogConfig,
     armed: Option<Watchdog>,
     failed: bool,
+    /// `automatic` mode: the device could not be armed and that was logged; logged again
+    /// only after it has been armed once more.
+    unusable_logged: bool,
 }
 
 impl NodeWatchdog {
@@ -40,6 +43,7 @@ impl NodeWatchdog {
             config,
             armed: None,
             failed: false,
+            unusable_logged: false,
         }
     }
 
@@ -122,6 +126,7 @@ impl NodeWatchdog {
                 tracing::info!(path = %device.path().display(), timeout_s = device.timeout(), "watchdog armed");
                 self.armed = Some(device);
                 self.failed = false;
+                self.unusable_logged = false;
                 Ok(())
             }
             Err(error) if self.config.mode == Mode::Required => {
@@ -131,7 +136,11 @@ impl NodeWatchdog {
                 ))
             }
             Err(error) => {
-                tracing::warn!("watchdog not usable, becoming primary without it: {error}");
+                // Tried again every cycle while primary; said once.
+                if !self.unusable_logged {
+                    tracing::warn!("watchdog not usable, becoming primary without it: {error}");
+                    self.unusable_logged = true;
+                }
                 Ok(())
             }
         }
