@@ -160,6 +160,13 @@ impl Node {
         std::fs::read_to_string(self.dir.join("pgwarden.log")).unwrap_or_default()
     }
 
+    /// The host's PostgreSQL log (pgwarden writes it beside the data directory).
+    pub fn postgres_log(&self) -> String {
+        let mut path = self.data_dir.clone().into_os_string();
+        path.push(".log");
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
     fn config(&self, peers: &[Ipv4Addr]) -> String {
         let partners: Vec<String> = peers
             .iter()
@@ -426,17 +433,17 @@ impl Cluster {
         members.iter().position(|member| *member == Some(leader))
     }
 
-    /// The tail of every node's log, for failure messages.
+    /// The tail of every node's pgwarden and PostgreSQL logs, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();
         for node in &self.nodes {
-            let log = node.log();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            out.push_str(&format!("--- {} ---\n", node.name));
-            for line in tail.into_iter().rev() {
-                out.push_str(line);
-                out.push('\n');
-            }
+            push_tail(&mut out, &node.name, &node.log(), 40);
+            push_tail(
+                &mut out,
+                &format!("{} PostgreSQL", node.name),
+                &node.postgres_log(),
+                20,
+            );
         }
         out
     }
@@ -471,4 +478,14 @@ fn give_to_postgres(path: &Path) -> anyhow::Result<()> {
     let user = nix::unistd::User::from_name("postgres")?.context("no postgres OS user")?;
     std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
         .with_context(|| format!("chown {}", path.display()))
+}
+
+/// Appends the last `lines` lines of `text` to `out` under a `--- title ---` heading.
+fn push_tail(out: &mut String, title: &str, text: &str, lines: usize) {
+    let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+    out.push_str(&format!("--- {title} ---\n"));
+    for line in tail.into_iter().rev() {
+        out.push_str(line);
+        out.push('\n');
+    }
 }
