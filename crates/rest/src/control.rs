@@ -183,7 +183,8 @@ pub struct ClusterInfo {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClusterMember {
     pub name: String,
-    /// `leader`, `standby_leader`, `sync_standby` or `replica`.
+    /// `leader`, `standby_leader`, `sync_standby` (priority mode), `quorum_standby` (quorum
+    /// mode) or `replica`.
     pub role: String,
     pub state: String,
     pub api_url: String,

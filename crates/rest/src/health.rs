@@ -85,6 +85,7 @@ pub fn is_health_path(path: &str) -> bool {
             | "/synchronous"
             | "/sync"
             | "/read-only-sync"
+            | "/read-only-synchronous"
             | "/quorum"
             | "/read-only-quorum"
             | "/asynchronous"
@@ -114,12 +115,15 @@ pub fn health_code(
         "/leader" => status.holds_leader_key && status.running(),
         "/replica" => replica(),
         "/read-only" => status.is_primary_leader() || status.is_standby_leader() || replica(),
+        // `/sync` lists only priority-mode synchronous standbys, `/quorum` only quorum-mode
+        // voters; the `read-only-` variants add the leader (primary or standby leader).
         "/synchronous" | "/sync" => replica() && status.sync_standby,
-        "/read-only-sync" => status.is_primary_leader() || (replica() && status.sync_standby),
-        // pgwarden has no quorum commit mode: no member is a quorum standby.
-        "/quorum" => false,
-        "/read-only-quorum" => status.is_primary_leader(),
-        "/asynchronous" | "/async" => replica() && !status.sync_standby,
+        "/read-only-sync" | "/read-only-synchronous" => {
+            leader_running(status) || (replica() && status.sync_standby)
+        }
+        "/quorum" => replica() && status.quorum_standby,
+        "/read-only-quorum" => leader_running(status) || (replica() && status.quorum_standby),
+        "/asynchronous" | "/async" => replica() && !status.sync_standby && !status.quorum_standby,
         "/health" => status.running(),
         "/liveness" => {
             let limit = if status.holds_leader_key {
@@ -141,6 +145,11 @@ pub fn health_code(
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     })
+}
+
+/// The member holding the leader key runs PostgreSQL as the primary or the standby leader.
+fn leader_running(status: &PatroniStatus) -> bool {
+    status.is_primary_leader() || status.is_standby_leader()
 }
 
 /// `/replica`: a running replica without `noloadbalance`, within `?lag=` of the leader's

@@ -63,7 +63,7 @@ pub fn render(status: &PatroniStatus) -> String {
     gauge(
         "patroni_quorum_standby",
         "Value is 1 if this node is a quorum standby, 0 otherwise.",
-        0.0,
+        flag(replica && status.quorum_standby),
     );
     gauge(
         "patroni_xlog_received_location",

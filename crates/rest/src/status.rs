@@ -29,9 +29,14 @@ pub struct PatroniStatus {
     /// The cluster is in maintenance mode (`pause: true` in `/config`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub pause: bool,
-    /// This replica is listed in the `/sync` key as a synchronous standby.
+    /// This replica is listed in the `/sync` key as a synchronous standby in priority mode
+    /// (`synchronous_mode: on`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub sync_standby: bool,
+    /// This replica is listed in the `/sync` key as a quorum standby (a voter) in quorum mode
+    /// (`synchronous_mode: quorum`); never set together with `sync_standby`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub quorum_standby: bool,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, serde_json::Value>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -111,6 +116,7 @@ impl PatroniStatus {
             cluster_unlocked: false,
             pause: false,
             sync_standby: false,
+            quorum_standby: false,
             tags: BTreeMap::new(),
             watchdog_failed: false,
             pending_restart: false,

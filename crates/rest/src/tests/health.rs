@@ -13,6 +13,8 @@ async fn health_codes_by_role() {
     paused.last_cycle = None;
     let mut sync = replica(0);
     sync.sync_standby = true;
+    let mut quorum = replica(0);
+    quorum.quorum_standby = true;
     let roles = [
         ("primary", primary()),
         ("replica", replica(0)),
@@ -20,34 +22,49 @@ async fn health_codes_by_role() {
         ("stopped", stopped),
         ("paused", paused),
         ("sync", sync),
+        ("quorum", quorum),
     ];
     // Columns: primary, streaming replica, replica 20 MB behind, stopped, paused replica
-    // (no recent cycle), synchronous standby.
-    let table: &[(&str, [StatusCode; 6])] = &[
-        ("/", [OK, DOWN, DOWN, DOWN, DOWN, DOWN]),
-        ("/primary", [OK, DOWN, DOWN, DOWN, DOWN, DOWN]),
-        ("/master", [OK, DOWN, DOWN, DOWN, DOWN, DOWN]),
-        ("/leader", [OK, DOWN, DOWN, DOWN, DOWN, DOWN]),
-        ("/read-write", [OK, DOWN, DOWN, DOWN, DOWN, DOWN]),
-        ("/standby-leader", [DOWN, DOWN, DOWN, DOWN, DOWN, DOWN]),
-        ("/replica", [DOWN, OK, OK, DOWN, OK, OK]),
-        ("/replica?lag=10MB", [DOWN, OK, DOWN, DOWN, OK, OK]),
-        ("/replica?lag=30000000", [DOWN, OK, OK, DOWN, OK, OK]),
+    // (no recent cycle), synchronous standby (priority mode), quorum standby (quorum mode).
+    let table: &[(&str, [StatusCode; 7])] = &[
+        ("/", [OK, DOWN, DOWN, DOWN, DOWN, DOWN, DOWN]),
+        ("/primary", [OK, DOWN, DOWN, DOWN, DOWN, DOWN, DOWN]),
+        ("/master", [OK, DOWN, DOWN, DOWN, DOWN, DOWN, DOWN]),
+        ("/leader", [OK, DOWN, DOWN, DOWN, DOWN, DOWN, DOWN]),
+        ("/read-write", [OK, DOWN, DOWN, DOWN, DOWN, DOWN, DOWN]),
+        (
+            "/standby-leader",
+            [DOWN, DOWN, DOWN, DOWN, DOWN, DOWN, DOWN],
+        ),
+        ("/replica", [DOWN, OK, OK, DOWN, OK, OK, OK]),
+        ("/replica?lag=10MB", [DOWN, OK, DOWN, DOWN, OK, OK, OK]),
+        ("/replica?lag=30000000", [DOWN, OK, OK, DOWN, OK, OK, OK]),
         (
             "/replica?replication_state=streaming",
-            [DOWN, OK, OK, DOWN, OK, OK],
+            [DOWN, OK, OK, DOWN, OK, OK, OK],
         ),
-        ("/read-only", [OK, OK, OK, DOWN, OK, OK]),
-        ("/read-only?lag=1MB", [OK, OK, DOWN, DOWN, OK, OK]),
-        ("/synchronous", [DOWN, DOWN, DOWN, DOWN, DOWN, OK]),
-        ("/sync", [DOWN, DOWN, DOWN, DOWN, DOWN, OK]),
-        ("/asynchronous", [DOWN, OK, OK, DOWN, OK, DOWN]),
-        ("/asynchronous?lag=1MB", [DOWN, OK, DOWN, DOWN, OK, DOWN]),
-        ("/health", [OK, OK, OK, DOWN, OK, OK]),
-        ("/liveness", [OK, OK, OK, DOWN, OK, OK]),
-        ("/readiness", [OK, OK, DOWN, DOWN, OK, OK]),
-        ("/readiness?lag=30MB", [OK, OK, OK, DOWN, OK, OK]),
-        ("/patroni", [OK, OK, OK, OK, OK, OK]),
+        ("/read-only", [OK, OK, OK, DOWN, OK, OK, OK]),
+        ("/read-only?lag=1MB", [OK, OK, DOWN, DOWN, OK, OK, OK]),
+        ("/synchronous", [DOWN, DOWN, DOWN, DOWN, DOWN, OK, DOWN]),
+        ("/sync", [DOWN, DOWN, DOWN, DOWN, DOWN, OK, DOWN]),
+        ("/read-only-sync", [OK, DOWN, DOWN, DOWN, DOWN, OK, DOWN]),
+        (
+            "/read-only-synchronous",
+            [OK, DOWN, DOWN, DOWN, DOWN, OK, DOWN],
+        ),
+        ("/quorum", [DOWN, DOWN, DOWN, DOWN, DOWN, DOWN, OK]),
+        ("/quorum?lag=1MB", [DOWN, DOWN, DOWN, DOWN, DOWN, DOWN, OK]),
+        ("/read-only-quorum", [OK, DOWN, DOWN, DOWN, DOWN, DOWN, OK]),
+        ("/asynchronous", [DOWN, OK, OK, DOWN, OK, DOWN, DOWN]),
+        (
+            "/asynchronous?lag=1MB",
+            [DOWN, OK, DOWN, DOWN, OK, DOWN, DOWN],
+        ),
+        ("/health", [OK, OK, OK, DOWN, OK, OK, OK]),
+        ("/liveness", [OK, OK, OK, DOWN, OK, OK, OK]),
+        ("/readiness", [OK, OK, DOWN, DOWN, OK, OK, OK]),
+        ("/readiness?lag=30MB", [OK, OK, OK, DOWN, OK, OK, OK]),
+        ("/patroni", [OK, OK, OK, OK, OK, OK, OK]),
     ];
     for (path, expected) in table {
         for ((role, subject), want) in roles.iter().zip(expected) {
@@ -130,4 +147,65 @@ async fn tag_filters_and_noloadbalance() {
     // The primary check ignores tag parameters.
     let primary = new_client(primary(), AccessPolicy::default(), FakeControl::default());
     assert_eq!(primary.get("/primary?tag_zone=b").await, OK);
+}
+
+/// A quorum standby is lagging or stopped: `/quorum` follows the replica check (`?lag=`,
+/// running), and the standby leader of a standby cluster answers the `read-only-` variants.
+#[tokio::test]
+async fn quorum_checks_follow_the_replica_check() {
+    let mut lagging = replica(20_000_000);
+    lagging.quorum_standby = true;
+    let mut stopped = status("replica", "stopped", false);
+    stopped.quorum_standby = true;
+    let standby_leader = status("standby_leader", "running", true);
+    for (path, subject, expected) in [
+        ("/quorum", lagging.clone(), OK),
+        ("/quorum?lag=1MB", lagging.clone(), DOWN),
+        ("/read-only-quorum?lag=1MB", lagging, DOWN),
+        ("/quorum", stopped.clone(), DOWN),
+        ("/read-only-quorum", stopped, DOWN),
+        ("/read-only-quorum", standby_leader.clone(), OK),
+        ("/read-only-sync", standby_leader.clone(), OK),
+        ("/quorum", standby_leader, DOWN),
+    ] {
+        let client = new_client(subject, AccessPolicy::default(), FakeControl::default());
+        assert_eq!(client.get(path).await, expected, "GET {path}");
+    }
+}
+
+/// `patroni_quorum_standby` is 1 only on a quorum standby and `patroni_sync_standby` only on a
+/// priority-mode synchronous standby; `/patroni` says `quorum_standby: true` as Patroni does.
+#[tokio::test]
+async fn quorum_and_sync_standby_metrics_and_status() {
+    let mut sync = replica(0);
+    sync.sync_standby = true;
+    let mut quorum = replica(0);
+    quorum.quorum_standby = true;
+    for (subject, sync_metric, quorum_metric) in [
+        (sync, 1, 0),
+        (quorum, 0, 1),
+        (replica(0), 0, 0),
+        (primary(), 0, 0),
+    ] {
+        let is_quorum = subject.quorum_standby;
+        let client = new_client(subject, AccessPolicy::default(), FakeControl::default());
+        let (_, _, metrics) = client
+            .send(Method::GET, "/metrics", "", [127, 0, 0, 1], None)
+            .await;
+        for line in [
+            format!(r#"patroni_sync_standby{{scope="demo",name="n1"}} {sync_metric}"#),
+            format!(r#"patroni_quorum_standby{{scope="demo",name="n1"}} {quorum_metric}"#),
+        ] {
+            assert!(metrics.contains(&line), "{line} missing from\n{metrics}");
+        }
+        let (_, _, body) = client
+            .send(Method::GET, "/patroni", "", [127, 0, 0, 1], None)
+            .await;
+        assert_eq!(
+            body.contains(r#""quorum_standby":true"#),
+            is_quorum,
+            "{body}"
+        );
+        assert!(!body.contains(r#""sync_standby":false"#), "{body}");
+    }
 }
