@@ -1,7 +1,7 @@
 //! What the agent publishes for the REST API after each cycle.
 
 use dcs::KvBackend;
-use ha::Decision;
+use ha::{Decision, SynchronousMode};
 use rest::{AgentFigures, AgentIdentity, PatroniStatus, Xlog};
 
 use crate::agent::Agent;
@@ -68,6 +68,7 @@ pub(crate) fn patroni_status<B: KvBackend>(agent: &Agent<B>, decision: &Decision
             }
         }
     });
+    let listed_in_sync = listed_in_sync(agent);
     PatroniStatus {
         state,
         role,
@@ -81,12 +82,8 @@ pub(crate) fn patroni_status<B: KvBackend>(agent: &Agent<B>, decision: &Decision
             .as_ref()
             .is_some_and(|snapshot| snapshot.view.leader.is_none()),
         pause: agent.last_config.pause,
-        sync_standby: facts.is_some_and(|facts| facts.in_recovery)
-            && agent
-                .snapshot
-                .as_ref()
-                .and_then(|snapshot| snapshot.view.sync.as_ref())
-                .is_some_and(|sync| sync.sync_standbys.contains(&agent.me())),
+        sync_standby: listed_in_sync == Some(SynchronousMode::On),
+        quorum_standby: listed_in_sync == Some(SynchronousMode::Quorum),
         tags: agent.config.tags.clone(),
         watchdog_failed: agent.watchdog.failed(),
         pending_restart: agent.pending_restart.is_pending(),
@@ -103,6 +100,19 @@ pub(crate) fn patroni_status<B: KvBackend>(agent: &Agent<B>, decision: &Decision
         maximum_lag_on_failover: agent.last_config.maximum_lag_on_failover,
         agent: figures(agent),
     }
+}
+
+/// The synchronous mode in force when this running replica is listed in `/sync`
+/// (`sync_standby`): `On` makes it a synchronous standby, `Quorum` a quorum standby (a voter).
+/// `None` when it is not a running replica, not listed, or synchronous mode is off.
+fn listed_in_sync<B: KvBackend>(agent: &Agent<B>) -> Option<SynchronousMode> {
+    if !agent.facts.as_ref().is_some_and(|facts| facts.in_recovery) {
+        return None;
+    }
+    let snapshot = agent.snapshot.as_ref()?;
+    let mode = snapshot.view.config.synchronous_mode;
+    let sync = snapshot.view.sync.as_ref()?;
+    (mode != SynchronousMode::Off && sync.sync_standbys.contains(&agent.me())).then_some(mode)
 }
 
 /// pgwarden's own figures: the lease's time left and the cycle's duration are measured from
