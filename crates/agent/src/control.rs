@@ -111,59 +111,6 @@ impl<B: KvBackend> AgentControl<B> {
         }
     }
 
-    /// Checks a switchover against the cluster (patroni.md §4.3's 412 reasons); returns the
-    /// current leader.
-    fn check_switchover(
-        &self,
-        snapshot: &Snapshot,
-        request: &SwitchoverRequest,
-    ) -> Result<Option<String>, ControlError> {
-        let precondition = |text: &str| ControlError::PreconditionFailed(text.to_owned());
-        let view = &snapshot.view;
-        let leader = view.leader_name().map(|name| name.as_str().to_owned());
-        if let Some(wanted) = &request.leader
-            && leader.as_ref() != Some(wanted)
-        {
-            return Err(precondition("leader name does not match"));
-        }
-        if let Some(candidate) = &request.candidate {
-            if leader.as_ref() == Some(candidate) {
-                return Err(precondition(&format!(
-                    "Member {candidate} is already the leader of cluster {}",
-                    self.scope
-                )));
-            }
-            if !snapshot.members.contains_key(candidate) {
-                return Err(precondition("candidate does not exist"));
-            }
-            if view.config.synchronous_mode != SynchronousMode::Off
-                && request.kind == SwitchoverKind::Switchover
-                && !view.sync.as_ref().is_some_and(|sync| {
-                    sync.sync_standbys
-                        .iter()
-                        .any(|name| name.as_str() == candidate)
-                })
-            {
-                return Err(precondition(
-                    "candidate name does not match with sync_standby",
-                ));
-            }
-        }
-        let eligible = snapshot.members.iter().any(|(name, data)| {
-            Some(name) != leader.as_ref()
-                && request
-                    .candidate
-                    .as_ref()
-                    .is_none_or(|candidate| candidate == name)
-                && data.state == "running"
-                && !dcs::tags_from_map(&data.tags).nofailover
-        });
-        if !eligible {
-            return Err(precondition("no good candidates have been found"));
-        }
-        Ok(leader)
-    }
-
     /// Waits until the leader key names a member other than `old_leader`, up to
     /// 2 × max(10 s, loop_wait) (patroni.md §4.3).
     async fn wait_for_new_leader(
@@ -203,6 +150,81 @@ impl<B: KvBackend> AgentControl<B> {
             }
         }
     }
+}
+
+/// Checks a switchover or failover against the cluster (patroni.md §4.3's 412 reasons) and
+/// returns the current leader.
+///
+/// With `synchronous_mode` on or `quorum`, a switchover goes only to a member listed in
+/// `/sync`'s `sync_standby` (a synchronous standby, or a quorum standby, i.e. a voter): a named
+/// candidate outside it is refused with "candidate name does not match with sync_standby", and
+/// an unnamed one is chosen among those members only (the leader's ranking applies the same
+/// rule). A failover (no leader named) may name any member, as the operator's explicit choice.
+/// In quorum mode pgwarden refuses a non-voter up front rather than accept a switchover that
+/// no eligible member would carry out.
+pub(crate) fn check_switchover(
+    scope: &str,
+    snapshot: &Snapshot,
+    request: &SwitchoverRequest,
+) -> Result<Option<String>, ControlError> {
+    let precondition = |text: String| ControlError::PreconditionFailed(text);
+    let action = request.kind.as_str().to_lowercase();
+    let view = &snapshot.view;
+    let leader = view.leader_name().map(|name| name.as_str().to_owned());
+    if let Some(wanted) = &request.leader
+        && leader.as_ref() != Some(wanted)
+    {
+        return Err(precondition("leader name does not match".into()));
+    }
+    let only_sync_members = view.config.synchronous_mode != SynchronousMode::Off
+        && request.kind == SwitchoverKind::Switchover;
+    let in_sync_set = |name: &str| {
+        view.sync.as_ref().is_some_and(|sync| {
+            sync.sync_standbys
+                .iter()
+                .any(|standby| standby.as_str() == name)
+        })
+    };
+    if let Some(candidate) = &request.candidate {
+        if leader.as_ref() == Some(candidate) {
+            return Err(precondition(format!(
+                "Member {candidate} is already the leader of cluster {scope}"
+            )));
+        }
+        if only_sync_members && !in_sync_set(candidate) {
+            return Err(precondition(
+                "candidate name does not match with sync_standby".into(),
+            ));
+        }
+        if !snapshot.members.contains_key(candidate) {
+            return Err(precondition("candidate does not exist".into()));
+        }
+    } else if only_sync_members
+        && !snapshot
+            .members
+            .keys()
+            .any(|name| Some(name) != leader.as_ref() && in_sync_set(name))
+    {
+        return Err(precondition(format!(
+            "{action} is not possible: can not find sync_standby"
+        )));
+    }
+    let eligible = snapshot.members.iter().any(|(name, data)| {
+        Some(name) != leader.as_ref()
+            && request
+                .candidate
+                .as_ref()
+                .is_none_or(|candidate| candidate == name)
+            && (!only_sync_members || in_sync_set(name))
+            && data.state == "running"
+            && !dcs::tags_from_map(&data.tags).nofailover
+    });
+    if !eligible {
+        return Err(precondition(format!(
+            "{action} is not possible: no good candidates have been found"
+        )));
+    }
+    Ok(leader)
 }
 
 /// `postgres://host:port/postgres` → (host, port).
@@ -259,7 +281,11 @@ impl<B: KvBackend> ClusterControl for AgentControl<B> {
                         "leader"
                     }
                 } else if sync_standbys.contains(name) {
-                    "sync_standby"
+                    match view.config.synchronous_mode {
+                        SynchronousMode::Off => "replica",
+                        SynchronousMode::On => "sync_standby",
+                        SynchronousMode::Quorum => "quorum_standby",
+                    }
                 } else {
                     "replica"
                 };
@@ -369,7 +395,7 @@ impl<B: KvBackend> ClusterControl for AgentControl<B> {
                 "the cluster has no leader: use a failover".into(),
             ));
         }
-        let old_leader = self.check_switchover(&snapshot, &request)?;
+        let old_leader = check_switchover(&self.scope, &snapshot, &request)?;
         let mut value = serde_json::Map::new();
         if let Some(leader) = &request.leader {
             value.insert("leader".into(), leader.clone().into());
@@ -573,6 +599,133 @@ mod tests {
             .map(|at| at.saturating_since(now).as_secs())
             .unwrap_or_default();
         assert!((3598..=3600).contains(&ahead), "{ahead}");
+    }
+
+    /// n1 leads; n2 and n3 run; `/sync` lists `voters` in `mode` (`"on"`, `"quorum"`, `"off"`).
+    fn cluster(mode: &str, voters: &str) -> Snapshot {
+        let keys = Keys::new("/service", "demo");
+        let kv = |key: String, value: String| KeyValue {
+            key,
+            value: Bytes::from(value),
+            create_revision: 1,
+            mod_revision: 1,
+            lease: 0,
+        };
+        let member = |name: &str| {
+            kv(
+                keys.member(name),
+                serde_json::json!({"conn_url": "postgres://127.0.0.1:5432/postgres",
+                    "api_url": "http://127.0.0.1:8008/patroni", "state": "running",
+                    "role": "replica", "version": "0.1.0"})
+                .to_string(),
+            )
+        };
+        let kvs = vec![
+            kv(keys.leader(), "n1".into()),
+            kv(
+                keys.config(),
+                serde_json::json!({"synchronous_mode": mode}).to_string(),
+            ),
+            kv(
+                keys.sync(),
+                serde_json::json!({"leader": "n1", "sync_standby": voters, "quorum": 1})
+                    .to_string(),
+            ),
+            member("n1"),
+            member("n2"),
+            member("n3"),
+        ];
+        dcs::parse_snapshot(&keys, 1, &kvs, &DynamicConfig::default())
+    }
+
+    fn request(kind: SwitchoverKind, candidate: Option<&str>) -> SwitchoverRequest {
+        SwitchoverRequest {
+            kind,
+            leader: (kind == SwitchoverKind::Switchover).then(|| "n1".to_owned()),
+            candidate: candidate.map(str::to_owned),
+            scheduled_at: None,
+        }
+    }
+
+    /// In quorum mode (as in priority mode) a switchover goes only to a `/sync` member; a
+    /// failover may name any member; with synchronous mode off anyone may be named.
+    #[test]
+    fn switchover_candidates_in_synchronous_and_quorum_mode() {
+        use SwitchoverKind::{Failover, Switchover};
+        let refused = |text: &str| Err(ControlError::PreconditionFailed(text.to_owned()));
+        let accepted = Ok(Some("n1".to_owned()));
+        let table = [
+            ("quorum", "n2", Switchover, Some("n2"), accepted.clone()),
+            (
+                "quorum",
+                "n2",
+                Switchover,
+                Some("n3"),
+                refused("candidate name does not match with sync_standby"),
+            ),
+            ("quorum", "n2,n3", Switchover, Some("n3"), accepted.clone()),
+            ("quorum", "n2", Switchover, None, accepted.clone()),
+            (
+                "quorum",
+                "",
+                Switchover,
+                None,
+                refused("switchover is not possible: can not find sync_standby"),
+            ),
+            (
+                "quorum",
+                "n9",
+                Switchover,
+                None,
+                refused("switchover is not possible: can not find sync_standby"),
+            ),
+            ("quorum", "n2", Failover, Some("n3"), accepted.clone()),
+            (
+                "on",
+                "n2",
+                Switchover,
+                Some("n3"),
+                refused("candidate name does not match with sync_standby"),
+            ),
+            ("on", "n2", Switchover, None, accepted.clone()),
+            ("off", "", Switchover, Some("n3"), accepted.clone()),
+            ("off", "", Switchover, None, accepted.clone()),
+            (
+                "quorum",
+                "n2",
+                Switchover,
+                Some("n1"),
+                refused("Member n1 is already the leader of cluster demo"),
+            ),
+        ];
+        for (mode, voters, kind, candidate, expected) in table {
+            let got = check_switchover("demo", &cluster(mode, voters), &request(kind, candidate));
+            assert_eq!(
+                got, expected,
+                "{mode} /sync={voters:?} {kind:?} to {candidate:?}"
+            );
+        }
+    }
+
+    /// A voter that is not running (or tagged `nofailover`) cannot take a switchover, and
+    /// members outside `/sync` do not stand in for it.
+    #[test]
+    fn unnamed_quorum_switchover_needs_a_healthy_voter() {
+        let mut snapshot = cluster("quorum", "n2");
+        if let Some(n2) = snapshot.members.get_mut("n2") {
+            n2.state = "stopped".into();
+        }
+        let got = check_switchover(
+            "demo",
+            &snapshot,
+            &request(SwitchoverKind::Switchover, None),
+        );
+        assert_eq!(
+            got,
+            Err(ControlError::PreconditionFailed(
+                "switchover is not possible: no good candidates have been found".into()
+            ))
+        );
     }
 
     fn civil_from_days(days: i64) -> (i64, i64, i64) {
