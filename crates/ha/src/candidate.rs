@@ -80,9 +80,10 @@ pub fn check_healthiest(observation: &Observation, cluster: &ClusterView) -> Hea
     let mut check_lag = true;
     let mut former_leader = cluster.previous_leader.clone();
     if let Some(failover) = &cluster.failover {
-        // Only synchronous standbys may answer a switchover in synchronous mode; a manual
-        // failover (no leader named) may target an asynchronous node.
-        if sync_active && failover.leader.is_some() && !sync_listed(me) {
+        // Only `/sync` members (synchronous standbys, or quorum voters in quorum mode) may
+        // answer a switchover; a manual failover (no leader named) may target any node, which
+        // in quorum mode still needs its votes.
+        if (sync_active || quorum_active) && failover.leader.is_some() && !sync_listed(me) {
             return Healthiness::NotHealthiest(NotHealthiest::NotSyncStandby);
         }
         match manual_failover_without_leader(observation, cluster, failover) {

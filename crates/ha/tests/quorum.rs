@@ -351,3 +351,135 @@ fn failover_needs_quorum_votes() {
         ),
     ]);
 }
+
+/// n1 is the primary in quorum mode: `/sync` = {leader n1, voters n2, quorum 1}; n3 is not a
+/// voter (e.g. `nosync`). A switchover request (`failover` key) is pending; the peers answered.
+fn quorum_switchover(
+    leader: Option<&str>,
+    candidate: Option<&str>,
+    answers: Vec<ha::PeerAnswer>,
+) -> ha::Observation {
+    peers(
+        failover_key(
+            with_cluster(leader_n1(), |cluster| {
+                cluster.config.synchronous_mode = SynchronousMode::Quorum;
+                cluster.sync = Some(SyncKey {
+                    leader: Some(name("n1")),
+                    sync_standbys: names(&["n2"]),
+                    quorum: 1,
+                });
+            }),
+            leader,
+            candidate,
+        ),
+        answers,
+    )
+}
+
+/// A switchover in quorum mode hands the leader key only to a voter: never to a member
+/// outside `/sync`, however far ahead or however high its priority; a named non-voter or no
+/// healthy voter cancels the request. A failover (no leader named) may name any member.
+#[test]
+fn quorum_switchover_hands_the_key_only_to_a_voter() {
+    let hand_over = |to: &str| {
+        vec![
+            Action::RenewLease,
+            Action::Demote {
+                mode: ha::DemoteMode::Handover,
+            },
+            Action::HandOverLeaderKey { to: name(to) },
+            cb(ha::CallbackEvent::OnRoleChange, ha::MemberRole::Replica),
+        ]
+    };
+    let ahead_and_preferred = || {
+        vec![
+            peer("n2", 1000),
+            peer_with("n3", 1000, |status| {
+                status.tags.failover_priority = Some(10);
+            }),
+        ]
+    };
+    run(vec![
+        row(
+            "unnamed switchover: n3 is preferred but not a voter, n2 gets the key",
+            quorum_switchover(Some("n1"), None, ahead_and_preferred()),
+            hand_over("n2"),
+            Reason::Switchover,
+        ),
+        row(
+            "switchover to n2 (a voter)",
+            quorum_switchover(Some("n1"), Some("n2"), ahead_and_preferred()),
+            hand_over("n2"),
+            Reason::Switchover,
+        ),
+        row(
+            "switchover to n3 (not a voter): cancelled, nobody gets the key",
+            quorum_switchover(Some("n1"), Some("n3"), ahead_and_preferred()),
+            vec![Action::RenewLease, Action::DeleteFailoverKey],
+            Reason::SwitchoverNoHealthyMembers,
+        ),
+        row(
+            "unnamed switchover with the only voter unreachable: cancelled",
+            quorum_switchover(
+                Some("n1"),
+                None,
+                vec![unreachable_peer("n2"), peer("n3", 1000)],
+            ),
+            vec![Action::RenewLease, Action::DeleteFailoverKey],
+            Reason::SwitchoverNoHealthyMembers,
+        ),
+        row(
+            "failover (no leader named) to n3: the operator's explicit choice",
+            quorum_switchover(None, Some("n3"), vec![peer("n3", 1000)]),
+            hand_over("n3"),
+            Reason::Switchover,
+        ),
+    ]);
+}
+
+/// The leader key was released during a switchover (the handover did not take): in quorum
+/// mode only voters race for it, as in priority mode only `/sync` members do.
+#[test]
+fn quorum_switchover_race_is_for_voters_only() {
+    // n2 (the old primary) released the key for a switchover; I am n1.
+    let released = |voters: &[&str], leader: Option<&str>| {
+        failover_key(
+            quorum_failover(voters, 1, vec![peer("n2", 900), peer("n3", 900)]),
+            leader,
+            None,
+        )
+    };
+    let promote_quorum = concat(vec![
+        vec![
+            Action::AcquireLeaderKey,
+            Action::DeleteFailoverKey,
+            Action::ArmWatchdog,
+            Action::PrepareSyncForPromote {
+                synchronous_standby_names: vec![],
+            },
+        ],
+        promote_after_sync(),
+    ]);
+    run(vec![
+        row(
+            "switchover from n2, I am not a voter (n3 is): I do not race",
+            released(&["n3"], Some("n2")),
+            vec![],
+            Reason::NotHealthiest {
+                why: NotHealthiest::NotSyncStandby,
+            },
+        ),
+        row(
+            "switchover from n2, I am a voter: I race",
+            released(&["n1", "n3"], Some("n2")),
+            promote_quorum.clone(),
+            Reason::PromotedByAcquiringLock,
+        ),
+        row(
+            "failover (no leader named), not a voter but the voter n3 votes for me",
+            released(&["n3"], None),
+            promote_quorum,
+            Reason::PromotedByAcquiringLock,
+        ),
+    ]);
+}
