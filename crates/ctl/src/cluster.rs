@@ -191,14 +191,32 @@ impl ClusterState {
         }
     }
 
-    /// Patroni's role words for the table.
+    /// Patroni's role words for the table: a member listed in the `sync` key is a
+    /// `Sync Standby` with `synchronous_mode: on`, a `Quorum Standby` with `quorum`, and a
+    /// `Replica` when synchronous mode is off.
     pub fn role_of(&self, name: &str) -> &'static str {
         if self.leader.as_deref() == Some(name) {
-            "Leader"
-        } else if self.sync_standbys().iter().any(|standby| standby == name) {
-            "Sync Standby"
-        } else {
-            "Replica"
+            return "Leader";
+        }
+        if !self.sync_standbys().iter().any(|standby| standby == name) {
+            return "Replica";
+        }
+        let mode = self
+            .config
+            .as_ref()
+            .and_then(|config| config.get("synchronous_mode"));
+        match mode {
+            Some(Value::String(text)) if text.eq_ignore_ascii_case("quorum") => "Quorum Standby",
+            Some(Value::Bool(true)) => "Sync Standby",
+            Some(Value::String(text))
+                if matches!(
+                    text.to_ascii_lowercase().as_str(),
+                    "on" | "true" | "yes" | "1"
+                ) =>
+            {
+                "Sync Standby"
+            }
+            _ => "Replica",
         }
     }
 
@@ -294,5 +312,15 @@ mod tests {
         assert_eq!(state.lag_of("n2"), Some(1000));
         assert_eq!(state.role_of("n1"), "Leader");
         assert_eq!(state.role_of("n2"), "Replica");
+        state.sync = Some(serde_json::json!({"leader": "n1", "sync_standby": "n2", "quorum": 1}));
+        for (mode, role) in [
+            (serde_json::json!("quorum"), "Quorum Standby"),
+            (serde_json::json!("on"), "Sync Standby"),
+            (serde_json::json!(true), "Sync Standby"),
+            (serde_json::json!("off"), "Replica"),
+        ] {
+            state.config = Some(serde_json::json!({ "synchronous_mode": mode }));
+            assert_eq!(state.role_of("n2"), role, "{mode}");
+        }
     }
 }
