@@ -7,6 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ha_cluster_tests::writer::http_post;
 use ha_cluster_tests::{Cluster, ClusterOptions, eventually};
 
 /// The `/sync` key as JSON, read through the etcd API on `etcd_port`.
@@ -144,4 +145,318 @@ async fn quorum_commit_keeps_every_acknowledged_commit_over_a_kill_9() -> anyhow
         acknowledged.len()
     );
     Ok(())
+}
+
+/// `PATCH path` with a JSON `body` on `address` → (status code, body).
+async fn http_patch(address: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    let request = format!(
+        "PATCH {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await??;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// `GET path` on `address` → the body as text (for `/metrics`), 2 s timeout.
+async fn http_get_text(address: &str, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fetch = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.ok()?;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        Some(text.split_once("\r\n\r\n")?.1.to_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(2), fetch)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The `/sync` key's voters and quorum, once they are exactly `voters` and `quorum`.
+async fn wait_for_sync(
+    cluster: &Cluster,
+    etcd_port: u16,
+    leader: &str,
+    voters: &str,
+    quorum: u32,
+) -> anyhow::Result<()> {
+    let found = eventually(Duration::from_secs(60), || async {
+        let sync = sync_key(etcd_port).await.ok().flatten()?;
+        (sync["leader"] == serde_json::json!(leader)
+            && sync["sync_standby"] == serde_json::json!(voters)
+            && sync["quorum"] == serde_json::json!(quorum))
+        .then_some(())
+    })
+    .await;
+    found.map_err(|error| {
+        anyhow::anyhow!(
+            "{error}: /sync never became {{leader {leader}, voters {voters}, quorum {quorum}}}\n{}",
+            cluster.logs()
+        )
+    })
+}
+
+/// Quorum standbys seen from outside, and switchovers in quorum mode, with one member tagged
+/// `nosync` (never a voter):
+/// 1. the voter answers `/quorum` and `/read-only-quorum` with 200, `/sync` with 503; `/cluster`
+///    calls it `quorum_standby` and `/metrics` says `patroni_quorum_standby 1`;
+/// 2. a switchover to the `nosync` member is refused with 412 and changes nothing;
+/// 3. a switchover to the voter, under a writer, loses no acknowledged commit;
+/// 4. with `synchronous_mode_strict`, the new primary whose only voter is killed keeps commits
+///    waiting (it does not go asynchronous), and the waiting commit completes once the voter is
+///    back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_standbys_and_switchover_only_to_a_voter() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start_with(
+        3,
+        ClusterOptions {
+            dcs_yaml: "synchronous_mode: quorum".to_owned(),
+            ..ClusterOptions::default()
+        },
+    )?;
+    let primary = cluster.wait_healthy(2, Duration::from_secs(120)).await?;
+    let others: Vec<usize> = (0..3).filter(|index| *index != primary).collect();
+    let (voter, outsider) = (others[0], others[1]);
+    let names: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|node| node.spec.name.clone())
+        .collect();
+    let name = |index: usize| names[index].clone();
+    let (primary_name, voter_name, outsider_name) = (name(primary), name(voter), name(outsider));
+    let etcd_port = cluster.nodes[primary].spec.etcd_port;
+
+    // The outsider restarts tagged `nosync`: from then on only the voter is in `/sync`.
+    println!("phase 1: {outsider_name} restarts with nosync; {voter_name} is the only voter");
+    cluster.nodes[outsider].kill_hard();
+    let mut config = std::fs::read_to_string(cluster.nodes[outsider].config_path())?;
+    config.push_str("tags:\n  nosync: true\n");
+    std::fs::write(cluster.nodes[outsider].config_path(), config)?;
+    cluster.nodes[outsider].start()?;
+    cluster
+        .wait_streaming(outsider, Duration::from_secs(120))
+        .await?;
+    wait_for_sync(&cluster, etcd_port, &primary_name, &voter_name, 1).await?;
+
+    let expected_codes = [
+        (voter, "/quorum", 200),
+        (voter, "/read-only-quorum", 200),
+        (voter, "/sync", 503),
+        (voter, "/read-only-sync", 503),
+        (voter, "/async", 503),
+        (outsider, "/quorum", 503),
+        (outsider, "/read-only-quorum", 503),
+        (outsider, "/async", 200),
+        (primary, "/quorum", 503),
+        (primary, "/read-only-quorum", 200),
+    ];
+    let codes = eventually(Duration::from_secs(30), || async {
+        let mut codes = Vec::new();
+        for (index, path, _) in expected_codes {
+            codes.push((index, path, cluster.nodes[index].http_status(path).await?));
+        }
+        (codes == expected_codes).then_some(codes)
+    })
+    .await;
+    if let Err(error) = codes {
+        let mut seen = Vec::new();
+        for (index, path, want) in expected_codes {
+            let got = cluster.nodes[index].http_status(path).await;
+            seen.push(format!("{} {path}: want {want}, got {got:?}", name(index)));
+        }
+        anyhow::bail!(
+            "{error}: health codes\n{}\n{}",
+            seen.join("\n"),
+            cluster.logs()
+        );
+    }
+    let api = cluster.nodes[primary].rest_address();
+    let roles = eventually(Duration::from_secs(10), || async {
+        let view = ha_cluster_tests::http_get_json(&api, "/cluster").await?;
+        let role = |member: &str| {
+            view["members"]
+                .as_array()?
+                .iter()
+                .find(|entry| entry["name"] == serde_json::json!(member))
+                .map(|entry| entry["role"].clone())
+        };
+        (role(&voter_name)? == "quorum_standby" && role(&outsider_name)? == "replica")
+            .then_some(view)
+    })
+    .await;
+    anyhow::ensure!(roles.is_ok(), "/cluster roles never showed quorum_standby");
+    let metrics = http_get_text(&cluster.nodes[voter].rest_address(), "/metrics")
+        .await
+        .unwrap_or_default();
+    for wanted in ["patroni_quorum_standby{", "patroni_sync_standby{"] {
+        let line = metrics
+            .lines()
+            .find(|line| line.starts_with(wanted))
+            .unwrap_or_default();
+        let value = if wanted.contains("quorum") {
+            " 1"
+        } else {
+            " 0"
+        };
+        assert!(line.ends_with(value), "{wanted}: {line:?} in\n{metrics}");
+    }
+
+    // A switchover to the outsider is refused: it is not a voter.
+    println!("phase 2: a switchover to {outsider_name} (not a voter) is refused");
+    let refused = format!(r#"{{"leader": "{primary_name}", "candidate": "{outsider_name}"}}"#);
+    let (status, reply) = http_post(&api, "/switchover", &refused).await?;
+    assert_eq!(
+        (status, reply.as_str()),
+        (412, "candidate name does not match with sync_standby"),
+        "switchover to a non-voter"
+    );
+    assert_eq!(
+        cluster.wait_healthy(2, Duration::from_secs(10)).await?,
+        primary,
+        "the refused switchover moved the leader"
+    );
+
+    // Under a writer, a switchover to the voter keeps every acknowledged commit.
+    println!("phase 3: a switchover to {voter_name} under a writer");
+    let client = connect(cluster.nodes[primary].spec.pg_port).await?;
+    client
+        .batch_execute("CREATE TABLE acknowledged (id int primary key)")
+        .await?;
+    let acknowledged = Arc::new(Mutex::new(Vec::<i32>::new()));
+    let writer = {
+        let acknowledged = acknowledged.clone();
+        tokio::spawn(async move {
+            for id in 0.. {
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
+                let insert = client.execute("INSERT INTO acknowledged VALUES ($1)", &params);
+                match tokio::time::timeout(Duration::from_secs(5), insert).await {
+                    Ok(Ok(_)) => acknowledged
+                        .lock()
+                        .map(|mut ids| ids.push(id))
+                        .unwrap_or(()),
+                    _ => break,
+                }
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acknowledged.lock().map(|ids| ids.len()).unwrap_or(0) < 200 {
+        anyhow::ensure!(Instant::now() < deadline, "the writer stalled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let wanted = format!(r#"{{"leader": "{primary_name}", "candidate": "{voter_name}"}}"#);
+    let (status, reply) = http_post(&api, "/switchover", &wanted).await?;
+    assert_eq!(
+        status,
+        200,
+        "switchover to the voter: {reply}\n{}",
+        cluster.logs()
+    );
+    let _ = writer.await;
+    let acknowledged = acknowledged
+        .lock()
+        .map(|ids| ids.clone())
+        .unwrap_or_default();
+    let new_primary = cluster
+        .wait_writable(primary, Duration::from_secs(60))
+        .await?;
+    assert_eq!(new_primary, voter, "the key went to {}", name(new_primary));
+    let new_client = connect(cluster.nodes[voter].spec.pg_port).await?;
+    let present = new_client
+        .query("SELECT id FROM acknowledged", &[])
+        .await?
+        .iter()
+        .map(|row| row.get::<_, i32>(0))
+        .collect::<std::collections::BTreeSet<i32>>();
+    let lost: Vec<i32> = acknowledged
+        .iter()
+        .filter(|id| !present.contains(id))
+        .copied()
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged commits lost: {lost:?}",
+        lost.len()
+    );
+    println!(
+        "{voter_name} took over with all {} acknowledged commits",
+        acknowledged.len()
+    );
+
+    // Strict mode: the old primary becomes the only voter; killed, commits wait for it.
+    println!("phase 4: synchronous_mode_strict, the only voter {primary_name} is killed");
+    cluster
+        .wait_streaming(primary, Duration::from_secs(120))
+        .await?;
+    let new_api = cluster.nodes[voter].rest_address();
+    let (status, reply) =
+        http_patch(&new_api, "/config", r#"{"synchronous_mode_strict": true}"#).await?;
+    assert_eq!(status, 200, "PATCH /config: {reply}");
+    wait_for_sync(&cluster, etcd_port, &voter_name, &primary_name, 1).await?;
+    cluster.nodes[primary].kill_hard();
+    let blocked = tokio::spawn(async move {
+        new_client
+            .execute("INSERT INTO acknowledged VALUES (-1)", &[])
+            .await
+            .map(|_| ())
+    });
+    // Until the killed voter's member key expires and well past it, the commit waits and
+    // `synchronous_standby_names` still names a standby.
+    let node = &cluster.nodes[voter];
+    eventually(Duration::from_secs(60), || async {
+        let view = ha_cluster_tests::http_get_json(&new_api, "/cluster").await?;
+        let listed = view["members"]
+            .as_array()?
+            .iter()
+            .any(|entry| entry["name"] == serde_json::json!(primary_name));
+        (!listed).then_some(())
+    })
+    .await?;
+    let hold_until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < hold_until {
+        anyhow::ensure!(!blocked.is_finished(), "a commit completed with no voter");
+        let guc = node
+            .query("SHOW synchronous_standby_names")
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        anyhow::ensure!(
+            guc.starts_with("ANY 1 ("),
+            "strict mode went asynchronous: synchronous_standby_names = {guc:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // The voter comes back: the waiting commit completes.
+    println!("phase 4: {primary_name} comes back; the waiting commit completes");
+    cluster.nodes[primary].start()?;
+    match tokio::time::timeout(Duration::from_secs(120), blocked).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        other => anyhow::bail!(
+            "the waiting commit did not complete: {other:?}\n{}",
+            cluster.logs()
+        ),
+    }
 }
