@@ -204,10 +204,22 @@ impl<B: KvBackend> Agent<B> {
             }
             Action::StartAsReplica { upstream } => {
                 let settings = self.replica_settings(upstream.as_ref());
-                self.upstream = upstream.clone();
+                // Without the upstream's address PostgreSQL starts with no primary_conninfo;
+                // recording no upstream makes the next cycle repoint once the address is known.
+                self.upstream = self.reachable(upstream.as_ref());
                 self.start_postmaster(&settings)?;
             }
             Action::RepointTo { upstream } => {
+                if upstream.is_some() && self.reachable(upstream.as_ref()).is_none() {
+                    // The upstream's member key is not in the store (yet): keep the current
+                    // configuration rather than dropping primary_conninfo, and try again next
+                    // cycle.
+                    tracing::warn!(
+                        upstream = ?upstream,
+                        "cannot repoint: the upstream's member key (conn_url) is not in the store"
+                    );
+                    return Ok(());
+                }
                 let settings = self.replica_settings(upstream.as_ref());
                 self.pg
                     .write_config(&settings)
@@ -243,7 +255,7 @@ impl<B: KvBackend> Agent<B> {
                     .as_ref()
                     .and_then(|source| self.member_conninfo(source, true));
                 let settings = self.replica_settings(source.as_ref());
-                self.upstream = source.clone();
+                self.upstream = self.reachable(source.as_ref());
                 let pg = self.pg.clone();
                 self.spawn_long(LongActionKind::CreateReplica, async move {
                     pg.create_replica(conninfo, &settings, LONG_ACTION_TIMEOUT)
@@ -269,7 +281,7 @@ impl<B: KvBackend> Agent<B> {
     pub(crate) fn start_reinitialize(&mut self, source: &MemberName) {
         let conninfo = self.member_conninfo(source, true);
         let settings = self.replica_settings(Some(source));
-        self.upstream = Some(source.clone());
+        self.upstream = self.reachable(Some(source));
         let pg = self.pg.clone();
         self.spawn_long(LongActionKind::Reinitialize, async move {
             pg.reinitialize(conninfo, &settings, LONG_ACTION_TIMEOUT)
@@ -375,6 +387,15 @@ impl<B: KvBackend> Agent<B> {
         let snapshot = self.snapshot.as_ref()?;
         let data = snapshot.members.get(member.as_str())?;
         self.pg.conninfo(&data.conn_url, replication)
+    }
+
+    /// `upstream` when its member key gives an address to stream from, else `None`: what a
+    /// replica configured now really follows (the agent's `upstream`, compared every cycle with
+    /// whom it should follow).
+    fn reachable(&self, upstream: Option<&MemberName>) -> Option<MemberName> {
+        upstream
+            .filter(|upstream| self.member_conninfo(upstream, true).is_some())
+            .cloned()
     }
 
     fn replica_settings(&self, upstream: Option<&MemberName>) -> postgres::config::ServerSettings {
@@ -728,7 +749,13 @@ impl<B: KvBackend> Agent<B> {
             return;
         };
         let json = Bytes::from(json);
-        if self.last_member_json.as_ref() == Some(&json) {
+        // Also rewritten when the cycle's read did not find it (deleted by hand, or lost with
+        // a lease the store expired): peers need its conn_url to stream from this member.
+        let in_store = self
+            .snapshot
+            .as_ref()
+            .is_some_and(|snapshot| snapshot.members.contains_key(self.config.name.as_str()));
+        if in_store && self.last_member_json.as_ref() == Some(&json) {
             return;
         }
         let key = self.keys.member(&self.config.name);
