@@ -51,6 +51,10 @@ struct Args {
     /// Run only one target (etcd or pgwarden), e.g. to check the harness; the comparison needs both.
     #[arg(long)]
     only: Option<String>,
+    /// After the memory measurement, keep the cluster running this many seconds (to inspect the
+    /// members' processes, e.g. with gdb or /proc), then measure again.
+    #[arg(long, default_value_t = 0)]
+    hold_after_load: u64,
 }
 
 #[tokio::main]
@@ -121,7 +125,7 @@ async fn main() -> anyhow::Result<()> {
                 let retries = load::fill(&endpoint, args.load_keys, args.value_size)
                     .await
                     .with_context(|| format!("load {} keys into {target}", args.load_keys))?;
-                let rss = resident_kib(&cluster);
+                let rss = resident_kib(&cluster, leader);
                 eprintln!(
                     "  resident memory after {} keys: {} MiB (all members); loaded in {:.0} s, {retries} puts sent again",
                     args.load_keys,
@@ -129,6 +133,15 @@ async fn main() -> anyhow::Result<()> {
                     started.elapsed().as_secs_f64()
                 );
                 report.add_memory(target, rss);
+                if args.hold_after_load > 0 {
+                    eprintln!(
+                        "  holding the cluster {} s (pids above)",
+                        args.hold_after_load
+                    );
+                    tokio::time::sleep(Duration::from_secs(args.hold_after_load)).await;
+                    let later = resident_kib(&cluster, leader);
+                    eprintln!("  resident memory after the hold: {} MiB", later / 1024);
+                }
             }
         }
     }
@@ -139,19 +152,42 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sum of the members' resident set sizes in KiB, read from /proc.
-fn resident_kib(cluster: &Cluster) -> u64 {
-    (0..cluster.len())
-        .filter_map(|index| cluster.member(index).pid())
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
-        .filter_map(|status| {
+/// Sum of the members' resident set sizes in KiB, read from /proc; prints each member's
+/// resident set (anonymous and file-backed parts) and marks the Raft leader.
+fn resident_kib(cluster: &Cluster, leader: usize) -> u64 {
+    let mut total = 0;
+    for index in 0..cluster.len() {
+        let Some(pid) = cluster.member(index).pid() else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        let field = |name: &str| {
             status
                 .lines()
-                .find(|line| line.starts_with("VmRSS:"))
+                .find(|line| line.starts_with(name))
                 .and_then(|line| line.split_whitespace().nth(1))
                 .and_then(|kib| kib.parse::<u64>().ok())
-        })
-        .sum()
+                .unwrap_or(0)
+        };
+        let (rss, anon, file, hwm) = (
+            field("VmRSS:"),
+            field("RssAnon:"),
+            field("RssFile:"),
+            field("VmHWM:"),
+        );
+        eprintln!(
+            "    member {index} (pid {pid}{}): resident {} MiB (anonymous {} MiB, file {} MiB), peak {} MiB",
+            if index == leader { ", leader" } else { "" },
+            rss / 1024,
+            anon / 1024,
+            file / 1024,
+            hwm / 1024
+        );
+        total += rss;
+    }
+    total
 }
 
 impl Sample {

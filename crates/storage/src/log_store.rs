@@ -258,6 +258,14 @@ impl LogStore {
 }
 
 /// Turns any range of indexes into `[start, end)`.
+/// The entry decoded back from its log encoding, for the cache. An entry proposed on this member
+/// carries its keys and values as slices of the client requests' receive buffers (several KiB
+/// each for a 256-byte value); cached as is, the cache's 32 MiB of entries would keep hundreds of
+/// megabytes of those buffers alive on the leader. The decoded copy owns exactly its bytes.
+fn owned_copy(encoded: &[u8]) -> Result<Entry, io::Error> {
+    codec::decode_entry(encoded).map_err(|e| io::Error::other(e.to_string()))
+}
+
 fn half_open<RB: RangeBounds<u64>>(range: &RB) -> (u64, u64) {
     let start = match range.start_bound() {
         Bound::Included(i) => *i,
@@ -393,10 +401,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 }
             }
         }
+        drop(entries);
         let mut memory = self.memory();
         let committed = memory.take_unsaved_committed()?;
         let seq = memory.submitted + 1;
-        for (entry, (_, bytes)) in entries.into_iter().zip(&encoded) {
+        for (_, bytes) in &encoded {
+            let entry = owned_copy(bytes)?;
             memory.cache_bytes += bytes.len();
             if let Some((_, _, replaced)) = memory
                 .cache
