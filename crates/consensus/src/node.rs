@@ -469,6 +469,19 @@ impl RaftNode {
             .map(|id| id.index)
     }
 
+    /// The last log index this member has purged from its log, if any. A leader postpones a purge
+    /// while a replication request in flight still reads the entries, so this may trail the
+    /// snapshot index.
+    pub fn purged_index(&self) -> Option<u64> {
+        self.core
+            .raft
+            .metrics()
+            .borrow_watched()
+            .purged
+            .as_ref()
+            .map(|id| id.index)
+    }
+
     /// A point-in-time copy of the state machine (for Maintenance.Snapshot).
     pub async fn snapshot_bytes(&self) -> Result<Vec<u8>, ConsensusError> {
         let shared = self.core.shared.clone();

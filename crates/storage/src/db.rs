@@ -1,4 +1,5 @@
-//! Opening the member's redb file: format-version check, identity, and small META helpers.
+//! Opening the member's redb file: format-version check (and the upgrade from the previous
+//! version), identity, and small META helpers.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,26 +12,38 @@ use crate::error::StorageError;
 use crate::schema;
 use crate::types::MemberIdentity;
 
+/// redb's page cache. redb keeps every page it writes in this cache until the cache is full, so
+/// its size is memory the member holds for good once enough was written. The file holds only the
+/// Raft log (snapshots have their own file); recent entries are served from the log store's own
+/// cache, so redb needs the tree's upper pages plus the pages a purge reads.
+pub const REDB_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// The opened redb file, shared by the log store and the state machine.
 #[derive(Clone)]
 pub struct Db {
     pub(crate) database: Arc<Database>,
     path: PathBuf,
+    dir: PathBuf,
 }
 
 impl Db {
     /// Opens (or creates) `dir/member.redb`, creating every table, and refuses a file written
-    /// with another [`schema::FORMAT_VERSION`].
+    /// with another [`schema::FORMAT_VERSION`] — except [`schema::PREVIOUS_FORMAT_VERSION`],
+    /// whose snapshot is moved from redb into the snapshot file (durably, before the version
+    /// change commits; a crash in between repeats the move on the next open).
     pub fn open(dir: &Path) -> Result<Db, StorageError> {
         std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
             dir: dir.to_path_buf(),
             source,
         })?;
         let path = dir.join(schema::DB_FILE_NAME);
-        let database = Database::create(&path).map_err(|e| StorageError::Open {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let database = redb::Builder::new()
+            .set_cache_size(REDB_CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| StorageError::Open {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
         let txn = database.begin_write()?;
         {
             let mut meta = txn.open_table(schema::META)?;
@@ -45,6 +58,14 @@ impl Db {
                     )?;
                 }
                 Some(Some(version)) if version == schema::FORMAT_VERSION => {}
+                Some(Some(version)) if version == schema::PREVIOUS_FORMAT_VERSION => {
+                    move_snapshot_out(&txn, dir)?;
+                    meta.insert(
+                        schema::FORMAT_VERSION_KEY,
+                        schema::FORMAT_VERSION.to_be_bytes().as_slice(),
+                    )?;
+                    tracing::info!(path = %path.display(), from = version, to = schema::FORMAT_VERSION, "upgraded the storage format");
+                }
                 Some(version) => {
                     return Err(StorageError::FormatMismatch {
                         path,
@@ -60,7 +81,13 @@ impl Db {
         Ok(Db {
             database: Arc::new(database),
             path,
+            dir: dir.to_path_buf(),
         })
+    }
+
+    /// The member's data dir (where the snapshot file lives).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Path of the redb file.
@@ -114,6 +141,29 @@ impl Db {
         txn.commit()?;
         Ok(())
     }
+}
+
+/// Format version 1 kept the snapshot in the SNAPSHOT table: writes it to the snapshot file and
+/// empties the table within `txn`.
+fn move_snapshot_out(txn: &redb::WriteTransaction, dir: &Path) -> Result<(), StorageError> {
+    let mut table = txn.open_table(schema::SNAPSHOT)?;
+    let found = match (
+        table.get(schema::SNAPSHOT_META_KEY)?,
+        table.get(schema::SNAPSHOT_DATA_KEY)?,
+    ) {
+        (Some(meta), Some(data)) => {
+            let meta: crate::SnapshotMeta = serde_json::from_slice(meta.value())
+                .map_err(|e| StorageError::Corrupt(format!("version 1 snapshot meta: {e}")))?;
+            crate::snapshot_file::write(dir, &meta, data.value())?;
+            true
+        }
+        _ => false,
+    };
+    if found {
+        table.remove(schema::SNAPSHOT_META_KEY)?;
+        table.remove(schema::SNAPSHOT_DATA_KEY)?;
+    }
+    Ok(())
 }
 
 fn decode_version(bytes: &[u8]) -> Option<u32> {

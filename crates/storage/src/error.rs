@@ -24,6 +24,16 @@ pub enum StorageError {
     },
     #[error("corrupt data file: {0}")]
     Corrupt(String),
+    /// The snapshot file could not be created, written, renamed or read.
+    #[error("snapshot file {path}: {what}: {source}")]
+    SnapshotIo {
+        what: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The snapshot file is not one this build wrote, or is damaged.
+    #[error("snapshot file {path} refused: {reason}")]
+    SnapshotCorrupt { path: PathBuf, reason: String },
     #[error("redb: {0}")]
     Redb(String),
 }

@@ -1,4 +1,5 @@
-//! pgwarden's durable storage for its Raft group member: one redb file per member.
+//! pgwarden's durable storage for its Raft group member: one redb file (the log) and one snapshot
+//! file per member.
 //!
 //! Owns: the on-disk schema ([`schema`], with a format version checked at open), the openraft
 //! type configuration ([`TypeConfig`]), the Raft log store ([`LogStore`]: entries, vote,
@@ -6,8 +7,8 @@
 //!
 //! Durability model: the etcd keyspace (`mvcc::Store`) lives in memory. It is durable through the
 //! Raft log (every entry fsynced by redb before openraft is told it is written) plus snapshots
-//! (the store's encoded bytes, the last applied log id and the membership, written in one redb
-//! transaction). On restart the member loads the latest snapshot and openraft re-applies the
+//! (the store's encoded bytes, the last applied log id and the membership, in one file beside the
+//! redb file, replaced atomically). On restart the member loads the latest snapshot and openraft re-applies the
 //! committed log entries after it; the committed id is saved for exactly that purpose.
 //!
 //! Must not know: gRPC, the peer transport, HA, PostgreSQL. Only this crate knows redb.
@@ -20,6 +21,7 @@ mod error;
 mod log_store;
 mod log_writer;
 pub mod schema;
+mod snapshot_file;
 mod state_machine;
 mod types;
 
@@ -32,6 +34,7 @@ pub use error::StorageError;
 pub use log_store::{LogHistograms, LogStore, LogWriteStats};
 /// The etcd keyspace held by the state machine.
 pub use mvcc::Store;
+pub use snapshot_file::{SNAPSHOT_FILE_NAME, SNAPSHOT_FILE_VERSION};
 pub use state_machine::{
     AppliedState, Membership, SharedState, Snapshot, SnapshotMeta, StateMachine,
 };

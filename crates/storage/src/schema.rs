@@ -1,7 +1,8 @@
 //! The on-disk schema: every redb table and key encoding of a member's data file, in one place.
 //!
 //! One redb file (`member.redb` in the data dir) holds the Raft log, the Raft metadata (vote,
-//! committed log id, purge point), the member's identity, and the latest state-machine snapshot.
+//! committed log id, purge point) and the member's identity. The latest state-machine snapshot
+//! is a file of its own beside it (`crate::snapshot_file`) since format version 2.
 //! The file carries a format version under [`FORMAT_VERSION_KEY`]; opening a file with another
 //! version is refused, never silently reinterpreted.
 
@@ -12,7 +13,11 @@ pub const DB_FILE_NAME: &str = "member.redb";
 
 /// Version of the layout described in this module.
 /// Bump it whenever a table, a key or a value encoding changes, and add an upgrade path.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 moved the snapshot out of [`SNAPSHOT`] into its own file; opening a version 1 file
+/// moves its snapshot there ([`crate::Db::open`]) and stores version 2.
+pub const FORMAT_VERSION: u32 = 2;
+/// The previous version [`crate::Db::open`] upgrades from.
+pub const PREVIOUS_FORMAT_VERSION: u32 = 1;
 
 /// Raft log entries.
 /// Key: the log index as 8 big-endian bytes, so lexical order is numeric order.
@@ -23,8 +28,8 @@ pub const LOG: TableDefinition<[u8; 8], &[u8]> = TableDefinition::new("raft_log"
 /// Small singletons, keyed by the `*_KEY` constants below.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
-/// The latest state-machine snapshot, keyed by [`SNAPSHOT_META_KEY`] and [`SNAPSHOT_DATA_KEY`].
-/// Both keys are always written in the same transaction.
+/// Format version 1 only: the latest state-machine snapshot, keyed by [`SNAPSHOT_META_KEY`] and
+/// [`SNAPSHOT_DATA_KEY`]. Emptied by the upgrade to version 2; never written since.
 pub const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
 
 /// `META`: the format version, a big-endian u32.

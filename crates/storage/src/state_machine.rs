@@ -1,5 +1,5 @@
 //! The Raft state machine: the etcd keyspace (`mvcc::Store`) in memory, made durable by the Raft
-//! log plus snapshots in redb.
+//! log in redb plus snapshots in their own file ([`crate::snapshot_file`]).
 //!
 //! Apply takes the write lock for one entry at a time, applies its commands in order, answers the
 //! entry's responder with one response per command, then publishes each command's watch events
@@ -14,14 +14,13 @@ use futures::{Stream, StreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::type_config::alias::{SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::{EntryPayload, OptionalSend, StoredMembership};
-use redb::ReadableDatabase;
 use tokio::sync::{broadcast, watch};
 
 use crate::Store;
 use crate::codec::LogId;
 use crate::db::Db;
 use crate::error::StorageError;
-use crate::schema;
+use crate::snapshot_file;
 use crate::types::{AppliedEvents, RaftReply, TypeConfig};
 
 /// openraft's snapshot: meta plus the state machine's bytes.
@@ -84,12 +83,17 @@ pub struct StateMachine {
 }
 
 impl StateMachine {
-    /// Loads the latest snapshot (or an empty store) from `db`.
+    /// Loads the latest snapshot (or an empty store) from `db`'s directory.
     pub(crate) fn open(db: Db, event_capacity: usize) -> Result<StateMachine, StorageError> {
-        let (store, last_applied, membership) = match load_snapshot(&db)? {
+        snapshot_file::remove_leftover(db.dir())?;
+        let (store, last_applied, membership) = match snapshot_file::read(db.dir())? {
             Some(snapshot) => {
-                let store = Store::decode_snapshot(&snapshot.snapshot)
-                    .map_err(|e| StorageError::Corrupt(format!("snapshot: {e}")))?;
+                let store = Store::decode_snapshot(&snapshot.snapshot).map_err(|e| {
+                    StorageError::SnapshotCorrupt {
+                        path: db.dir().join(snapshot_file::SNAPSHOT_FILE_NAME),
+                        reason: e.to_string(),
+                    }
+                })?;
                 (
                     store,
                     snapshot.meta.last_log_id,
@@ -118,19 +122,17 @@ impl StateMachine {
         self.shared.clone()
     }
 
-    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), io::Error> {
-        let meta = serde_json::to_vec(&snapshot.meta).map_err(io::Error::other)?;
-        let data = snapshot.snapshot.clone();
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), StorageError> {
-            let txn = db.database.begin_write()?;
-            {
-                let mut table = txn.open_table(schema::SNAPSHOT)?;
-                table.insert(schema::SNAPSHOT_META_KEY, meta.as_slice())?;
-                table.insert(schema::SNAPSHOT_DATA_KEY, data.as_slice())?;
-            }
-            txn.commit()?;
-            Ok(())
+    /// Writes the snapshot file durably (see [`snapshot_file`]) and hands the bytes back.
+    async fn save_snapshot(
+        &self,
+        meta: &SnapshotMeta,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, io::Error> {
+        let meta = meta.clone();
+        let dir = self.db.dir().to_path_buf();
+        tokio::task::spawn_blocking(move || -> Result<Vec<u8>, StorageError> {
+            snapshot_file::write(&dir, &meta, &data)?;
+            Ok(data)
         })
         .await
         .map_err(|e| io::Error::other(format!("snapshot task failed: {e}")))?
@@ -138,39 +140,23 @@ impl StateMachine {
     }
 }
 
-/// Reads the stored snapshot, if any.
-pub(crate) fn load_snapshot(db: &Db) -> Result<Option<Snapshot>, StorageError> {
-    let txn = db.database.begin_read()?;
-    let table = txn.open_table(schema::SNAPSHOT)?;
-    let (Some(meta), Some(data)) = (
-        table.get(schema::SNAPSHOT_META_KEY)?,
-        table.get(schema::SNAPSHOT_DATA_KEY)?,
-    ) else {
-        return Ok(None);
-    };
-    let meta: SnapshotMeta = serde_json::from_slice(meta.value())
-        .map_err(|e| StorageError::Corrupt(format!("snapshot meta: {e}")))?;
-    Ok(Some(Snapshot {
-        meta,
-        snapshot: data.value().to_vec(),
-    }))
-}
-
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     type SnapshotData = Vec<u8>;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        let snapshot = {
+        let (meta, data) = {
             let state = self.shared.read();
-            Snapshot {
-                meta: SnapshotMeta {
-                    last_log_id: state.last_applied,
-                    last_membership: state.membership.clone(),
-                },
-                snapshot: state.store.encode_snapshot(),
-            }
+            let meta = SnapshotMeta {
+                last_log_id: state.last_applied,
+                last_membership: state.membership.clone(),
+            };
+            (meta, state.store.encode_snapshot())
         };
-        self.save_snapshot(&snapshot).await?;
+        let data = self.save_snapshot(&meta, data).await?;
+        let snapshot = Snapshot {
+            meta,
+            snapshot: data,
+        };
         tracing::info!(
             last_log_index = ?snapshot.meta.last_log_id.map(|id| id.index),
             bytes = snapshot.snapshot.len(),
@@ -246,11 +232,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), io::Error> {
         let store = Store::decode_snapshot(&snapshot)
             .map_err(|e| io::Error::other(format!("snapshot: {e}")))?;
-        let snapshot = Snapshot {
-            meta: meta.clone(),
-            snapshot,
-        };
-        self.save_snapshot(&snapshot).await?;
+        drop(self.save_snapshot(meta, snapshot).await?);
         let index = meta.last_log_id.as_ref().map(|id| id.index).unwrap_or(0);
         {
             let mut state = self.shared.write();
@@ -264,8 +246,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || load_snapshot(&db))
+        let dir = self.db.dir().to_path_buf();
+        tokio::task::spawn_blocking(move || snapshot_file::read(&dir))
             .await
             .map_err(|e| io::Error::other(format!("snapshot task failed: {e}")))?
             .map_err(StorageError::into_io)

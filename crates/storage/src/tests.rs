@@ -240,3 +240,126 @@ async fn committed_id_is_stored_by_the_next_append() {
     let stats = storage.log_store.write_stats();
     assert_eq!(stats.snapshot(), (0, 0));
 }
+
+#[tokio::test]
+async fn cached_entries_do_not_keep_the_proposers_buffers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut storage = Storage::open(dir.path(), 16).unwrap();
+    // A value that is a slice of a larger receive buffer, as a decoded client request's is.
+    let buffer = bytes::Bytes::from(vec![b'v'; 8192]);
+    let command = RaftCommand {
+        command: Some(Command::Put(PutRequest {
+            key: "k".to_string().into(),
+            value: buffer.slice(0..256),
+            ..Default::default()
+        })),
+    };
+    storage
+        .log_store
+        .append(vec![normal(1, vec![command])], IOFlushed::noop())
+        .await
+        .unwrap();
+    let cached = storage.log_store.try_get_log_entries(1..2).await.unwrap();
+    let EntryPayload::Normal(request) = &cached[0].payload else {
+        panic!("not a normal entry");
+    };
+    let Some(Command::Put(put)) = &request.0.commands[0].command else {
+        panic!("not a put");
+    };
+    assert_eq!(put.value.len(), 256);
+    let inside = buffer.as_ptr_range();
+    assert!(
+        !inside.contains(&put.value.as_ptr()),
+        "the cached entry still points into the proposer's buffer"
+    );
+}
+
+#[tokio::test]
+async fn snapshot_lives_in_its_own_file_and_a_damaged_one_is_refused_by_path() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut storage = Storage::open(dir.path(), 16).unwrap();
+        let entries = vec![membership_entry(1), normal(2, vec![put("a", "1")])];
+        let to_apply: Vec<_> = entries.into_iter().map(|e| Ok((e, None))).collect();
+        storage
+            .state_machine
+            .apply(stream::iter(to_apply))
+            .await
+            .unwrap();
+        storage.state_machine.build_snapshot().await.unwrap();
+    }
+    let path = dir.path().join(SNAPSHOT_FILE_NAME);
+    assert!(path.exists());
+    // Nothing of the snapshot is left in redb.
+    {
+        let storage = Storage::open(dir.path(), 16).unwrap();
+        let txn = storage.db.database.begin_read().unwrap();
+        let table = txn.open_table(schema::SNAPSHOT).unwrap();
+        assert!(table.get(schema::SNAPSHOT_DATA_KEY).unwrap().is_none());
+        assert_eq!(storage.shared.read().last_applied, Some(log_id(1, 1, 2)));
+    }
+    // A flipped byte in the store's bytes fails the store's own checksum.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 10;
+    bytes[last] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let error = Storage::open(dir.path(), 16).err().unwrap().to_string();
+    assert!(error.contains(&path.display().to_string()), "{error}");
+    assert!(error.contains("checksum"), "{error}");
+}
+
+#[tokio::test]
+async fn previous_format_moves_its_snapshot_to_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::new();
+    store.apply(&put("old", "value"));
+    let meta = SnapshotMeta {
+        last_log_id: Some(log_id(1, 1, 7)),
+        last_membership: Membership::default(),
+    };
+    {
+        // Lay out a version 1 file: the snapshot inside redb.
+        let storage = Storage::open(dir.path(), 16).unwrap();
+        let txn = storage.db.database.begin_write().unwrap();
+        {
+            let mut meta_table = txn.open_table(schema::META).unwrap();
+            meta_table
+                .insert(
+                    schema::FORMAT_VERSION_KEY,
+                    schema::PREVIOUS_FORMAT_VERSION.to_be_bytes().as_slice(),
+                )
+                .unwrap();
+            let mut table = txn.open_table(schema::SNAPSHOT).unwrap();
+            table
+                .insert(
+                    schema::SNAPSHOT_META_KEY,
+                    serde_json::to_vec(&meta).unwrap().as_slice(),
+                )
+                .unwrap();
+            table
+                .insert(
+                    schema::SNAPSHOT_DATA_KEY,
+                    store.encode_snapshot().as_slice(),
+                )
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let mut storage = Storage::open(dir.path(), 16).unwrap();
+    assert!(dir.path().join(SNAPSHOT_FILE_NAME).exists());
+    let (applied, _) = storage.state_machine.applied_state().await.unwrap();
+    assert_eq!(applied, Some(log_id(1, 1, 7)));
+    assert_eq!(storage.shared.read().store.revision(), store.revision());
+    let txn = storage.db.database.begin_read().unwrap();
+    let table = txn.open_table(schema::SNAPSHOT).unwrap();
+    assert!(table.get(schema::SNAPSHOT_DATA_KEY).unwrap().is_none());
+    let meta_table = txn.open_table(schema::META).unwrap();
+    assert_eq!(
+        meta_table
+            .get(schema::FORMAT_VERSION_KEY)
+            .unwrap()
+            .unwrap()
+            .value(),
+        schema::FORMAT_VERSION.to_be_bytes()
+    );
+}

@@ -1,0 +1,217 @@
+//! The member's latest state-machine snapshot, in its own file beside the redb file.
+//!
+//! Kept out of redb so that writing a snapshot (hundreds of megabytes for a million keys) does
+//! not fill redb's page cache with its pages, and so that the redb file only holds the log.
+//!
+//! Layout of `dir/`[`SNAPSHOT_FILE_NAME`] (integers little-endian):
+//! [`SNAPSHOT_FILE_MAGIC`] (8 bytes) · file format version u32 · meta length u32 · meta (serde_json
+//! of openraft's `SnapshotMeta`) · CRC-32 of the meta u32 · the state machine's bytes
+//! (`mvcc::Store::encode_snapshot`, which carries its own version and checksum) to the end.
+//!
+//! Crash safety: a snapshot is written to [`SNAPSHOT_TEMP_NAME`], fsynced, renamed over the
+//! previous one and the directory fsynced, so the file is always either the old snapshot or the
+//! new one, whole. A leftover temp file from a crash is ignored and overwritten.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::StorageError;
+use crate::state_machine::{Snapshot, SnapshotMeta};
+
+/// Name of the snapshot file inside the member's data dir.
+pub const SNAPSHOT_FILE_NAME: &str = "snapshot";
+/// Name a new snapshot is written under before it replaces [`SNAPSHOT_FILE_NAME`].
+pub const SNAPSHOT_TEMP_NAME: &str = "snapshot.tmp";
+/// First bytes of every snapshot file.
+pub const SNAPSHOT_FILE_MAGIC: &[u8; 8] = b"PGWSNAP\0";
+/// Version of the layout described in this module.
+pub const SNAPSHOT_FILE_VERSION: u32 = 1;
+
+/// Writes `meta` and `data` as the member's snapshot in `dir`, durably and atomically.
+pub(crate) fn write(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
+    let temp = dir.join(SNAPSHOT_TEMP_NAME);
+    let path = dir.join(SNAPSHOT_FILE_NAME);
+    let meta = serde_json::to_vec(meta)
+        .map_err(|e| StorageError::Corrupt(format!("encode snapshot meta: {e}")))?;
+    let meta_len = u32::try_from(meta.len())
+        .map_err(|_| StorageError::Corrupt("snapshot meta longer than 4 GiB".to_string()))?;
+    let io_error = |what: &str, path: &Path, source: io::Error| StorageError::SnapshotIo {
+        what: what.to_string(),
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temp)
+        .map_err(|e| io_error("create", &temp, e))?;
+    let mut out = BufWriter::with_capacity(1024 * 1024, file);
+    let written = (|| -> io::Result<File> {
+        out.write_all(SNAPSHOT_FILE_MAGIC)?;
+        out.write_all(&SNAPSHOT_FILE_VERSION.to_le_bytes())?;
+        out.write_all(&meta_len.to_le_bytes())?;
+        out.write_all(&meta)?;
+        out.write_all(&crc32(&meta).to_le_bytes())?;
+        out.write_all(data)?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok(file)
+    })();
+    drop(written.map_err(|e| io_error("write", &temp, e))?);
+    std::fs::rename(&temp, &path).map_err(|e| io_error("rename into place", &path, e))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error("fsync the directory of", &path, e))?;
+    Ok(())
+}
+
+/// Reads the member's snapshot from `dir`; `None` when there is none yet.
+pub(crate) fn read(dir: &Path) -> Result<Option<Snapshot>, StorageError> {
+    let path = dir.join(SNAPSHOT_FILE_NAME);
+    let mut file = match File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StorageError::SnapshotIo {
+                what: "open".to_string(),
+                path,
+                source,
+            });
+        }
+    };
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|source| StorageError::SnapshotIo {
+            what: "read".to_string(),
+            path: path.clone(),
+            source,
+        })?;
+    decode(bytes)
+        .map(Some)
+        .map_err(|reason| StorageError::SnapshotCorrupt { path, reason })
+}
+
+/// Splits a snapshot file's bytes into meta and state-machine bytes (reusing the buffer for the
+/// latter), checking magic, version and the meta's checksum.
+fn decode(mut bytes: Vec<u8>) -> Result<Snapshot, String> {
+    let header = SNAPSHOT_FILE_MAGIC.len() + 8;
+    if bytes.len() < header || &bytes[..SNAPSHOT_FILE_MAGIC.len()] != SNAPSHOT_FILE_MAGIC {
+        return Err("not a pgwarden snapshot file (bad magic or shorter than its header)".into());
+    }
+    let word = |at: usize| {
+        let mut word = [0u8; 4];
+        word.copy_from_slice(&bytes[at..at + 4]);
+        u32::from_le_bytes(word)
+    };
+    let version = word(SNAPSHOT_FILE_MAGIC.len());
+    if version != SNAPSHOT_FILE_VERSION {
+        return Err(format!(
+            "snapshot file format version {version} is not the supported version {SNAPSHOT_FILE_VERSION}"
+        ));
+    }
+    let meta_len = word(SNAPSHOT_FILE_MAGIC.len() + 4) as usize;
+    let data_start = header
+        .checked_add(meta_len)
+        .and_then(|end| end.checked_add(4))
+        .filter(|end| *end <= bytes.len())
+        .ok_or_else(|| "truncated: shorter than its meta".to_string())?;
+    let meta_bytes = &bytes[header..header + meta_len];
+    let stored = word(header + meta_len);
+    let computed = crc32(meta_bytes);
+    if stored != computed {
+        return Err(format!(
+            "meta checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+        ));
+    }
+    let meta: SnapshotMeta =
+        serde_json::from_slice(meta_bytes).map_err(|e| format!("meta does not decode: {e}"))?;
+    bytes.drain(..data_start);
+    Ok(Snapshot {
+        meta,
+        snapshot: bytes,
+    })
+}
+
+/// Removes a temp file left by a write that crashed; a missing one is fine.
+pub(crate) fn remove_leftover(dir: &Path) -> Result<(), StorageError> {
+    let temp: PathBuf = dir.join(SNAPSHOT_TEMP_NAME);
+    match std::fs::remove_file(&temp) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(StorageError::SnapshotIo {
+            what: "remove leftover".to_string(),
+            path: temp,
+            source,
+        }),
+    }
+}
+
+/// CRC-32 (IEEE), bitwise: only ever run over the small meta.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            let mask = (crc & 1).wrapping_neg();
+            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
+        }
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::StoredMembership;
+
+    fn meta() -> SnapshotMeta {
+        SnapshotMeta {
+            last_log_id: Some(crate::codec::log_id(2, 1, 42)),
+            last_membership: StoredMembership::default(),
+        }
+    }
+
+    #[test]
+    fn crc32_matches_the_ieee_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn written_snapshot_reads_back_and_replaces_the_previous_one() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read(dir.path()).unwrap().is_none());
+        write(dir.path(), &meta(), b"first").unwrap();
+        write(dir.path(), &meta(), b"second state").unwrap();
+        let snapshot = read(dir.path()).unwrap().unwrap();
+        assert_eq!(snapshot.meta.last_log_id, meta().last_log_id);
+        assert_eq!(snapshot.snapshot, b"second state");
+        assert!(!dir.path().join(SNAPSHOT_TEMP_NAME).exists());
+    }
+
+    #[test]
+    fn damaged_snapshot_file_is_refused_naming_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &meta(), b"state").unwrap();
+        let path = dir.path().join(SNAPSHOT_FILE_NAME);
+        let good = std::fs::read(&path).unwrap();
+
+        let mut flipped = good.clone();
+        flipped[SNAPSHOT_FILE_MAGIC.len() + 10] ^= 0x01;
+        std::fs::write(&path, &flipped).unwrap();
+        let error = read(dir.path()).unwrap_err().to_string();
+        assert!(error.contains(&path.display().to_string()), "{error}");
+        assert!(error.contains("checksum"), "{error}");
+
+        let mut other_version = good.clone();
+        other_version[SNAPSHOT_FILE_MAGIC.len()] = 9;
+        std::fs::write(&path, &other_version).unwrap();
+        let error = read(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("format version 9"), "{error}");
+
+        std::fs::write(&path, &good[..10]).unwrap();
+        let error = read(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("bad magic"), "{error}");
+    }
+}
