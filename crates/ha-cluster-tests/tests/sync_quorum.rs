@@ -220,7 +220,8 @@ async fn wait_for_sync(
 /// Quorum standbys seen from outside, and switchovers in quorum mode, with one member tagged
 /// `nosync` (never a voter):
 /// 1. the voter answers `/quorum` and `/read-only-quorum` with 200, `/sync` with 503; `/cluster`
-///    calls it `quorum_standby` and `/metrics` says `patroni_quorum_standby 1`;
+///    calls it `quorum_standby`, `ctl list` `Quorum Standby`, and `/metrics` says
+///    `patroni_quorum_standby 1`;
 /// 2. a switchover to the `nosync` member is refused with 412 and changes nothing;
 /// 3. a switchover to the voter, under a writer, loses no acknowledged commit;
 /// 4. with `synchronous_mode_strict`, the new primary whose only voter is killed keeps commits
@@ -228,6 +229,7 @@ async fn wait_for_sync(
 ///    back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quorum_standbys_and_switchover_only_to_a_voter() -> anyhow::Result<()> {
+    let started = Instant::now();
     let mut cluster = Cluster::start_with(
         3,
         ClusterOptions {
@@ -248,7 +250,10 @@ async fn quorum_standbys_and_switchover_only_to_a_voter() -> anyhow::Result<()> 
     let etcd_port = cluster.nodes[primary].spec.etcd_port;
 
     // The outsider restarts tagged `nosync`: from then on only the voter is in `/sync`.
-    println!("phase 1: {outsider_name} restarts with nosync; {voter_name} is the only voter");
+    println!(
+        "[{:.1?}] phase 1: {outsider_name} restarts with nosync; {voter_name} is the only voter",
+        started.elapsed()
+    );
     cluster.nodes[outsider].kill_hard();
     let mut config = std::fs::read_to_string(cluster.nodes[outsider].config_path())?;
     config.push_str("tags:\n  nosync: true\n");
@@ -257,7 +262,9 @@ async fn quorum_standbys_and_switchover_only_to_a_voter() -> anyhow::Result<()> 
     cluster
         .wait_streaming(outsider, Duration::from_secs(120))
         .await?;
+    println!("[{:.1?}] {outsider_name} streams again", started.elapsed());
     wait_for_sync(&cluster, etcd_port, &primary_name, &voter_name, 1).await?;
+    println!("[{:.1?}] /sync names {voter_name} alone", started.elapsed());
 
     let expected_codes = [
         (voter, "/quorum", 200),
@@ -306,6 +313,26 @@ async fn quorum_standbys_and_switchover_only_to_a_voter() -> anyhow::Result<()> 
     })
     .await;
     anyhow::ensure!(roles.is_ok(), "/cluster roles never showed quorum_standby");
+    // `pgwarden ctl list` names the voter's role as Patroni's table does.
+    let output = std::process::Command::new(ha_cluster_tests::pgwarden_binary()?)
+        .arg("ctl")
+        .arg("-c")
+        .arg(cluster.nodes[primary].config_path())
+        .args(["list", "-f", "json"])
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    let rows: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let role_of = |member: &str| {
+        rows.as_array()
+            .and_then(|rows| rows.iter().find(|row| row["Member"] == member))
+            .map(|row| row["Role"].clone())
+    };
+    assert_eq!(
+        role_of(&voter_name),
+        Some("Quorum Standby".into()),
+        "{rows}"
+    );
+    assert_eq!(role_of(&outsider_name), Some("Replica".into()), "{rows}");
     let metrics = http_get_text(&cluster.nodes[voter].rest_address(), "/metrics")
         .await
         .unwrap_or_default();
@@ -323,7 +350,10 @@ async fn quorum_standbys_and_switchover_only_to_a_voter() -> anyhow::Result<()> 
     }
 
     // A switchover to the outsider is refused: it is not a voter.
-    println!("phase 2: a switchover to {outsider_name} (not a voter) is refused");
+    println!(
+        "[{:.1?}] phase 2: a switchover to {outsider_name} (not a voter) is refused",
+        started.elapsed()
+    );
     let refused = format!(r#"{{"leader": "{primary_name}", "candidate": "{outsider_name}"}}"#);
     let (status, reply) = http_post(&api, "/switchover", &refused).await?;
     assert_eq!(
@@ -338,7 +368,10 @@ async fn quorum_standbys_and_switchover_only_to_a_voter() -> anyhow::Result<()> 
     );
 
     // Under a writer, a switchover to the voter keeps every acknowledged commit.
-    println!("phase 3: a switchover to {voter_name} under a writer");
+    println!(
+        "[{:.1?}] phase 3: a switchover to {voter_name} under a writer",
+        started.elapsed()
+    );
     let client = connect(cluster.nodes[primary].spec.pg_port).await?;
     client
         .batch_execute("CREATE TABLE acknowledged (id int primary key)")
@@ -405,7 +438,10 @@ async fn quorum_standbys_and_switchover_only_to_a_voter() -> anyhow::Result<()> 
     );
 
     // Strict mode: the old primary becomes the only voter; killed, commits wait for it.
-    println!("phase 4: synchronous_mode_strict, the only voter {primary_name} is killed");
+    println!(
+        "[{:.1?}] phase 4: synchronous_mode_strict, the only voter {primary_name} is killed",
+        started.elapsed()
+    );
     cluster
         .wait_streaming(primary, Duration::from_secs(120))
         .await?;
@@ -450,10 +486,16 @@ async fn quorum_standbys_and_switchover_only_to_a_voter() -> anyhow::Result<()> 
     }
 
     // The voter comes back: the waiting commit completes.
-    println!("phase 4: {primary_name} comes back; the waiting commit completes");
+    println!(
+        "[{:.1?}] phase 4: {primary_name} comes back; the waiting commit completes",
+        started.elapsed()
+    );
     cluster.nodes[primary].start()?;
     match tokio::time::timeout(Duration::from_secs(120), blocked).await {
-        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Ok(()))) => {
+            println!("[{:.1?}] the waiting commit completed", started.elapsed());
+            Ok(())
+        }
         other => anyhow::bail!(
             "the waiting commit did not complete: {other:?}\n{}",
             cluster.logs()
