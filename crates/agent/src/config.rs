@@ -119,6 +119,10 @@ impl RestApiConfig {
 
 /// The embedded store: this node is one member of a Raft group of `self_addr` +
 /// `partner_addrs`, and serves the etcd v3 API on `etcd_api`.
+///
+/// TLS uses etcd's names without the dashes (see [`crate::config::raft_tls`]): `cert_file`,
+/// `key_file`, `trusted_ca_file`, `client_cert_auth` for the etcd API, and their `peer_`
+/// forms for the Raft port. Paths are PEM files; all are optional and TLS is off without them.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RaftConfig {
@@ -128,6 +132,32 @@ pub struct RaftConfig {
     pub partner_addrs: Vec<SocketAddr>,
     #[serde(default)]
     pub etcd_api: Option<SocketAddr>,
+    /// The etcd API's certificate chain (leaf first); with `key_file`, the API serves only TLS.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// The private key of `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// CA certificates client certificates are verified against; `pgwarden ctl` also verifies
+    /// the etcd API's certificate against it.
+    #[serde(default)]
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Refuse etcd API clients without a certificate signed by `trusted_ca_file`.
+    #[serde(default)]
+    pub client_cert_auth: bool,
+    /// The Raft port's certificate chain, also presented to the partners when dialing them;
+    /// with `peer_key_file`, members talk to each other only over TLS.
+    #[serde(default)]
+    pub peer_cert_file: Option<PathBuf>,
+    /// The private key of `peer_cert_file`.
+    #[serde(default)]
+    pub peer_key_file: Option<PathBuf>,
+    /// CA certificates the partners' certificates are verified against (required with peer TLS).
+    #[serde(default)]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+    /// Refuse Raft connections without a certificate signed by `peer_trusted_ca_file`.
+    #[serde(default)]
+    pub peer_client_cert_auth: bool,
 }
 
 /// An external etcd cluster, as Patroni's `etcd3:` section: `hosts` (or one `host`), the
@@ -315,13 +345,18 @@ fn seconds(value: Option<f64>, default: Duration) -> Duration {
 }
 
 impl RunConfig {
-    /// Reads and validates a configuration file.
+    /// Reads and validates a configuration file, including the `raft:` TLS files (read and
+    /// parsed, so a missing or unusable file is refused here, naming its key and path).
     pub fn load(path: &Path) -> Result<RunConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text)
+        let config = Self::parse(&text)?;
+        if let Some(raft) = &config.raft {
+            raft.load_tls()?;
+        }
+        Ok(config)
     }
 
     /// Parses and validates the YAML text.
@@ -375,6 +410,9 @@ impl RunConfig {
         }
         if let Some(etcd3) = &self.etcd3 {
             etcd3.validate()?;
+        }
+        if let Some(raft) = &self.raft {
+            raft.validate_tls()?;
         }
         for (path, address) in [
             ("restapi.connect_address", &self.restapi.connect_address),
@@ -627,6 +665,8 @@ pub fn parameter_text(value: &serde_json::Value) -> String {
         other => other.to_string(),
     }
 }
+
+pub mod raft_tls;
 
 #[cfg(test)]
 #[path = "config_test.rs"]

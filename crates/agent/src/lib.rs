@@ -15,6 +15,8 @@
 //! etcd wire API, nor serve HTTP itself: the `rest` crate does, from the published status
 //! and through [`AgentControl`], its [`rest::ClusterControl`] (store reads and writes, plus
 //! restart, reload and reinitialize commands the loop runs between cycles).
+//! The `raft:` TLS files are checked with `consensus::TlsFiles`, the store's own PEM parser;
+//! nothing else of `consensus` is used here.
 
 mod act;
 mod agent;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use agent::RunConfig;
 use bytes::Bytes;
-use dcs::{EtcdOptions, EtcdStore, Expect, HistoryEntry, Keys, KvBackend, MemberData};
+use dcs::{EtcdOptions, EtcdStore, EtcdTls, Expect, HistoryEntry, Keys, KvBackend, MemberData};
 use serde_json::Value;
 
 use crate::{Result, failed, usage};
@@ -25,12 +25,21 @@ pub struct Context {
 
 impl Context {
     /// Loads `path` and connects (lazily) to the store's endpoints: `endpoints` when given,
-    /// else `etcd3.hosts`, else `raft.etcd_api`.
+    /// else `etcd3.hosts`, else `raft.etcd_api`. When the embedded store's etcd API serves
+    /// TLS (`raft.cert_file`), endpoints are `https://`, the API's certificate is verified
+    /// against `raft.trusted_ca_file` and `raft.cert_file` is presented as the client
+    /// certificate (for `raft.client_cert_auth`).
     pub fn open(path: &Path, endpoints: &[String]) -> Result<Context> {
         let config = RunConfig::load(path)
             .map_err(|error| usage(format!("configuration {}: {error}", path.display())))?;
+        let tls = api_tls(&config)
+            .map_err(|error| usage(format!("configuration {}: {error}", path.display())))?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let endpoints: Vec<String> = if !endpoints.is_empty() {
-            endpoints.iter().map(|endpoint| url(endpoint)).collect()
+            endpoints
+                .iter()
+                .map(|endpoint| url(endpoint, scheme))
+                .collect()
         } else if let Some(etcd3) = &config.etcd3 {
             etcd3.endpoints()
         } else if let Some(api) = config.raft.as_ref().and_then(|raft| raft.etcd_api) {
@@ -39,7 +48,7 @@ impl Context {
             } else {
                 api
             };
-            vec![format!("http://{host}")]
+            vec![format!("{scheme}://{host}")]
         } else {
             return Err(usage(format!(
                 "configuration {}: neither raft.etcd_api nor etcd3.hosts says where the store is; pass --endpoints",
@@ -51,6 +60,7 @@ impl Context {
             endpoints: endpoints.clone(),
             user,
             request_timeout: STORE_TIMEOUT,
+            tls,
         })
         .map_err(|error| usage(error.to_string()))?;
         let keys = Keys::new(&config.namespace, &config.scope);
@@ -142,13 +152,33 @@ impl Context {
 }
 
 /// `host:port` → `http://host:port`; URLs unchanged.
-fn url(endpoint: &str) -> String {
+fn url(endpoint: &str, scheme: &str) -> String {
     let endpoint = endpoint.trim();
     if endpoint.contains("://") {
         endpoint.to_owned()
     } else {
-        format!("http://{endpoint}")
+        format!("{scheme}://{endpoint}")
     }
+}
+
+/// The client TLS for the embedded store's etcd API, when `raft.cert_file` turns it on; the
+/// files were already read and checked by `RunConfig::load`.
+fn api_tls(config: &RunConfig) -> std::result::Result<Option<EtcdTls>, String> {
+    let Some(raft) = &config.raft else {
+        return Ok(None);
+    };
+    let Some(files) = raft.load_tls().map_err(|error| error.to_string())?.client else {
+        return Ok(None);
+    };
+    let trusted_ca_pem = files.trusted_ca_pem.ok_or_else(|| {
+        "raft.trusted_ca_file: required by pgwarden ctl to verify the etcd API's certificate \
+         (raft.cert_file turns TLS on)"
+            .to_owned()
+    })?;
+    Ok(Some(EtcdTls {
+        trusted_ca_pem,
+        client_certificate: Some((files.cert_pem, files.key_pem)),
+    }))
 }
 
 /// One read of the scope.
@@ -289,8 +319,9 @@ mod tests {
 
     #[test]
     fn endpoints_get_a_scheme() {
-        assert_eq!(url("127.0.0.1:2379"), "http://127.0.0.1:2379");
-        assert_eq!(url("https://h:1"), "https://h:1");
+        assert_eq!(url("127.0.0.1:2379", "http"), "http://127.0.0.1:2379");
+        assert_eq!(url("127.0.0.1:2379", "https"), "https://127.0.0.1:2379");
+        assert_eq!(url("https://h:1", "http"), "https://h:1");
     }
 
     #[test]

@@ -22,7 +22,7 @@ mod view;
 pub use backend::{ChangedKeys, Error, Expect, KeyValue, KvBackend, Result};
 pub use keys::Keys;
 pub use local::LocalStore;
-pub use remote::{EtcdOptions, EtcdStore};
+pub use remote::{EtcdOptions, EtcdStore, EtcdTls};
 pub use values::{
     HistoryEntry, MemberData, StatusData, dynamic_config_from_json, synchronous_mode_from_json,
 };

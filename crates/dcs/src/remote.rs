@@ -66,6 +66,28 @@ pub struct EtcdOptions {
     pub user: Option<(String, String)>,
     /// Upper bound on one store call, retries included (the agent's `retry_timeout`).
     pub request_timeout: Duration,
+    /// TLS for `https://` endpoints; `None` connects in plaintext.
+    pub tls: Option<EtcdTls>,
+}
+
+/// How to connect to `https://` endpoints: the server's certificate is verified against
+/// `trusted_ca_pem` (never the system's CA store), and `client_certificate` is presented
+/// when the server asks for one (etcd's `--client-cert-auth`).
+#[derive(Clone)]
+pub struct EtcdTls {
+    pub trusted_ca_pem: Vec<u8>,
+    /// Certificate chain and private key, both PEM.
+    pub client_certificate: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for EtcdTls {
+    /// Never prints the key.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("EtcdTls")
+            .field("client_certificate", &self.client_certificate.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// An external etcd cluster as the agent's store. Clones share the clients (one connection
@@ -141,6 +163,15 @@ impl EtcdStore {
                     .with_connect_timeout(CONNECT_TIMEOUT)
                     .with_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)
                     .with_keep_alive_while_idle(false);
+                if let Some(tls) = &options.tls {
+                    let mut config = etcd_client::TlsOptions::new()
+                        .ca_certificate(etcd_client::Certificate::from_pem(&tls.trusted_ca_pem));
+                    if let Some((cert_pem, key_pem)) = &tls.client_certificate {
+                        config =
+                            config.identity(etcd_client::Identity::from_pem(cert_pem, key_pem));
+                    }
+                    connect = connect.with_tls(config);
+                }
                 if let Some((name, password)) = &options.user {
                     connect = connect
                         .with_user(name.clone(), password.clone())

@@ -104,6 +104,7 @@ fn store(endpoints: Vec<String>) -> EtcdStore {
         endpoints,
         user: None,
         request_timeout: Duration::from_secs(2),
+        tls: None,
     })
     .unwrap()
 }
@@ -291,6 +292,7 @@ async fn no_reachable_endpoint_fails_within_the_request_timeout() {
         endpoints: vec![dead_endpoint().await],
         user: None,
         request_timeout: Duration::from_millis(300),
+        tls: None,
     })
     .unwrap();
     let started = tokio::time::Instant::now();

@@ -58,21 +58,35 @@ pub async fn serve_all(
             .run(lease_check_interval, stop.clone()),
     );
     etcd_server::server::spawn_space_and_metrics_tasks(&service, clock, &stop);
-    let merged = MergedListener::start(listeners, &tasks, &stop)?;
-    let app = etcd_server::server::router(&service);
     let stop_on_shutdown = stop.clone();
-    let merged = etcd_server::h2_authority::AuthorityFixListener::new(merged);
-    let app = app.into_make_service_with_connect_info::<ClientIdentity>();
-    let result = axum::serve(merged, app)
-        .with_graceful_shutdown(async move {
-            shutdown.cancelled().await;
-            stop_on_shutdown.cancel();
-        })
-        .await;
+    let result = serve_service(listeners, &service, &tasks, &stop, async move {
+        shutdown.cancelled().await;
+        stop_on_shutdown.cancel();
+    })
+    .await;
     stop.cancel();
     tasks.close();
     tasks.wait().await;
     result
+}
+
+/// Serves an existing `service` on every listener until `graceful` resolves. The accept and
+/// handshake tasks run on `tasks` and stop with `stop`; the caller owns the service's own
+/// tasks (lease keeper, metrics) and waits for `tasks` afterwards.
+pub async fn serve_service(
+    listeners: Vec<ClientListener>,
+    service: &Service<RaftNode>,
+    tasks: &TaskTracker,
+    stop: &CancellationToken,
+    graceful: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let merged = MergedListener::start(listeners, tasks, stop)?;
+    let app = etcd_server::server::router(service);
+    let merged = etcd_server::h2_authority::AuthorityFixListener::new(merged);
+    let app = app.into_make_service_with_connect_info::<ClientIdentity>();
+    axum::serve(merged, app)
+        .with_graceful_shutdown(graceful)
+        .await
 }
 
 /// Connections from several TCP listeners, as one `axum::serve::Listener`.

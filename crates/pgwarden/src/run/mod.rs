@@ -82,6 +82,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         endpoints: endpoints.clone(),
         user: etcd3.user(),
         request_timeout: config.dynamic_defaults().retry_timeout,
+        tls: None,
     })
     .context("configure the etcd3 store")?;
     tracing::info!(endpoints = ?endpoints, "using the external etcd cluster");

@@ -4,7 +4,7 @@
 //!
 //! Every node of the `raft:` group derives the same initial cluster from its own
 //! `self_addr` + `partner_addrs`: members are named by their peer address and their IDs are
-//! derived from the peer URL (`http://<addr>`) and a token made from the scope, so the three
+//! derived from the peer URL (`http://<addr>`, `https://` with peer TLS) and a token made from the scope, so the three
 //! nodes form one group without listing names. A non-empty data directory restarts the member
 //! it holds. With an empty one the member first asks its partners over the peer transport
 //! whether a group already runs (`InitialClusterState::JoinOrNew`): a group that does not list
@@ -14,13 +14,20 @@
 //! Next to the etcd API the member runs what `pgwarden etcd` runs: the lease keeper, the
 //! metrics observer (`/metrics` on the etcd API port) and auto-compaction (periodic, keeping
 //! [`COMPACTION_RETENTION`] of history); the backend quota is etcd's default.
+//!
+//! TLS (`raft.cert_file` and the other keys of `agent::config::raft_tls`) goes through the same
+//! code as `pgwarden etcd`'s flags: the etcd API listener handshakes each connection with
+//! [`etcd_server::tls::ClientTls`] (gRPC and the JSON gateway on one port), and with peer TLS
+//! the member's peer URLs, and so its partners', are `https://` (the member IDs are derived
+//! from them, so every node of a group must agree on peer TLS), served and dialed with
+//! [`consensus::PeerTls`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use agent::config::RaftConfig;
 use anyhow::Context;
-use consensus::{InitialClusterState, NodeConfig, RaftNode};
+use consensus::{InitialClusterState, NodeConfig, PeerTls, RaftNode};
 use dcs::LocalStore;
 use etcd_server::lease::{Clock, TokioClock};
 use etcd_server::space::AutoCompaction;
@@ -29,6 +36,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::client_listeners;
+use crate::client_listeners::ClientListener;
 
 /// Raft timings: etcd's defaults (100 ms heartbeat, 1 s election timeout).
 const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
@@ -51,12 +61,29 @@ pub struct EmbeddedStore {
     serving: JoinHandle<std::io::Result<()>>,
 }
 
-fn peer_url(addr: &std::net::SocketAddr) -> String {
-    format!("http://{addr}")
+fn peer_url(scheme: &str, addr: &std::net::SocketAddr) -> String {
+    format!("{scheme}://{addr}")
+}
+
+fn scheme(tls: bool) -> &'static str {
+    if tls { "https" } else { "http" }
 }
 
 impl EmbeddedStore {
     pub async fn start(scope: &str, raft: &RaftConfig) -> anyhow::Result<EmbeddedStore> {
+        // Read again (RunConfig::load checked them): the material is not kept in the config.
+        let tls = raft.load_tls().context("load the raft TLS files")?;
+        let client_tls = tls
+            .client
+            .as_ref()
+            .map(etcd_server::tls::ClientTls::new)
+            .transpose()
+            .context("raft TLS (cert_file, key_file, trusted_ca_file)")?;
+        let peer_tls = PeerTls {
+            server: tls.peer.clone(),
+            client: tls.peer,
+        };
+        let peer_scheme = scheme(raft.peer_uses_tls());
         let peer_listener = TcpListener::bind(raft.self_addr)
             .await
             .with_context(|| format!("bind raft.self_addr {}", raft.self_addr))?;
@@ -66,17 +93,23 @@ impl EmbeddedStore {
         let api_listener = TcpListener::bind(api_addr)
             .await
             .with_context(|| format!("bind raft.etcd_api {api_addr}"))?;
-        let api_url = format!("http://{}", api_listener.local_addr()?);
-        let mut initial_cluster =
-            vec![(raft.self_addr.to_string(), vec![peer_url(&raft.self_addr)])];
+        let api_url = format!(
+            "{}://{}",
+            scheme(client_tls.is_some()),
+            api_listener.local_addr()?
+        );
+        let mut initial_cluster = vec![(
+            raft.self_addr.to_string(),
+            vec![peer_url(peer_scheme, &raft.self_addr)],
+        )];
         for partner in &raft.partner_addrs {
-            initial_cluster.push((partner.to_string(), vec![peer_url(partner)]));
+            initial_cluster.push((partner.to_string(), vec![peer_url(peer_scheme, partner)]));
         }
-        let node = RaftNode::start(
+        let node = RaftNode::start_with_tls(
             NodeConfig {
                 name: raft.self_addr.to_string(),
                 data_dir: raft.data_dir.clone(),
-                peer_urls: vec![peer_url(&raft.self_addr)],
+                peer_urls: vec![peer_url(peer_scheme, &raft.self_addr)],
                 client_urls: vec![api_url.clone()],
                 initial_cluster,
                 initial_cluster_state: InitialClusterState::JoinOrNew,
@@ -87,6 +120,7 @@ impl EmbeddedStore {
                 request_timeout: consensus::DEFAULT_REQUEST_TIMEOUT,
             },
             peer_listener,
+            peer_tls,
         )
         .await
         .context("start the Raft member")?;
@@ -124,13 +158,19 @@ impl EmbeddedStore {
                 .run(lease_check_interval, stop.clone()),
         );
         etcd_server::server::spawn_space_and_metrics_tasks(&service, clock, &stop);
-        let app = etcd_server::server::router(&service);
-        let serve_stop = stop.clone();
-        let serving = tokio::spawn(async move {
-            axum::serve(api_listener, app)
-                .with_graceful_shutdown(serve_stop.cancelled_owned())
-                .await
-        });
+        let listeners = vec![ClientListener {
+            listener: api_listener,
+            tls: client_tls,
+        }];
+        let serving = {
+            let service = service.clone();
+            let tasks = tasks.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let graceful = stop.clone().cancelled_owned();
+                client_listeners::serve_service(listeners, &service, &tasks, &stop, graceful).await
+            })
+        };
         Ok(EmbeddedStore {
             node,
             service,
