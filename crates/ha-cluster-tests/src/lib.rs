@@ -110,8 +110,14 @@ impl NodeSpec {
                     .iter()
                     .map(|port| format!("127.0.0.1:{port}"))
                     .collect();
+                let raft_extra: String = options
+                    .raft_yaml
+                    .replace("{name}", &self.name)
+                    .lines()
+                    .map(|line| format!("  {line}\n"))
+                    .collect();
                 format!(
-                    "raft:\n  data_dir: {dir}/raft\n  self_addr: 127.0.0.1:{raft}\n  partner_addrs: [{partners}]\n  etcd_api: 127.0.0.1:{etcd}\n",
+                    "raft:\n  data_dir: {dir}/raft\n  self_addr: 127.0.0.1:{raft}\n  partner_addrs: [{partners}]\n  etcd_api: 127.0.0.1:{etcd}\n{raft_extra}",
                     dir = self.dir.display(),
                     raft = self.raft_port,
                     etcd = self.etcd_port,
@@ -400,6 +406,9 @@ pub struct ClusterOptions {
     /// Extra top-level YAML lines in every node's configuration (e.g. a `watchdog:` section);
     /// `{name}` stands for the node's name and `{dir}` for its directory.
     pub node_yaml: String,
+    /// Extra YAML lines under every node's `raft:` section (unindented, e.g. the TLS keys);
+    /// `{name}` stands for the node's name.
+    pub raft_yaml: String,
 }
 
 /// A cluster of `pgwarden run` members in one temporary directory.

@@ -1,0 +1,262 @@
+//! TLS on both ports of the embedded store of `pgwarden run` (`raft:` TLS keys).
+//!
+//! Three members start with `cert_file`/`key_file`/`trusted_ca_file` + `client_cert_auth` on
+//! the etcd API and the `peer_` set + `peer_client_cert_auth` on the Raft port; the
+//! certificates are generated here (a CA and one member certificate with the loopback SANs,
+//! usable as server and client certificate). That the members form one store and bootstrap a
+//! primary with two streaming replicas at all shows peer TLS both ways; then an etcd client
+//! over TLS reads the leader key, a client without a certificate (and a plaintext one) is
+//! refused, and `pgwarden ctl -c CONFIG list` reads the cluster over TLS from the run config.
+//! A configuration naming a missing certificate file is refused at start with exit code 2.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use ha_cluster_tests::{Cluster, ClusterOptions, eventually, pgwarden_binary};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+
+/// The PEM files of one run: a CA and the certificate every member uses on both ports.
+struct Certificates {
+    ca_pem: String,
+    member_cert_pem: String,
+    member_key_pem: String,
+}
+
+impl Certificates {
+    fn generate() -> anyhow::Result<Certificates> {
+        let ca_key = KeyPair::generate().context("generate the CA key")?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "pgwarden run test CA");
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = ca_params.self_signed(&ca_key).context("self-sign the CA")?;
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let member_key = KeyPair::generate().context("generate the member key")?;
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress([127, 0, 0, 1].into()));
+        params.distinguished_name.push(DnType::CommonName, "member");
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let member = params
+            .signed_by(&member_key, &issuer)
+            .context("sign the member certificate")?;
+        Ok(Certificates {
+            ca_pem: ca.pem(),
+            member_cert_pem: member.pem(),
+            member_key_pem: member_key.serialize_pem(),
+        })
+    }
+
+    /// Writes the PEM files into `dir` and returns the `raft:` TLS lines that use them.
+    fn write_raft_yaml(&self, dir: &Path) -> anyhow::Result<String> {
+        for (name, pem) in [
+            ("ca.pem", &self.ca_pem),
+            ("member.pem", &self.member_cert_pem),
+            ("member-key.pem", &self.member_key_pem),
+        ] {
+            std::fs::write(dir.join(name), pem).with_context(|| format!("write {name}"))?;
+        }
+        let dir = dir.display();
+        Ok(format!(
+            "cert_file: {dir}/member.pem\nkey_file: {dir}/member-key.pem\n\
+             trusted_ca_file: {dir}/ca.pem\nclient_cert_auth: true\n\
+             peer_cert_file: {dir}/member.pem\npeer_key_file: {dir}/member-key.pem\n\
+             peer_trusted_ca_file: {dir}/ca.pem\npeer_client_cert_auth: true\n"
+        ))
+    }
+
+    /// etcd-client TLS trusting the CA, presenting the member certificate when `identity`.
+    fn client_tls(&self, identity: bool) -> TlsOptions {
+        let tls = TlsOptions::new().ca_certificate(Certificate::from_pem(&self.ca_pem));
+        if identity {
+            tls.identity(Identity::from_pem(
+                &self.member_cert_pem,
+                &self.member_key_pem,
+            ))
+        } else {
+            tls
+        }
+    }
+}
+
+async fn connect(endpoint: String, tls: Option<TlsOptions>) -> anyhow::Result<Client> {
+    let mut options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_timeout(Duration::from_secs(3));
+    if let Some(tls) = tls {
+        options = options.with_tls(tls);
+    }
+    Ok(Client::connect([endpoint], Some(options)).await?)
+}
+
+/// Runs `pgwarden ctl -c CONFIG ARGS`; (exit code, stdout and stderr).
+fn ctl(config: &Path, args: &[&str]) -> anyhow::Result<(i32, String)> {
+    let output = Command::new(pgwarden_binary()?)
+        .arg("ctl")
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()?;
+    Ok((
+        output.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_with_tls_on_both_store_ports() -> anyhow::Result<()> {
+    // Declared before the cluster, so the files outlive the members.
+    let certificate_dir = tempfile::tempdir()?;
+    let certificates = Certificates::generate()?;
+    let raft_yaml = certificates.write_raft_yaml(certificate_dir.path())?;
+    let cluster = Cluster::start_with(
+        3,
+        ClusterOptions {
+            raft_yaml,
+            ..ClusterOptions::default()
+        },
+    )?;
+
+    // Phase 1: the members form the store over peer TLS and bootstrap PostgreSQL.
+    let primary = cluster.wait_healthy(2, Duration::from_secs(180)).await?;
+    let primary_name = cluster.nodes[primary].spec.name.clone();
+    let endpoint =
+        |index: usize| format!("https://127.0.0.1:{}", cluster.nodes[index].spec.etcd_port);
+
+    // Phase 2: an etcd client with the CA and a client certificate reads the leader key from
+    // every member, and sees https peer and client URLs.
+    for index in 0..cluster.nodes.len() {
+        let mut client = connect(endpoint(index), Some(certificates.client_tls(true))).await?;
+        let leader = eventually(Duration::from_secs(30), || {
+            let mut client = client.clone();
+            let primary_name = primary_name.clone();
+            async move {
+                let got = client.get("/service/demo/leader", None).await.ok()?;
+                let value = got.kvs().first()?.value_str().ok()?.to_owned();
+                (value == primary_name).then_some(value)
+            }
+        })
+        .await
+        .with_context(|| format!("leader key through member {index}"))?;
+        assert_eq!(leader, primary_name);
+        let members = client.member_list().await?;
+        assert_eq!(members.members().len(), 3, "{members:?}");
+        for member in members.members() {
+            assert!(
+                member
+                    .peer_urls()
+                    .iter()
+                    .all(|url| url.starts_with("https://"))
+                    && member
+                        .client_urls()
+                        .iter()
+                        .all(|url| url.starts_with("https://")),
+                "{member:?}"
+            );
+        }
+    }
+
+    // Phase 3: client_cert_auth refuses a client without a certificate, and the API serves
+    // no plaintext.
+    let anonymous = connect(endpoint(0), Some(certificates.client_tls(false))).await;
+    if let Ok(mut anonymous) = anonymous {
+        let result = anonymous.get("/service/demo/leader", None).await;
+        assert!(result.is_err(), "no client certificate: {result:?}");
+    }
+    let plaintext = connect(
+        format!("http://127.0.0.1:{}", cluster.nodes[0].spec.etcd_port),
+        None,
+    )
+    .await;
+    if let Ok(mut plaintext) = plaintext {
+        let result = plaintext.get("/service/demo/leader", None).await;
+        assert!(result.is_err(), "plaintext: {result:?}");
+    }
+
+    // Phase 4: `pgwarden ctl` reads the store over TLS with the run configuration's keys.
+    let config = cluster.nodes[1].config_path().to_owned();
+    let last = std::sync::Mutex::new(String::new());
+    let listed = eventually(Duration::from_secs(60), || {
+        let config = config.clone();
+        let last = &last;
+        async move {
+            let (code, output) = ctl(&config, &["list"]).ok()?;
+            if let Ok(mut last) = last.lock() {
+                *last = format!("exit {code}: {output}");
+            }
+            (code == 0 && output.matches("streaming").count() == 2).then_some(output)
+        }
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "ctl list over TLS; last: {}",
+            last.lock().map(|l| l.clone()).unwrap_or_default()
+        )
+    })?;
+    assert!(listed.contains(&primary_name), "{listed}");
+    assert!(listed.contains("Leader"), "{listed}");
+    Ok(())
+}
+
+#[test]
+fn a_missing_certificate_file_is_refused_at_start() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("pgwarden.yml");
+    let missing = dir.path().join("missing.pem");
+    std::fs::write(
+        &config,
+        format!(
+            "scope: demo\nname: n1\nrestapi:\n  listen: 127.0.0.1:1\n  connect_address: 127.0.0.1:1\n\
+             raft:\n  data_dir: {dir}/raft\n  self_addr: 127.0.0.1:1\n  cert_file: {missing}\n  \
+             key_file: {missing}\npostgresql:\n  listen: 127.0.0.1:1\n  connect_address: 127.0.0.1:1\n  \
+             data_dir: {dir}/pgdata\n  bin_dir: /nonexistent\n  authentication:\n    \
+             superuser: {{username: postgres}}\n    replication: {{username: replicator}}\n",
+            dir = dir.path().display(),
+            missing = missing.display(),
+        ),
+    )?;
+    let output = Command::new(pgwarden_binary()?)
+        .arg("run")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("raft.cert_file") && stderr.contains(&missing.display().to_string()),
+        "{stderr}"
+    );
+    let (code, output) = ctl(&config, &["list"])?;
+    assert!(
+        code != 0 && output.contains("raft.cert_file"),
+        "ctl: {code} {output}"
+    );
+    Ok(())
+}
