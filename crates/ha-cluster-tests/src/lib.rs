@@ -627,6 +627,13 @@ where
 
 /// `GET path` on `address` → JSON body (HTTP/1.1, `Connection: close`), 1 s timeout.
 pub async fn http_get_json(address: &str, path: &str) -> Option<serde_json::Value> {
+    let body = http_get_text(address, path, Duration::from_secs(1)).await?;
+    serde_json::from_str(&body).ok()
+}
+
+/// `GET path` on `address` → the body as text (HTTP/1.1, `Connection: close`), or `None` when
+/// nothing answered within `timeout`.
+pub async fn http_get_text(address: &str, path: &str, timeout: Duration) -> Option<String> {
     let fetch = async {
         let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
         let request =
@@ -635,11 +642,7 @@ pub async fn http_get_json(address: &str, path: &str) -> Option<serde_json::Valu
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await.ok()?;
         let text = String::from_utf8_lossy(&response).into_owned();
-        let (_, body) = text.split_once("\r\n\r\n")?;
-        serde_json::from_str(body).ok()
+        Some(text.split_once("\r\n\r\n")?.1.to_owned())
     };
-    tokio::time::timeout(Duration::from_secs(1), fetch)
-        .await
-        .ok()
-        .flatten()
+    tokio::time::timeout(timeout, fetch).await.ok().flatten()
 }

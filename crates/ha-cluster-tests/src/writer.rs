@@ -117,10 +117,24 @@ pub fn overlapping(commits: &[Commit], from: Instant, old: u16) -> bool {
 
 /// `POST path` with a JSON body to a REST API at `address`: (status code, body).
 pub async fn http_post(address: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
+    http_send("POST", address, path, body).await
+}
+
+/// `PATCH path` with a JSON body to a REST API at `address`: (status code, body).
+pub async fn http_patch(address: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
+    http_send("PATCH", address, path, body).await
+}
+
+async fn http_send(
+    method: &str,
+    address: &str,
+    path: &str,
+    body: &str,
+) -> anyhow::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(address).await?;
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await?;

@@ -7,8 +7,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ha_cluster_tests::writer::http_post;
-use ha_cluster_tests::{Cluster, ClusterOptions, eventually};
+use ha_cluster_tests::writer::{http_patch, http_post};
+use ha_cluster_tests::{Cluster, ClusterOptions, eventually, http_get_text};
 
 /// The `/sync` key as JSON, read through the etcd API on `etcd_port`.
 async fn sync_key(etcd_port: u16) -> anyhow::Result<Option<serde_json::Value>> {
@@ -33,6 +33,37 @@ async fn connect(port: u16) -> anyhow::Result<tokio_postgres::Client> {
         .await?;
     tokio::spawn(connection);
     Ok(client)
+}
+
+/// Commits one id after another on `client` until an insert fails or takes longer than
+/// `timeout`; the ids acknowledged so far, and the writer's task.
+fn spawn_writer(
+    client: tokio_postgres::Client,
+    timeout: Duration,
+) -> (Arc<Mutex<Vec<i32>>>, tokio::task::JoinHandle<()>) {
+    let acknowledged = Arc::new(Mutex::new(Vec::<i32>::new()));
+    let ids = acknowledged.clone();
+    let writer = tokio::spawn(async move {
+        for id in 0.. {
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
+            let insert = client.execute("INSERT INTO acknowledged VALUES ($1)", &params);
+            match tokio::time::timeout(timeout, insert).await {
+                Ok(Ok(_)) => ids.lock().map(|mut ids| ids.push(id)).unwrap_or(()),
+                _ => break,
+            }
+        }
+    });
+    (acknowledged, writer)
+}
+
+/// Waits (30 s at most) until the writer has `count` acknowledged commits.
+async fn wait_acknowledged(acknowledged: &Mutex<Vec<i32>>, count: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acknowledged.lock().map(|ids| ids.len()).unwrap_or(0) < count {
+        anyhow::ensure!(Instant::now() < deadline, "the writer stalled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,28 +116,8 @@ async fn quorum_commit_keeps_every_acknowledged_commit_over_a_kill_9() -> anyhow
     client
         .batch_execute("CREATE TABLE acknowledged (id int primary key)")
         .await?;
-    let acknowledged = Arc::new(Mutex::new(Vec::<i32>::new()));
-    let writer = {
-        let acknowledged = acknowledged.clone();
-        tokio::spawn(async move {
-            for id in 0.. {
-                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
-                let insert = client.execute("INSERT INTO acknowledged VALUES ($1)", &params);
-                match tokio::time::timeout(Duration::from_secs(2), insert).await {
-                    Ok(Ok(_)) => acknowledged
-                        .lock()
-                        .map(|mut ids| ids.push(id))
-                        .unwrap_or(()),
-                    _ => break,
-                }
-            }
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while acknowledged.lock().map(|ids| ids.len()).unwrap_or(0) < 300 {
-        anyhow::ensure!(Instant::now() < deadline, "the writer stalled");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (acknowledged, writer) = spawn_writer(client, Duration::from_secs(2));
+    wait_acknowledged(&acknowledged, 300).await?;
     cluster.nodes[primary].kill_hard();
     let _ = writer.await;
     let acknowledged = acknowledged
@@ -145,52 +156,6 @@ async fn quorum_commit_keeps_every_acknowledged_commit_over_a_kill_9() -> anyhow
         acknowledged.len()
     );
     Ok(())
-}
-
-/// `PATCH path` with a JSON `body` on `address` → (status code, body).
-async fn http_patch(address: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(address).await?;
-    let request = format!(
-        "PATCH {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        stream.read_to_string(&mut response),
-    )
-    .await??;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-/// `GET path` on `address` → the body as text (for `/metrics`), 2 s timeout.
-async fn http_get_text(address: &str, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let fetch = async {
-        let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.ok()?;
-        let text = String::from_utf8_lossy(&response).into_owned();
-        Some(text.split_once("\r\n\r\n")?.1.to_owned())
-    };
-    tokio::time::timeout(Duration::from_secs(2), fetch)
-        .await
-        .ok()
-        .flatten()
 }
 
 /// The `/sync` key's voters and quorum, once they are exactly `voters` and `quorum`.
@@ -333,9 +298,13 @@ async fn quorum_standbys_and_switchover_only_to_a_voter() -> anyhow::Result<()> 
         "{rows}"
     );
     assert_eq!(role_of(&outsider_name), Some("Replica".into()), "{rows}");
-    let metrics = http_get_text(&cluster.nodes[voter].rest_address(), "/metrics")
-        .await
-        .unwrap_or_default();
+    let metrics = http_get_text(
+        &cluster.nodes[voter].rest_address(),
+        "/metrics",
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap_or_default();
     for wanted in ["patroni_quorum_standby{", "patroni_sync_standby{"] {
         let line = metrics
             .lines()
@@ -376,28 +345,8 @@ async fn quorum_standbys_and_switchover_only_to_a_voter() -> anyhow::Result<()> 
     client
         .batch_execute("CREATE TABLE acknowledged (id int primary key)")
         .await?;
-    let acknowledged = Arc::new(Mutex::new(Vec::<i32>::new()));
-    let writer = {
-        let acknowledged = acknowledged.clone();
-        tokio::spawn(async move {
-            for id in 0.. {
-                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
-                let insert = client.execute("INSERT INTO acknowledged VALUES ($1)", &params);
-                match tokio::time::timeout(Duration::from_secs(5), insert).await {
-                    Ok(Ok(_)) => acknowledged
-                        .lock()
-                        .map(|mut ids| ids.push(id))
-                        .unwrap_or(()),
-                    _ => break,
-                }
-            }
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while acknowledged.lock().map(|ids| ids.len()).unwrap_or(0) < 200 {
-        anyhow::ensure!(Instant::now() < deadline, "the writer stalled");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (acknowledged, writer) = spawn_writer(client, Duration::from_secs(5));
+    wait_acknowledged(&acknowledged, 200).await?;
     let wanted = format!(r#"{{"leader": "{primary_name}", "candidate": "{voter_name}"}}"#);
     let (status, reply) = http_post(&api, "/switchover", &wanted).await?;
     assert_eq!(
