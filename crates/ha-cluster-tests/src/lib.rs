@@ -625,6 +625,17 @@ where
     }
 }
 
+/// The `/sync` key (scope `demo`) as JSON, read through the etcd API on `etcd_port`.
+pub async fn sync_key(etcd_port: u16) -> anyhow::Result<Option<serde_json::Value>> {
+    let mut client =
+        etcd_client::Client::connect([format!("http://127.0.0.1:{etcd_port}")], None).await?;
+    let response = client.get("/service/demo/sync", None).await?;
+    Ok(response
+        .kvs()
+        .first()
+        .and_then(|kv| serde_json::from_slice(kv.value()).ok()))
+}
+
 /// `GET path` on `address` → JSON body (HTTP/1.1, `Connection: close`), 1 s timeout.
 pub async fn http_get_json(address: &str, path: &str) -> Option<serde_json::Value> {
     let body = http_get_text(address, path, Duration::from_secs(1)).await?;

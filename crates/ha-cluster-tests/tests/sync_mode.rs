@@ -5,18 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use ha_cluster_tests::{Cluster, ClusterOptions};
-
-/// The `/sync` key as JSON, read through the etcd API of `node`.
-async fn sync_key(etcd_port: u16) -> anyhow::Result<Option<serde_json::Value>> {
-    let mut client =
-        etcd_client::Client::connect([format!("http://127.0.0.1:{etcd_port}")], None).await?;
-    let response = client.get("/service/demo/sync", None).await?;
-    Ok(response
-        .kvs()
-        .first()
-        .and_then(|kv| serde_json::from_slice(kv.value()).ok()))
-}
+use ha_cluster_tests::{Cluster, ClusterOptions, sync_key};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_synchronous_standby_takes_over_with_every_acknowledged_commit()

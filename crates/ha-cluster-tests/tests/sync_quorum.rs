@@ -8,18 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ha_cluster_tests::writer::{http_patch, http_post};
-use ha_cluster_tests::{Cluster, ClusterOptions, eventually, http_get_text};
-
-/// The `/sync` key as JSON, read through the etcd API on `etcd_port`.
-async fn sync_key(etcd_port: u16) -> anyhow::Result<Option<serde_json::Value>> {
-    let mut client =
-        etcd_client::Client::connect([format!("http://127.0.0.1:{etcd_port}")], None).await?;
-    let response = client.get("/service/demo/sync", None).await?;
-    Ok(response
-        .kvs()
-        .first()
-        .and_then(|kv| serde_json::from_slice(kv.value()).ok()))
-}
+use ha_cluster_tests::{Cluster, ClusterOptions, eventually, http_get_text, sync_key};
 
 async fn connect(port: u16) -> anyhow::Result<tokio_postgres::Client> {
     let (client, connection) = tokio_postgres::Config::new()
@@ -54,6 +43,22 @@ fn spawn_writer(
         }
     });
     (acknowledged, writer)
+}
+
+/// The acknowledged ids that the `acknowledged` table on the server at `port` lacks.
+async fn missing_on(port: u16, acknowledged: &[i32]) -> anyhow::Result<Vec<i32>> {
+    let present = connect(port)
+        .await?
+        .query("SELECT id FROM acknowledged", &[])
+        .await?
+        .iter()
+        .map(|row| row.get::<_, i32>(0))
+        .collect::<std::collections::BTreeSet<i32>>();
+    Ok(acknowledged
+        .iter()
+        .filter(|id| !present.contains(id))
+        .copied()
+        .collect())
 }
 
 /// Waits (30 s at most) until the writer has `count` acknowledged commits.
@@ -132,18 +137,7 @@ async fn quorum_commit_keeps_every_acknowledged_commit_over_a_kill_9() -> anyhow
     let new_primary = cluster
         .wait_writable(primary, Duration::from_secs(60))
         .await?;
-    let present = connect(cluster.nodes[new_primary].spec.pg_port)
-        .await?
-        .query("SELECT id FROM acknowledged", &[])
-        .await?
-        .iter()
-        .map(|row| row.get::<_, i32>(0))
-        .collect::<std::collections::BTreeSet<i32>>();
-    let lost: Vec<i32> = acknowledged
-        .iter()
-        .filter(|id| !present.contains(id))
-        .copied()
-        .collect();
+    let lost = missing_on(cluster.nodes[new_primary].spec.pg_port, &acknowledged).await?;
     assert!(
         lost.is_empty(),
         "{} acknowledged commits lost on {}: {lost:?}",
@@ -364,18 +358,7 @@ async fn quorum_standbys_and_switchover_only_to_a_voter() -> anyhow::Result<()> 
         .wait_writable(primary, Duration::from_secs(60))
         .await?;
     assert_eq!(new_primary, voter, "the key went to {}", name(new_primary));
-    let new_client = connect(cluster.nodes[voter].spec.pg_port).await?;
-    let present = new_client
-        .query("SELECT id FROM acknowledged", &[])
-        .await?
-        .iter()
-        .map(|row| row.get::<_, i32>(0))
-        .collect::<std::collections::BTreeSet<i32>>();
-    let lost: Vec<i32> = acknowledged
-        .iter()
-        .filter(|id| !present.contains(id))
-        .copied()
-        .collect();
+    let lost = missing_on(cluster.nodes[voter].spec.pg_port, &acknowledged).await?;
     assert!(
         lost.is_empty(),
         "{} acknowledged commits lost: {lost:?}",
@@ -399,6 +382,7 @@ async fn quorum_standbys_and_switchover_only_to_a_voter() -> anyhow::Result<()> 
         http_patch(&new_api, "/config", r#"{"synchronous_mode_strict": true}"#).await?;
     assert_eq!(status, 200, "PATCH /config: {reply}");
     wait_for_sync(&cluster, etcd_port, &voter_name, &primary_name, 1).await?;
+    let new_client = connect(cluster.nodes[voter].spec.pg_port).await?;
     cluster.nodes[primary].kill_hard();
     let blocked = tokio::spawn(async move {
         new_client
