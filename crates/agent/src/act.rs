@@ -203,14 +203,15 @@ impl<B: KvBackend> Agent<B> {
                 self.start_postmaster(&settings)?;
             }
             Action::StartAsReplica { upstream } => {
-                let settings = self.replica_settings(upstream.as_ref());
                 // Without the upstream's address PostgreSQL starts with no primary_conninfo;
                 // recording no upstream makes the next cycle repoint once the address is known.
-                self.upstream = self.reachable(upstream.as_ref());
+                let (settings, followed) = self.replica_settings(upstream.as_ref());
+                self.upstream = followed;
                 self.start_postmaster(&settings)?;
             }
             Action::RepointTo { upstream } => {
-                if upstream.is_some() && self.reachable(upstream.as_ref()).is_none() {
+                let (settings, followed) = self.replica_settings(upstream.as_ref());
+                if followed != *upstream {
                     // The upstream's member key is not in the store (yet): keep the current
                     // configuration rather than dropping primary_conninfo, and try again next
                     // cycle.
@@ -220,7 +221,6 @@ impl<B: KvBackend> Agent<B> {
                     );
                     return Ok(());
                 }
-                let settings = self.replica_settings(upstream.as_ref());
                 self.pg
                     .write_config(&settings)
                     .map_err(|error| failed("write the replica configuration", error))?;
@@ -232,7 +232,7 @@ impl<B: KvBackend> Agent<B> {
                 let Some(conninfo) = self.member_conninfo(source, false) else {
                     return Err(ActError::Failed(format!("no conn_url for {source}")));
                 };
-                let settings = self.replica_settings(Some(source));
+                let (settings, _) = self.replica_settings(Some(source));
                 self.upstream = Some(source.clone());
                 let pg = self.pg.clone();
                 self.spawn_long(LongActionKind::Rewind, async move {
@@ -254,8 +254,8 @@ impl<B: KvBackend> Agent<B> {
                 let conninfo = source
                     .as_ref()
                     .and_then(|source| self.member_conninfo(source, true));
-                let settings = self.replica_settings(source.as_ref());
-                self.upstream = self.reachable(source.as_ref());
+                let (settings, followed) = self.replica_settings(source.as_ref());
+                self.upstream = followed;
                 let pg = self.pg.clone();
                 self.spawn_long(LongActionKind::CreateReplica, async move {
                     pg.create_replica(conninfo, &settings, LONG_ACTION_TIMEOUT)
@@ -280,8 +280,8 @@ impl<B: KvBackend> Agent<B> {
     /// Wipes the (stopped) data directory and clones it again from `source`, on a long task.
     pub(crate) fn start_reinitialize(&mut self, source: &MemberName) {
         let conninfo = self.member_conninfo(source, true);
-        let settings = self.replica_settings(Some(source));
-        self.upstream = self.reachable(Some(source));
+        let (settings, followed) = self.replica_settings(Some(source));
+        self.upstream = followed;
         let pg = self.pg.clone();
         self.spawn_long(LongActionKind::Reinitialize, async move {
             pg.reinitialize(conninfo, &settings, LONG_ACTION_TIMEOUT)
@@ -389,19 +389,20 @@ impl<B: KvBackend> Agent<B> {
         self.pg.conninfo(&data.conn_url, replication)
     }
 
-    /// `upstream` when its member key gives an address to stream from, else `None`: what a
-    /// replica configured now really follows (the agent's `upstream`, compared every cycle with
-    /// whom it should follow).
-    fn reachable(&self, upstream: Option<&MemberName>) -> Option<MemberName> {
-        upstream
-            .filter(|upstream| self.member_conninfo(upstream, true).is_some())
-            .cloned()
-    }
-
-    fn replica_settings(&self, upstream: Option<&MemberName>) -> postgres::config::ServerSettings {
+    /// A replica's settings that stream from `upstream`, and whom they really follow:
+    /// `upstream` when its member key gives an address, else `None` (PostgreSQL then has no
+    /// primary_conninfo). The agent's `upstream` records the latter, so a replica configured
+    /// without the address is repointed by a later cycle.
+    fn replica_settings(
+        &self,
+        upstream: Option<&MemberName>,
+    ) -> (postgres::config::ServerSettings, Option<MemberName>) {
         let conninfo = upstream.and_then(|upstream| self.member_conninfo(upstream, true));
-        self.pg
-            .settings(&self.dynamic_parameters(), Some(self.pg.recovery(conninfo)))
+        let followed = upstream.filter(|_| conninfo.is_some()).cloned();
+        let settings = self
+            .pg
+            .settings(&self.dynamic_parameters(), Some(self.pg.recovery(conninfo)));
+        (settings, followed)
     }
 
     fn start_postmaster(&mut self, settings: &postgres::config::ServerSettings) -> ActResult {
