@@ -225,9 +225,20 @@ async fn certificate_common_name_is_the_user_without_a_token(
     client.user_grant_role("root", "root").await?;
     client.auth_enable().await?;
 
-    // No user name or password: the certificate says "root".
-    let mut by_certificate = cluster.member_client(1).await?;
-    by_certificate.put("tls/cn", "root", None).await?;
+    // No user name or password: the certificate says "root". A member that has not applied
+    // AuthEnable yet lets the request through without its user, and the leader, which has,
+    // refuses it ("etcdserver: user name is empty" from etcd): wait for member 1 to catch up.
+    let by_certificate = cluster.member_client(1).await?;
+    eventually(
+        "a put as the certificate's user through member 1",
+        Duration::from_secs(10),
+        || {
+            let mut client = by_certificate.clone();
+            async move { Ok(client.put("tls/cn", "root", None).await?) }
+        },
+    )
+    .await?;
+    let mut by_certificate = by_certificate;
     let got = by_certificate.get("tls/cn", None).await?;
     ensure!(got.kvs().len() == 1, "{got:?}");
 
