@@ -28,9 +28,11 @@ pub struct Db {
 
 impl Db {
     /// Opens (or creates) `dir/member.redb`, creating every table, and refuses a file written
-    /// with another [`schema::FORMAT_VERSION`] — except [`schema::PREVIOUS_FORMAT_VERSION`],
-    /// whose snapshot is moved from redb into the snapshot file (durably, before the version
-    /// change commits; a crash in between repeats the move on the next open).
+    /// with another [`schema::FORMAT_VERSION`] — except [`schema::PREVIOUS_FORMAT_VERSIONS`]:
+    /// a version 1 snapshot is moved from redb into the snapshot file, and a version 1 or 2 log
+    /// (entries, vote, committed id, purge point) into the write-ahead log, each durably before
+    /// the version change commits (a crash in between repeats or finishes the move on the next
+    /// open).
     pub fn open(dir: &Path) -> Result<Db, StorageError> {
         std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
             dir: dir.to_path_buf(),
@@ -58,8 +60,11 @@ impl Db {
                     )?;
                 }
                 Some(Some(version)) if version == schema::FORMAT_VERSION => {}
-                Some(Some(version)) if version == schema::PREVIOUS_FORMAT_VERSION => {
-                    move_snapshot_out(&txn, dir)?;
+                Some(Some(version)) if schema::PREVIOUS_FORMAT_VERSIONS.contains(&version) => {
+                    if version == 1 {
+                        move_snapshot_out(&txn, dir)?;
+                    }
+                    move_log_out(&txn, &mut meta, dir)?;
                     meta.insert(
                         schema::FORMAT_VERSION_KEY,
                         schema::FORMAT_VERSION.to_be_bytes().as_slice(),
@@ -95,9 +100,9 @@ impl Db {
         &self.path
     }
 
-    /// Size in bytes of the redb file.
+    /// Size in bytes of the member's storage files: the redb file and the log segments.
     pub fn size(&self) -> u64 {
-        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0) + crate::wal::size(&self.dir)
     }
 
     /// The identity saved by [`Db::save_identity`], if this data dir already holds a member.
@@ -162,6 +167,47 @@ fn move_snapshot_out(txn: &redb::WriteTransaction, dir: &Path) -> Result<(), Sto
     if found {
         table.remove(schema::SNAPSHOT_META_KEY)?;
         table.remove(schema::SNAPSHOT_DATA_KEY)?;
+    }
+    Ok(())
+}
+
+/// Format versions 1 and 2 kept the log in the LOG table and its vote, committed id and purge
+/// point in META: writes them as the write-ahead log and removes them within `txn`.
+fn move_log_out(
+    txn: &redb::WriteTransaction,
+    meta: &mut redb::Table<'_, &str, &[u8]>,
+    dir: &Path,
+) -> Result<(), StorageError> {
+    let read = |key: &str| -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(meta.get(key)?.map(|value| value.value().to_vec()))
+    };
+    let purged = match read(schema::LAST_PURGED_KEY)? {
+        Some(json) => {
+            let id: crate::LogId = serde_json::from_slice(&json)
+                .map_err(|e| StorageError::Corrupt(format!("version 2 purge point: {e}")))?;
+            Some((id.index, json))
+        }
+        None => None,
+    };
+    let wal_meta = crate::wal::WalMeta {
+        vote: read(schema::VOTE_KEY)?,
+        committed: read(schema::COMMITTED_KEY)?,
+        purged,
+    };
+    let mut log = txn.open_table(schema::LOG)?;
+    let mut entries = Vec::new();
+    for item in log.iter()? {
+        let (key, value) = item?;
+        entries.push((schema::log_index(key.value()), value.value().to_vec()));
+    }
+    crate::wal::import(dir, &wal_meta, &entries)?;
+    log.retain(|_, _| false)?;
+    for key in [
+        schema::VOTE_KEY,
+        schema::COMMITTED_KEY,
+        schema::LAST_PURGED_KEY,
+    ] {
+        meta.remove(key)?;
     }
     Ok(())
 }

@@ -1,12 +1,12 @@
-//! pgwarden's durable storage for its Raft group member: one redb file (the log) and one snapshot
-//! file per member.
+//! pgwarden's durable storage for its Raft group member: a write-ahead log (segment files), one
+//! redb file (identity and format version) and one snapshot file per member.
 //!
 //! Owns: the on-disk schema ([`schema`], with a format version checked at open), the openraft
 //! type configuration ([`TypeConfig`]), the Raft log store ([`LogStore`]: entries, vote,
 //! committed id, purge point) and the state machine ([`StateMachine`]) with its snapshots.
 //!
 //! Durability model: the etcd keyspace (`mvcc::Store`) lives in memory. It is durable through the
-//! Raft log (every entry fsynced by redb before openraft is told it is written) plus snapshots
+//! Raft log (every entry fdatasynced in the write-ahead log before openraft is told it is written) plus snapshots
 //! (the store's encoded bytes, the last applied log id and the membership, in one file beside the
 //! redb file, replaced atomically). On restart the member loads the latest snapshot and openraft re-applies the
 //! committed log entries after it; the committed id is saved for exactly that purpose.
@@ -24,6 +24,7 @@ pub mod schema;
 mod snapshot_file;
 mod state_machine;
 mod types;
+mod wal;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub use state_machine::{
     AppliedState, Membership, SharedState, Snapshot, SnapshotMeta, StateMachine,
 };
 pub use types::{AppliedEvents, MemberIdentity, MemberNode, RaftReply, RaftRequest, TypeConfig};
+pub use wal::{SEGMENT_BYTES, SEGMENT_MAGIC, WAL_DIR};
 
 /// Default capacity of the applied-events channel: how far a watcher may fall behind before it
 /// is told it lagged.
@@ -56,7 +58,7 @@ impl Storage {
     /// Opens (or creates) the storage in `data_dir`.
     pub fn open(data_dir: &Path, event_capacity: usize) -> Result<Storage, StorageError> {
         let db = Db::open(data_dir)?;
-        let log_store = LogStore::open(db.clone())?;
+        let log_store = LogStore::open(&db)?;
         let state_machine = StateMachine::open(db.clone(), event_capacity)?;
         let shared = state_machine.shared();
         Ok(Storage {

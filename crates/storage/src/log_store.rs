@@ -1,8 +1,9 @@
-//! The Raft log store: entries, vote, committed id and purge point in redb.
+//! The Raft log store: entries, vote, committed id and purge point in the write-ahead log
+//! ([`crate::wal`]).
 //!
 //! `append` puts the entries in memory, where the log reader finds them at once, and queues them
-//! for the writer thread ([`crate::log_writer`]), which writes everything queued in one redb
-//! transaction (one fsync) and only then tells openraft the entries are written. So a leader
+//! for the writer thread ([`crate::log_writer`]), which appends everything queued with one
+//! `fdatasync` and only then tells openraft the entries are written. So a leader
 //! sends an entry to its followers while its own fsync runs, and appends that queue up behind a
 //! running fsync share the next one: the storage half of group commit.
 //! Every write (appends, vote, truncation, purge) goes through that one queue, in order; the vote,
@@ -21,14 +22,14 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::type_config::alias::VoteOf;
 use openraft::{OptionalSend, RaftLogReader};
-use redb::{ReadableDatabase, ReadableTable};
+use serde::de::DeserializeOwned;
 
 use crate::codec::{self, Entry, LogId};
 use crate::db::Db;
 use crate::error::StorageError;
 use crate::log_writer::{CommittedWrite, LogWriter, WriteOp};
-use crate::schema;
 use crate::types::TypeConfig;
+use crate::wal::{Wal, WalReader};
 
 /// How many of the newest entries stay decoded in memory for replication, at most.
 const CACHE_ENTRIES: usize = 8192;
@@ -39,7 +40,7 @@ const CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// The log store handed to openraft; clones share the same file, cache and writer thread.
 #[derive(Clone)]
 pub struct LogStore {
-    db: Db,
+    wal: WalReader,
     state: Arc<Mutex<LogMemory>>,
     stats: Arc<LogWriteStats>,
     writer: Arc<LogWriter>,
@@ -48,7 +49,7 @@ pub struct LogStore {
 /// Counters of log appends since the store was opened: how well group commit amortizes fsyncs.
 #[derive(Debug, Default)]
 pub struct LogWriteStats {
-    /// redb commits (each one fsync) made by `append`.
+    /// Durable writes (each one `fdatasync`) made for `append`.
     pub append_commits: AtomicU64,
     /// Entries written by those commits.
     pub entries: AtomicU64,
@@ -150,21 +151,28 @@ impl LogMemory {
 }
 
 impl LogStore {
-    pub(crate) fn open(db: Db) -> Result<LogStore, StorageError> {
-        let vote = db.read_meta(schema::VOTE_KEY)?;
-        let committed: Option<Option<LogId>> = db.read_meta(schema::COMMITTED_KEY)?;
-        let last_purged: Option<LogId> = db.read_meta(schema::LAST_PURGED_KEY)?;
-        let last_log = {
-            let txn = db.database.begin_read()?;
-            let log = txn.open_table(schema::LOG)?;
-            match log.last()? {
-                Some((_, value)) => Some(
-                    codec::decode_entry(value.value())
-                        .map_err(|e| StorageError::Corrupt(e.to_string()))?
+    pub(crate) fn open(db: &Db) -> Result<LogStore, StorageError> {
+        let (wal, reader, meta) = Wal::open(db.dir())?;
+        let vote = decode_meta(meta.vote.as_deref(), "vote")?;
+        let committed: Option<Option<LogId>> =
+            decode_meta(meta.committed.as_deref(), "committed id")?;
+        let last_purged: Option<LogId> = decode_meta(
+            meta.purged.as_ref().map(|(_, json)| json.as_slice()),
+            "purge point",
+        )?;
+        let last_log = match reader.last_index() {
+            Some(index) => {
+                let found = reader.read_range(index, index + 1)?;
+                let (_, bytes) = found.first().ok_or_else(|| {
+                    StorageError::Corrupt(format!("log entry {index} vanished while opening"))
+                })?;
+                Some(
+                    codec::decode_entry(bytes)
+                        .map_err(|e| StorageError::Corrupt(format!("log entry {index}: {e}")))?
                         .log_id,
-                ),
-                None => last_purged,
+                )
             }
+            None => last_purged,
         };
         let state = Arc::new(Mutex::new(LogMemory {
             cache: BTreeMap::new(),
@@ -178,9 +186,9 @@ impl LogStore {
             durable_seq: 0,
         }));
         let stats = Arc::new(LogWriteStats::default());
-        let writer = LogWriter::start(db.clone(), state.clone(), stats.clone())?;
+        let writer = LogWriter::start(wal, state.clone(), stats.clone())?;
         Ok(LogStore {
-            db,
+            wal: reader,
             state,
             stats,
             writer: Arc::new(writer),
@@ -230,31 +238,50 @@ impl LogStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Runs blocking redb work off the async runtime.
+    /// Runs blocking log reads off the async runtime.
     async fn blocking<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Db) -> Result<T, StorageError> + Send + 'static,
+        work: impl FnOnce(&WalReader) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, io::Error> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || work(&db))
+        let wal = self.wal.clone();
+        tokio::task::spawn_blocking(move || work(&wal))
             .await
             .map_err(|e| io::Error::other(format!("storage task failed: {e}")))?
             .map_err(StorageError::into_io)
     }
 
-    fn read_range_from_disk(db: &Db, start: u64, end: u64) -> Result<Vec<Entry>, StorageError> {
-        let txn = db.database.begin_read()?;
-        let log = txn.open_table(schema::LOG)?;
-        let mut entries = Vec::new();
-        for item in log.range(schema::log_key(start)..schema::log_key(end))? {
-            let (_, value) = item?;
-            entries.push(
-                codec::decode_entry(value.value())
-                    .map_err(|e| StorageError::Corrupt(e.to_string()))?,
-            );
-        }
-        Ok(entries)
+    fn read_range_from_disk(
+        wal: &WalReader,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        wal.read_range(start, end)?
+            .into_iter()
+            .map(|(index, bytes)| {
+                codec::decode_entry(&bytes)
+                    .map_err(|e| StorageError::Corrupt(format!("log entry {index}: {e}")))
+            })
+            .collect()
     }
+
+    /// How many entries the write-ahead log holds (durable ones).
+    #[cfg(test)]
+    pub(crate) fn entries_on_disk(&self) -> usize {
+        self.wal.len()
+    }
+}
+
+/// Decodes a metadata record's serde_json, naming `what` when it is damaged.
+fn decode_meta<T: DeserializeOwned>(
+    bytes: Option<&[u8]>,
+    what: &str,
+) -> Result<Option<T>, StorageError> {
+    bytes
+        .map(|bytes| {
+            serde_json::from_slice(bytes)
+                .map_err(|e| StorageError::Corrupt(format!("the Raft log's {what}: {e}")))
+        })
+        .transpose()
 }
 
 /// Turns any range of indexes into `[start, end)`.
@@ -314,7 +341,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             return Ok(cached);
         }
         let mut entries = self
-            .blocking(move |db| LogStore::read_range_from_disk(db, start, disk_end))
+            .blocking(move |wal| LogStore::read_range_from_disk(wal, start, disk_end))
             .await?;
         entries.extend(cached);
         Ok(entries)

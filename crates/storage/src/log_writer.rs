@@ -1,9 +1,9 @@
 //! The log store's writer thread: every write of the Raft log and vote, in the order submitted,
-//! made durable by as few redb commits as the queue allows.
+//! made durable by as few `fdatasync`s as the queue allows.
 //!
 //! `append` hands its entries here and returns at once (they are already readable from the log
 //! store's memory); the writer drains whatever is queued — appends, votes, truncations, purges,
-//! barriers —, writes it all in one redb transaction, commits (one fsync), and only then reports
+//! barriers —, appends it all to the write-ahead file ([`crate::wal`]) with one `fdatasync`, and only then reports
 //! each operation done, in submission order. So a leader replicates an entry while its own fsync
 //! runs, and concurrent appends share one fsync, while openraft is told an entry is written only
 //! once it is durable.
@@ -18,20 +18,19 @@ use openraft::storage::IOFlushed;
 use tokio::sync::oneshot;
 
 use crate::codec::LogId;
-use crate::db::Db;
 use crate::error::StorageError;
 use crate::log_store::{LogMemory, LogWriteStats};
-use crate::schema;
 use crate::types::TypeConfig;
+use crate::wal::{Record, Wal};
 
-/// Most queued operations written by one transaction.
+/// Most queued operations written by one `fdatasync`.
 const MAX_OPS_PER_COMMIT: usize = 1024;
 
 /// A committed id to store with a write, as captured when the write was submitted.
 pub(crate) struct CommittedWrite {
     /// The value, to mark saved in memory once durable.
     pub(crate) value: Option<LogId>,
-    /// Its encoding for the META table.
+    /// Its serde_json encoding.
     pub(crate) bytes: Vec<u8>,
 }
 
@@ -77,16 +76,17 @@ pub(crate) struct LogWriter {
 }
 
 impl LogWriter {
-    /// Starts the writer thread for `db`, updating `memory` and `stats` as writes become durable.
+    /// Starts the writer thread over `wal`, updating `memory` and `stats` as writes become
+    /// durable.
     pub(crate) fn start(
-        db: Db,
+        mut wal: Wal,
         memory: Arc<Mutex<LogMemory>>,
         stats: Arc<LogWriteStats>,
     ) -> Result<LogWriter, StorageError> {
         let (queue, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("raft-log-writer".to_string())
-            .spawn(move || run(&db, &memory, &stats, &receiver))
+            .spawn(move || run(&mut wal, &memory, &stats, &receiver))
             .map_err(|e| StorageError::Redb(format!("start the log writer thread: {e}")))?;
         Ok(LogWriter {
             queue: Some(queue),
@@ -138,9 +138,10 @@ impl WriteOp {
     }
 }
 
-/// The thread's loop: one transaction per drained group of operations, until the queue closes.
+/// The thread's loop: one durable write per drained group of operations, until the queue
+/// closes.
 fn run(
-    db: &Db,
+    wal: &mut Wal,
     memory: &Mutex<LogMemory>,
     stats: &LogWriteStats,
     receiver: &mpsc::Receiver<WriteOp>,
@@ -158,7 +159,7 @@ fn run(
             }
         }
         processed += ops.len() as u64;
-        let result = write(db, &ops, stats);
+        let result = write(wal, &ops, stats);
         let result = match result {
             Ok(entries) => {
                 after_durable(memory, stats, &ops, entries, processed);
@@ -175,55 +176,58 @@ fn run(
     }
 }
 
-/// Writes `ops` in one redb transaction and commits it (durable on return); returns how many
-/// entries it appended.
-fn write(db: &Db, ops: &[WriteOp], stats: &LogWriteStats) -> Result<u64, StorageError> {
+/// Appends `ops` to the log and makes them durable (one `fdatasync`); returns how many entries
+/// it appended.
+fn write(wal: &mut Wal, ops: &[WriteOp], stats: &LogWriteStats) -> Result<u64, StorageError> {
     let started = Instant::now();
-    let txn = db.database.begin_write()?;
+    let mut records = Vec::new();
     let mut entries_written = 0;
-    {
-        let mut log = txn.open_table(schema::LOG)?;
-        let mut meta = txn.open_table(schema::META)?;
-        for op in ops {
-            match op {
-                WriteOp::Append {
-                    entries, committed, ..
-                } => {
-                    for (index, bytes) in entries {
-                        log.insert(schema::log_key(*index), bytes.as_slice())?;
-                    }
-                    entries_written += entries.len() as u64;
-                    if let Some(committed) = committed {
-                        meta.insert(schema::COMMITTED_KEY, committed.bytes.as_slice())?;
-                    }
-                }
-                WriteOp::Vote {
-                    bytes, committed, ..
-                } => {
-                    meta.insert(schema::VOTE_KEY, bytes.as_slice())?;
-                    if let Some(committed) = committed {
-                        meta.insert(schema::COMMITTED_KEY, committed.bytes.as_slice())?;
-                    }
-                }
-                WriteOp::Truncate { from, .. } => {
-                    log.retain_in(schema::log_key(*from).., |_, _| false)?;
-                }
-                WriteOp::Purge {
-                    upto, purged_bytes, ..
-                } => {
-                    meta.insert(schema::LAST_PURGED_KEY, purged_bytes.as_slice())?;
-                    log.retain_in(..=schema::log_key(*upto), |_, _| false)?;
-                }
-                WriteOp::Barrier { .. } => {}
+    for op in ops {
+        let committed = match op {
+            WriteOp::Append {
+                entries, committed, ..
+            } => {
+                records.extend(entries.iter().map(|(index, bytes)| Record::Entry {
+                    index: *index,
+                    bytes,
+                }));
+                entries_written += entries.len() as u64;
+                committed
             }
+            WriteOp::Vote {
+                bytes, committed, ..
+            } => {
+                records.push(Record::Vote(bytes));
+                committed
+            }
+            WriteOp::Truncate { from, .. } => {
+                records.push(Record::Truncate { from: *from });
+                &None
+            }
+            WriteOp::Purge {
+                upto, purged_bytes, ..
+            } => {
+                records.push(Record::Purged {
+                    upto: *upto,
+                    bytes: purged_bytes,
+                });
+                &None
+            }
+            WriteOp::Barrier { .. } => &None,
+        };
+        if let Some(committed) = committed {
+            records.push(Record::Committed(&committed.bytes));
         }
     }
-    let committing = Instant::now();
-    txn.commit()?;
+    if records.is_empty() {
+        // Only barriers: everything before them is durable already.
+        return Ok(0);
+    }
+    let synced = wal.write(&records)?;
     if entries_written > 0
         && let Some(histograms) = stats.histograms.get()
     {
-        histograms.commit_seconds.record(committing.elapsed());
+        histograms.commit_seconds.record(synced);
         histograms.write_seconds.record(started.elapsed());
     }
     Ok(entries_written)

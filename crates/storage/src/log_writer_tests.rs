@@ -6,7 +6,6 @@ use etcd_proto::raftcmd::{RaftBatch, RaftCommand, raft_command::Command};
 use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::type_config::TypeConfigExt;
 use openraft::{EntryPayload, RaftLogReader, Vote};
-use redb::{ReadableDatabase, ReadableTableMetadata};
 
 use super::*;
 
@@ -25,11 +24,9 @@ fn normal(term: u64, index: u64) -> Entry {
     }
 }
 
-/// Entries stored in the redb file, read straight from it.
+/// Entries stored durably in the write-ahead log.
 fn entries_on_disk(storage: &Storage) -> u64 {
-    let txn = storage.db.database.begin_read().unwrap();
-    let log = txn.open_table(schema::LOG).unwrap();
-    log.len().unwrap()
+    storage.log_store.entries_on_disk() as u64
 }
 
 #[tokio::test]

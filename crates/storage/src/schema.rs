@@ -1,8 +1,9 @@
 //! The on-disk schema: every redb table and key encoding of a member's data file, in one place.
 //!
-//! One redb file (`member.redb` in the data dir) holds the Raft log, the Raft metadata (vote,
-//! committed log id, purge point) and the member's identity. The latest state-machine snapshot
-//! is a file of its own beside it (`crate::snapshot_file`) since format version 2.
+//! One redb file (`member.redb` in the data dir) holds the member's identity and the format
+//! version. The latest state-machine snapshot is a file of its own beside it
+//! (`crate::snapshot_file`) since format version 2; the Raft log, vote, committed log id and
+//! purge point are in the write-ahead log (`crate::wal`, the `wal/` directory) since version 3.
 //! The file carries a format version under [`FORMAT_VERSION_KEY`]; opening a file with another
 //! version is refused, never silently reinterpreted.
 
@@ -13,13 +14,14 @@ pub const DB_FILE_NAME: &str = "member.redb";
 
 /// Version of the layout described in this module.
 /// Bump it whenever a table, a key or a value encoding changes, and add an upgrade path.
-/// Version 2 moved the snapshot out of [`SNAPSHOT`] into its own file; opening a version 1 file
-/// moves its snapshot there ([`crate::Db::open`]) and stores version 2.
-pub const FORMAT_VERSION: u32 = 2;
-/// The previous version [`crate::Db::open`] upgrades from.
-pub const PREVIOUS_FORMAT_VERSION: u32 = 1;
+/// Version 2 moved the snapshot out of [`SNAPSHOT`] into its own file; version 3 moved the log
+/// and its metadata out of [`LOG`] and [`META`] into the write-ahead log. Opening a version 1 or
+/// 2 file makes those moves ([`crate::Db::open`]) and stores version 3.
+pub const FORMAT_VERSION: u32 = 3;
+/// The previous versions [`crate::Db::open`] upgrades from.
+pub const PREVIOUS_FORMAT_VERSIONS: [u32; 2] = [1, 2];
 
-/// Raft log entries.
+/// Format versions 1 and 2 only: Raft log entries. Emptied by the upgrade to version 3.
 /// Key: the log index as 8 big-endian bytes, so lexical order is numeric order.
 /// Value: an entry in the compact binary encoding of [`crate::codec`] (prost payload, never JSON
 /// for normal entries).
@@ -34,11 +36,12 @@ pub const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapsho
 
 /// `META`: the format version, a big-endian u32.
 pub const FORMAT_VERSION_KEY: &str = "format_version";
-/// `META`: the persisted Raft vote, serde_json of openraft's `Vote`.
+/// `META` (versions 1 and 2): the persisted Raft vote, serde_json of openraft's `Vote`.
 pub const VOTE_KEY: &str = "vote";
-/// `META`: the last committed log id openraft told us about, serde_json of `Option<LogId>`.
+/// `META` (versions 1 and 2): the last committed log id openraft told us about, serde_json of
+/// `Option<LogId>`.
 pub const COMMITTED_KEY: &str = "committed";
-/// `META`: the last purged log id, serde_json of `LogId`. Entries at or below it are gone.
+/// `META` (versions 1 and 2): the last purged log id, serde_json of `LogId`.
 pub const LAST_PURGED_KEY: &str = "last_purged";
 /// `META`: this member's identity, serde_json of [`crate::MemberIdentity`].
 pub const IDENTITY_KEY: &str = "identity";

@@ -150,15 +150,7 @@ pub(crate) fn remove_leftover(dir: &Path) -> Result<(), StorageError> {
 
 /// CRC-32 (IEEE), bitwise: only ever run over the small meta.
 fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &byte in bytes {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            let mask = (crc & 1).wrapping_neg();
-            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
-        }
-    }
-    !crc
+    crc32fast::hash(bytes)
 }
 
 #[cfg(test)]

@@ -324,10 +324,7 @@ async fn previous_format_moves_its_snapshot_to_the_file() {
         {
             let mut meta_table = txn.open_table(schema::META).unwrap();
             meta_table
-                .insert(
-                    schema::FORMAT_VERSION_KEY,
-                    schema::PREVIOUS_FORMAT_VERSION.to_be_bytes().as_slice(),
-                )
+                .insert(schema::FORMAT_VERSION_KEY, 1u32.to_be_bytes().as_slice())
                 .unwrap();
             let mut table = txn.open_table(schema::SNAPSHOT).unwrap();
             table
@@ -357,6 +354,71 @@ async fn previous_format_moves_its_snapshot_to_the_file() {
     assert_eq!(
         meta_table
             .get(schema::FORMAT_VERSION_KEY)
+            .unwrap()
+            .unwrap()
+            .value(),
+        schema::FORMAT_VERSION.to_be_bytes()
+    );
+}
+
+#[tokio::test]
+async fn format_2_log_moves_to_the_write_ahead_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries: Vec<Entry> = (4..=9).map(|i| normal(i, vec![put("k", "v")])).collect();
+    let vote = Vote::new_committed(3, 1);
+    {
+        // Lay out a version 2 file: log, vote, committed id and purge point inside redb.
+        let storage = Storage::open(dir.path(), 16).unwrap();
+        let txn = storage.db.database.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(schema::META).unwrap();
+            let mut set = |key: &str, value: Vec<u8>| {
+                meta.insert(key, value.as_slice()).unwrap();
+            };
+            set(schema::FORMAT_VERSION_KEY, 2u32.to_be_bytes().to_vec());
+            set(schema::VOTE_KEY, serde_json::to_vec(&vote).unwrap());
+            set(
+                schema::COMMITTED_KEY,
+                serde_json::to_vec(&Some(log_id(1, 1, 8))).unwrap(),
+            );
+            set(
+                schema::LAST_PURGED_KEY,
+                serde_json::to_vec(&log_id(1, 1, 3)).unwrap(),
+            );
+            let mut log = txn.open_table(schema::LOG).unwrap();
+            for entry in &entries {
+                log.insert(
+                    schema::log_key(entry.log_id.index),
+                    encode_entry(entry).unwrap().as_slice(),
+                )
+                .unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+    // A version 2 data dir has no write-ahead log yet.
+    std::fs::remove_dir_all(dir.path().join(WAL_DIR)).unwrap();
+
+    let mut storage = Storage::open(dir.path(), 16).unwrap();
+    let state = storage.log_store.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(1, 1, 3)));
+    assert_eq!(state.last_log_id, Some(log_id(1, 1, 9)));
+    assert_eq!(
+        storage.log_store.try_get_log_entries(0..100).await.unwrap(),
+        entries
+    );
+    assert_eq!(storage.log_store.read_vote().await.unwrap(), Some(vote));
+    assert_eq!(
+        storage.log_store.read_committed().await.unwrap(),
+        Some(log_id(1, 1, 8))
+    );
+    let txn = storage.db.database.begin_read().unwrap();
+    let log = txn.open_table(schema::LOG).unwrap();
+    assert_eq!(redb::ReadableTableMetadata::len(&log).unwrap(), 0);
+    let meta = txn.open_table(schema::META).unwrap();
+    assert!(meta.get(schema::VOTE_KEY).unwrap().is_none());
+    assert_eq!(
+        meta.get(schema::FORMAT_VERSION_KEY)
             .unwrap()
             .unwrap()
             .value(),

@@ -59,7 +59,7 @@ pub struct ServerMetrics {
     pub(crate) log_histograms: LogHistograms,
 }
 
-/// Histograms the member's log store records into: the redb commit (write-out and fsync) of
+/// Histograms the member's log store records into: the write-ahead log's fdatasync of
 /// each append, the append's whole write transaction, and the commands per appended entry.
 pub use consensus::LogHistograms;
 
@@ -90,7 +90,7 @@ pub struct Sample {
     pub is_learner: bool,
     pub commit_index: u64,
     pub applied_index: u64,
-    /// Size of the member's redb file (what is on disk, like etcd's bbolt file).
+    /// Size of the member's storage files (redb file and write-ahead log segments).
     pub db_size_bytes: u64,
     /// The keyspace's logical size (see [`crate::space`]): what the quota is checked against.
     pub db_size_in_use_bytes: u64,
@@ -152,7 +152,7 @@ impl ServerMetrics {
             ),
             db_total_size: registry.gauge(
                 "etcd_mvcc_db_total_size_in_bytes",
-                "Total size of the underlying database physically allocated in bytes (the redb file).",
+                "Total size of the underlying database physically allocated in bytes (the redb file and the Raft log segments).",
             ),
             db_in_use_size: registry.gauge(
                 "etcd_mvcc_db_total_size_in_use_in_bytes",
@@ -185,7 +185,7 @@ impl ServerMetrics {
             ),
             log_appends: registry.counter(
                 "pgwarden_store_log_appends_total",
-                "Raft log appends, each one redb commit and one fsync.",
+                "Raft log appends, each group one fdatasync of the write-ahead log.",
             ),
             log_entries: registry.counter(
                 "pgwarden_store_log_entries_appended_total",
@@ -195,12 +195,12 @@ impl ServerMetrics {
         let log_histograms = LogHistograms {
             commit_seconds: registry.histogram(
                 WAL_FSYNC_SECONDS,
-                "The latency distributions of the Raft log's durable commit (redb commit: write-out and fsync).",
+                "The latency distributions of the Raft log's fdatasync (one per group of appended entries).",
                 Unit::Seconds,
             ),
             write_seconds: registry.histogram(
                 BACKEND_COMMIT_SECONDS,
-                "The latency distributions of a Raft log append's whole redb write transaction.",
+                "The latency distributions of a Raft log append's whole write: encoding, write-out and fdatasync.",
                 Unit::Seconds,
             ),
             commands_per_entry: registry.histogram(
