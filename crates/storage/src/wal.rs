@@ -27,6 +27,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::error::StorageError;
@@ -119,6 +120,9 @@ pub(crate) struct Wal {
     /// Latest metadata, restated at the start of every new segment.
     meta: WalMeta,
     index: Arc<Mutex<Index>>,
+    /// The next segment, being zero-filled by a helper thread so that starting it costs the
+    /// writer only a rename (`None` until started, or after it was taken).
+    next: Option<JoinHandle<Result<Prepared, StorageError>>>,
 }
 
 impl WalReader {
@@ -215,9 +219,17 @@ pub(crate) fn encode(record: Record<'_>, out: &mut Vec<u8>) {
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Creates segment `seq` in `dir` of `size` bytes: magic, zeros, durable under its final name.
-fn create_segment(dir: &Path, seq: u64, size: u64) -> Result<(PathBuf, File), StorageError> {
-    let path = dir.join(segment_name(seq));
+/// A segment file made ahead of need: magic and zeros, durable under its temporary name (which
+/// an open removes, so a crash never leaves it looking like a segment).
+struct Prepared {
+    seq: u64,
+    size: u64,
+    temp: PathBuf,
+    file: File,
+}
+
+/// Makes segment `seq` of `size` bytes under its temporary name.
+fn prepare_segment(dir: &Path, seq: u64, size: u64) -> Result<Prepared, StorageError> {
     let temp = dir.join(format!("{}.tmp", segment_name(seq)));
     let file = OpenOptions::new()
         .read(true)
@@ -232,9 +244,26 @@ fn create_segment(dir: &Path, seq: u64, size: u64) -> Result<(PathBuf, File), St
         file.sync_all()
     };
     fill().map_err(|e| io_error("fill log segment", &temp, e))?;
-    fs::rename(&temp, &path).map_err(|e| io_error("rename log segment", &temp, e))?;
+    Ok(Prepared {
+        seq,
+        size,
+        temp,
+        file,
+    })
+}
+
+/// Gives a prepared segment its final name, durably.
+fn install_segment(dir: &Path, prepared: Prepared) -> Result<(PathBuf, File), StorageError> {
+    let path = dir.join(segment_name(prepared.seq));
+    fs::rename(&prepared.temp, &path)
+        .map_err(|e| io_error("rename log segment", &prepared.temp, e))?;
     sync_dir(dir)?;
-    Ok((path, file))
+    Ok((path, prepared.file))
+}
+
+/// Creates segment `seq` in `dir` of `size` bytes: magic, zeros, durable under its final name.
+fn create_segment(dir: &Path, seq: u64, size: u64) -> Result<(PathBuf, File), StorageError> {
+    install_segment(dir, prepare_segment(dir, seq, size)?)
 }
 
 /// One record found in a buffer of records.
@@ -430,7 +459,7 @@ impl Wal {
             }
         };
         let index = Arc::new(Mutex::new(index));
-        let wal = Wal {
+        let mut wal = Wal {
             dir,
             segments,
             current,
@@ -438,7 +467,9 @@ impl Wal {
             capacity,
             meta: meta.clone(),
             index: index.clone(),
+            next: None,
         };
+        wal.prepare_next();
         Ok((wal, WalReader { index }, meta))
     }
 
@@ -496,7 +527,31 @@ impl Wal {
     fn start_segment(&mut self, needed: u64) -> Result<(), StorageError> {
         let seq = self.segments.last().map_or(1, |segment| segment.seq + 1);
         let size = SEGMENT_BYTES.max(HEADER_BYTES + needed + RECORD_HEAD_BYTES as u64);
-        let (path, file) = create_segment(&self.dir, seq, size)?;
+        let prepared = match self.next.take().map(JoinHandle::join) {
+            Some(Ok(Ok(prepared))) if prepared.seq == seq && prepared.size >= size => {
+                Some(prepared)
+            }
+            Some(Ok(Ok(unfit))) => {
+                // Too small for this group: made again at the right size below.
+                let _ = fs::remove_file(&unfit.temp);
+                None
+            }
+            Some(Ok(Err(error))) => {
+                tracing::warn!(%error, "preparing the next Raft log segment failed; making it now");
+                None
+            }
+            Some(Err(_)) => {
+                tracing::warn!(
+                    "the thread preparing the next Raft log segment panicked; making it now"
+                );
+                None
+            }
+            None => None,
+        };
+        let (path, file) = match prepared {
+            Some(prepared) => install_segment(&self.dir, prepared)?,
+            None => create_segment(&self.dir, seq, size)?,
+        };
         let file = Arc::new(file);
         self.lock_index().files.insert(seq, file.clone());
         self.segments.push(Segment {
@@ -507,7 +562,24 @@ impl Wal {
         self.current = file;
         self.write_offset = HEADER_BYTES;
         self.capacity = size;
+        self.prepare_next();
         Ok(())
+    }
+
+    /// Starts zero-filling the segment after the current one on a helper thread.
+    fn prepare_next(&mut self) {
+        let seq = self.segments.last().map_or(1, |segment| segment.seq + 1);
+        let dir = self.dir.clone();
+        let started = std::thread::Builder::new()
+            .name("raft-log-segment".to_string())
+            .spawn(move || prepare_segment(&dir, seq, SEGMENT_BYTES));
+        match started {
+            Ok(handle) => self.next = Some(handle),
+            // The segment is then made when needed, on the writer thread.
+            Err(error) => {
+                tracing::warn!(%error, "start a thread to prepare the next Raft log segment")
+            }
+        }
     }
 
     fn lock_index(&self) -> MutexGuard<'_, Index> {
@@ -603,6 +675,16 @@ fn zero_from(file: &File, from: u64, to: u64) -> io::Result<()> {
         offset += chunk as u64;
     }
     Ok(())
+}
+
+impl Drop for Wal {
+    /// Waits for the segment being prepared, so that nothing writes in the directory once the
+    /// log is closed (its temporary file is removed by the next open).
+    fn drop(&mut self) {
+        if let Some(next) = self.next.take() {
+            let _ = next.join();
+        }
+    }
 }
 
 /// Bytes in the segment files under `data_dir`.

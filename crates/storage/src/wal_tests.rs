@@ -146,3 +146,28 @@ fn a_file_that_is_not_a_segment_is_refused() {
     let error = Wal::open(dir.path()).err().unwrap().to_string();
     assert!(error.contains("bad magic"), "{error}");
 }
+
+#[test]
+fn groups_cross_into_the_prepared_segment_and_a_leftover_temp_file_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mib = vec![1u8; 1024 * 1024];
+    {
+        let (mut wal, _, _) = Wal::open(dir.path()).unwrap();
+        for index in 1..=20 {
+            wal.write(&[entry(index, &mib)]).unwrap();
+        }
+        assert!(segment_path(dir.path(), 2).exists());
+    }
+    // A crash while a segment was being prepared leaves its temporary file.
+    fs::write(
+        dir.path()
+            .join(WAL_DIR)
+            .join(format!("{}.tmp", segment_name(9))),
+        b"half made",
+    )
+    .unwrap();
+    let (_, reader, _) = Wal::open(dir.path()).unwrap();
+    let entries = all(&reader);
+    assert_eq!(entries.len(), 20);
+    assert!(entries.iter().all(|(_, bytes)| bytes == &mib));
+}
