@@ -291,11 +291,21 @@ fn after_a_rewrite_later_blocks_are_re_encoded_so_the_server_decodes_them_right(
     assert_ne!(blocks[2], third_block, "the third block was re-encoded");
 }
 
+fn without_authority(fields: &Fields) -> Fields {
+    fields
+        .iter()
+        .filter(|(name, _)| name != b":authority")
+        .cloned()
+        .collect()
+}
+
 #[test]
 fn blocks_before_the_first_rewrite_keep_the_server_table_in_step() {
+    // Blocks without an :authority (HTTP/2 allows leaving it out) are followed until one with
+    // a URL-form authority comes.
     let mut encoder = Encoder::new();
     let mut input = connection_start();
-    let plain = request("127.0.0.1:2379", "/etcdserverpb.KV/Put");
+    let plain = without_authority(&request("127.0.0.1:2379", "/etcdserverpb.KV/Put"));
     let url = request("http://127.0.0.1:2379", "/etcdserverpb.KV/Put");
     let plain_block = encode(&mut encoder, &plain);
     input.extend(headers(1, true, &plain_block));
@@ -303,13 +313,37 @@ fn blocks_before_the_first_rewrite_keep_the_server_table_in_step() {
     input.extend(headers(5, true, &encode(&mut encoder, &url)));
     input.extend(headers(7, true, &encode(&mut encoder, &plain)));
     let forwarded = run(&input);
-    let expected: Vec<(u32, bool, Fields)> = [1, 3, 5, 7]
-        .into_iter()
-        .map(|stream| (stream, true, plain.clone()))
-        .collect();
+    let expected = vec![
+        (1, true, plain.clone()),
+        (3, true, plain.clone()),
+        (5, true, with_authority(&url, "127.0.0.1:2379")),
+        (7, true, plain.clone()),
+    ];
     assert_eq!(server_view(&forwarded), expected);
     let first_frame = &parse_frames(&forwarded)[1];
     assert_eq!(first_frame.1, plain_block, "forwarded untouched");
+}
+
+#[test]
+fn a_bare_authority_ends_inspection_of_the_connection() {
+    // A gRPC client sends one :authority on every stream of a connection: once it is a bare
+    // one, the connection's bytes go to the server without their header blocks being decoded.
+    let mut encoder = Encoder::new();
+    let mut input = connection_start();
+    input.extend(headers(
+        1,
+        true,
+        &encode(&mut encoder, &request("h:1", "/a")),
+    ));
+    input.extend(headers(
+        3,
+        true,
+        &encode(&mut encoder, &request("h:1", "/b")),
+    ));
+    let mut frames = ClientFrames::default();
+    let (forwarded, held) = run_chunked(&mut frames, &input, input.len()).unwrap();
+    assert_eq!((forwarded, held), (input, 0));
+    assert!(frames.is_passthrough());
 }
 
 #[test]
@@ -415,8 +449,9 @@ fn table_size_updates_are_followed_and_one_over_the_server_limit_ends_inspection
     let mut encoder = Encoder::new();
     let fields = request("127.0.0.1:2379", "/a");
     let url = request("http://127.0.0.1:2379", "/a");
+    let first = without_authority(&fields);
     let mut input = connection_start();
-    input.extend(headers(1, true, &encode(&mut encoder, &fields)));
+    input.extend(headers(1, true, &encode(&mut encoder, &first)));
     // A size update to 0 empties the table; the client's encoder starts afresh with literals.
     let mut fresh = Encoder::new();
     let mut block = vec![0x20];
@@ -425,7 +460,7 @@ fn table_size_updates_are_followed_and_one_over_the_server_limit_ends_inspection
     let forwarded = run(&input);
     assert_eq!(
         server_view(&forwarded),
-        vec![(1, true, fields.clone()), (3, true, fields.clone())]
+        vec![(1, true, first), (3, true, fields.clone())]
     );
 
     // 8,192 > 4,096: the server would refuse it, so it gets the block unchanged.

@@ -13,9 +13,11 @@
 //! - HTTP/2 frames other than header blocks (DATA above all) go through as they are; only
 //!   their 9-byte frame headers are read. Bytes are copied once, from this layer's read
 //!   buffer into hyper's.
-//! - Every header block (HEADERS + CONTINUATION) is HPACK-decoded by a per-connection
-//!   decoder that mirrors the client's encoder, and forwarded unchanged unless its
-//!   `:authority` contains "://". Such a block is re-encoded with literals that never touch
+//! - Header blocks (HEADERS + CONTINUATION) are HPACK-decoded by a per-connection
+//!   decoder that mirrors the client's encoder, and forwarded unchanged unless their
+//!   `:authority` contains "://". The first block with a bare `:authority` ends the
+//!   inspection: a gRPC client (etcdctl's included) sends the same `:authority` on every
+//!   stream of a connection, so the rest of it goes to hyper without being decoded. Such a block is re-encoded with literals that never touch
 //!   hyper's dynamic table. From then on the client's dynamic table (which the rewritten
 //!   block may have added to) and hyper's differ, so every later block of the connection is
 //!   re-encoded the same way.
