@@ -148,7 +148,7 @@ fn a_file_that_is_not_a_segment_is_refused() {
 }
 
 #[test]
-fn groups_cross_into_the_prepared_segment_and_a_leftover_temp_file_is_ignored() {
+fn groups_cross_into_a_new_segment_and_a_leftover_temp_file_is_ignored() {
     let dir = tempfile::tempdir().unwrap();
     let mib = vec![1u8; 1024 * 1024];
     {
@@ -158,7 +158,7 @@ fn groups_cross_into_the_prepared_segment_and_a_leftover_temp_file_is_ignored() 
         }
         assert!(segment_path(dir.path(), 2).exists());
     }
-    // A crash while a segment was being prepared leaves its temporary file.
+    // A crash while a segment was being made leaves its temporary file.
     fs::write(
         dir.path()
             .join(WAL_DIR)
