@@ -193,10 +193,13 @@ fn resident_kib(cluster: &Cluster, leader: usize) -> u64 {
 impl Sample {
     fn summary(&self) -> String {
         format!(
-            "{:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+            "{:.0} ops/s, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms, {} errors",
             self.ops_per_second(),
             self.percentile_ms(0.50),
+            self.percentile_ms(0.90),
             self.percentile_ms(0.99),
+            self.percentile_ms(0.999),
+            self.percentile_ms(1.0),
             self.errors
         )
     }
