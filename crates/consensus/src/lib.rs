@@ -55,4 +55,4 @@ pub use config::{DEFAULT_REQUEST_TIMEOUT, InitialClusterState, MemberId, NodeCon
 pub use error::ConsensusError;
 pub use node::RaftNode;
 pub use storage::{AppliedEvents, LogHistograms};
-pub use tls::{PeerTls, TlsError, TlsFiles};
+pub use tls::{PeerTls, TlsError, TlsFiles, TlsSettingError, TlsSettingNames, TlsSettings};

@@ -8,6 +8,7 @@
 //! The crypto provider is always ring: one provider for the whole process.
 
 use std::io::Cursor;
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::RootCertStore;
@@ -52,6 +53,138 @@ impl std::fmt::Debug for TlsFiles {
             .field("trusted_ca", &self.trusted_ca_pem.is_some())
             .field("client_cert_auth", &self.client_cert_auth)
             .finish_non_exhaustive()
+    }
+}
+
+/// What one side's TLS settings are called where the operator gave them — `pgwarden etcd`'s
+/// flags (`cert-file`, shown as `--cert-file`) or `pgwarden run`'s keys (`raft.cert_file`) —
+/// so that [`TlsSettings`] errors name the setting at fault in the operator's own words.
+#[derive(Debug, Clone, Copy)]
+pub struct TlsSettingNames {
+    pub cert: &'static str,
+    pub key: &'static str,
+    pub trusted_ca: &'static str,
+    pub client_cert_auth: &'static str,
+    /// Put before a name inside a reason: `"--"` for flags, `""` for configuration keys.
+    pub shown_with: &'static str,
+}
+
+impl TlsSettingNames {
+    fn shown(&self, name: &str) -> String {
+        format!("{}{name}", self.shown_with)
+    }
+}
+
+/// One side's TLS settings (client or peer) as given: the file paths and `client_cert_auth`.
+#[derive(Debug, Clone, Copy)]
+pub struct TlsSettings<'a> {
+    pub cert: Option<&'a Path>,
+    pub key: Option<&'a Path>,
+    pub trusted_ca: Option<&'a Path>,
+    pub client_cert_auth: bool,
+}
+
+/// A TLS setting that cannot be used: which one (as named in [`TlsSettingNames`]) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {reason}")]
+pub struct TlsSettingError {
+    pub setting: &'static str,
+    pub reason: String,
+}
+
+impl TlsSettings<'_> {
+    /// The rules every side follows, without reading a file: certificate and key come
+    /// together, and client certificate auth needs a CA to verify against.
+    pub fn check(&self, names: &TlsSettingNames) -> Result<(), TlsSettingError> {
+        let refuse = |setting, reason: String| Err(TlsSettingError { setting, reason });
+        match (self.cert, self.key) {
+            (Some(_), None) => {
+                return refuse(
+                    names.key,
+                    format!("required with {}", names.shown(names.cert)),
+                );
+            }
+            (None, Some(_)) => {
+                return refuse(
+                    names.cert,
+                    format!("required with {}", names.shown(names.key)),
+                );
+            }
+            _ => {}
+        }
+        if self.client_cert_auth && self.trusted_ca.is_none() {
+            return refuse(
+                names.client_cert_auth,
+                format!(
+                    "needs {} to verify certificates against",
+                    names.shown(names.trusted_ca)
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// Refuses a trusted CA or client certificate auth given without a certificate (they
+    /// would do nothing). `pgwarden run`'s keys follow this; etcd's flags do not (etcd accepts
+    /// them beside plaintext URLs, and so does `pgwarden etcd`).
+    pub fn refuse_without_certificate(
+        &self,
+        names: &TlsSettingNames,
+    ) -> Result<(), TlsSettingError> {
+        if self.cert.is_some() {
+            return Ok(());
+        }
+        let setting = if self.client_cert_auth {
+            names.client_cert_auth
+        } else if self.trusted_ca.is_some() {
+            names.trusted_ca
+        } else {
+            return Ok(());
+        };
+        Err(TlsSettingError {
+            setting,
+            reason: format!(
+                "needs TLS: give {} and {}",
+                names.shown(names.cert),
+                names.shown(names.key)
+            ),
+        })
+    }
+
+    /// Checks the settings, then reads and parses the files: `None` without a certificate.
+    /// An unreadable file or unusable PEM is refused naming its setting and path.
+    pub fn load(&self, names: &TlsSettingNames) -> Result<Option<TlsFiles>, TlsSettingError> {
+        self.check(names)?;
+        let (Some(cert), Some(key)) = (self.cert, self.key) else {
+            return Ok(None);
+        };
+        let read = |setting: &'static str, path: &Path| {
+            std::fs::read(path).map_err(|error| TlsSettingError {
+                setting,
+                reason: format!("{}: {error}", path.display()),
+            })
+        };
+        let files = TlsFiles {
+            cert_pem: read(names.cert, cert)?,
+            key_pem: read(names.key, key)?,
+            trusted_ca_pem: self
+                .trusted_ca
+                .map(|path| read(names.trusted_ca, path))
+                .transpose()?,
+            client_cert_auth: self.client_cert_auth,
+        };
+        files.check().map_err(|error| {
+            let (setting, path) = match &error {
+                TlsError::Certificate(_) => (names.cert, cert),
+                TlsError::Key(_) => (names.key, key),
+                TlsError::TrustedCa(_) => (names.trusted_ca, self.trusted_ca.unwrap_or(cert)),
+            };
+            TlsSettingError {
+                setting,
+                reason: format!("{}: {error}", path.display()),
+            }
+        })?;
+        Ok(Some(files))
     }
 }
 
@@ -177,5 +310,80 @@ impl PeerTls {
             config = config.ca_certificate(Certificate::from_pem(ca.clone()));
         }
         Some(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAMES: TlsSettingNames = TlsSettingNames {
+        cert: "cert-file",
+        key: "key-file",
+        trusted_ca: "trusted-ca-file",
+        client_cert_auth: "client-cert-auth",
+        shown_with: "--",
+    };
+
+    fn settings<'a>(
+        cert: Option<&'a str>,
+        key: Option<&'a str>,
+        trusted_ca: Option<&'a str>,
+        client_cert_auth: bool,
+    ) -> TlsSettings<'a> {
+        TlsSettings {
+            cert: cert.map(Path::new),
+            key: key.map(Path::new),
+            trusted_ca: trusted_ca.map(Path::new),
+            client_cert_auth,
+        }
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused_naming_the_setting() {
+        let refused = |s: TlsSettings<'_>| s.check(&NAMES).err().map(|e| e.to_string());
+        assert_eq!(refused(settings(None, None, None, false)), None);
+        assert_eq!(refused(settings(Some("c"), Some("k"), None, false)), None);
+        assert_eq!(
+            refused(settings(Some("c"), None, None, false)).as_deref(),
+            Some("key-file: required with --cert-file")
+        );
+        assert_eq!(
+            refused(settings(None, Some("k"), None, false)).as_deref(),
+            Some("cert-file: required with --key-file")
+        );
+        assert_eq!(
+            refused(settings(Some("c"), Some("k"), None, true)).as_deref(),
+            Some("client-cert-auth: needs --trusted-ca-file to verify certificates against")
+        );
+        // Without a certificate these do nothing: refused only where asked.
+        let plain = settings(None, None, Some("ca"), true);
+        assert!(plain.check(&NAMES).is_ok());
+        assert_eq!(
+            plain.refuse_without_certificate(&NAMES).err(),
+            Some(TlsSettingError {
+                setting: "client-cert-auth",
+                reason: "needs TLS: give --cert-file and --key-file".to_string(),
+            })
+        );
+    }
+
+    #[test]
+    fn an_unreadable_file_is_refused_naming_its_setting_and_path() {
+        let error = settings(Some("/nonexistent/c.pem"), Some("k"), None, false)
+            .load(&NAMES)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            error.starts_with("cert-file: /nonexistent/c.pem"),
+            "{error}"
+        );
+        assert!(
+            settings(None, None, None, false)
+                .load(&NAMES)
+                .unwrap()
+                .is_none()
+        );
     }
 }

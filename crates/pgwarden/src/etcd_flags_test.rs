@@ -532,8 +532,16 @@ fn tls_flag_combinations_that_cannot_work_are_refused_naming_the_flag() {
             "listen-client-urls",
             "--cert-file",
         ),
-        (vec!["--cert-file=c.pem"], "key-file", "missing"),
-        (vec!["--key-file=k.pem"], "cert-file", "missing"),
+        (
+            vec!["--cert-file=c.pem"],
+            "key-file",
+            "required with --cert-file",
+        ),
+        (
+            vec!["--key-file=k.pem"],
+            "cert-file",
+            "required with --key-file",
+        ),
         (
             vec![
                 "--cert-file=c.pem",

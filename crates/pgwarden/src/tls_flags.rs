@@ -11,14 +11,15 @@
 //! and both name the flag (and file) at fault, so `pgwarden etcd` exits 2 before binding anything.
 //! Certificates are never generated: `--auto-tls` and `--peer-auto-tls` are refused.
 
-use std::path::Path;
 use std::path::PathBuf;
 
 use clap::ArgAction;
 use clap::Args;
 use consensus::PeerTls;
-use consensus::TlsError;
 use consensus::TlsFiles;
+use consensus::TlsSettingError;
+use consensus::TlsSettingNames;
+use consensus::TlsSettings;
 
 use crate::etcd_flags::FlagError;
 
@@ -89,28 +90,35 @@ pub struct TlsConfig {
 
 /// Flag names of one side, so one check serves both.
 struct SideFlags {
-    cert: &'static str,
-    key: &'static str,
-    trusted_ca: &'static str,
-    client_cert_auth: &'static str,
+    names: TlsSettingNames,
     auto_tls: &'static str,
 }
 
 const CLIENT_FLAGS: SideFlags = SideFlags {
-    cert: "cert-file",
-    key: "key-file",
-    trusted_ca: "trusted-ca-file",
-    client_cert_auth: "client-cert-auth",
+    names: TlsSettingNames {
+        cert: "cert-file",
+        key: "key-file",
+        trusted_ca: "trusted-ca-file",
+        client_cert_auth: "client-cert-auth",
+        shown_with: "--",
+    },
     auto_tls: "auto-tls",
 };
 
 const PEER_FLAGS: SideFlags = SideFlags {
-    cert: "peer-cert-file",
-    key: "peer-key-file",
-    trusted_ca: "peer-trusted-ca-file",
-    client_cert_auth: "peer-client-cert-auth",
+    names: TlsSettingNames {
+        cert: "peer-cert-file",
+        key: "peer-key-file",
+        trusted_ca: "peer-trusted-ca-file",
+        client_cert_auth: "peer-client-cert-auth",
+        shown_with: "--",
+    },
     auto_tls: "peer-auto-tls",
 };
+
+fn flag_error(error: TlsSettingError) -> FlagError {
+    FlagError::new(error.setting, error.reason)
+}
 
 /// Where a side's `https://` URLs appear: (flag, first https URL).
 pub type HttpsUse = Option<(&'static str, String)>;
@@ -177,15 +185,23 @@ fn side(
     (cert, key, trusted_ca, client_cert_auth, auto_tls): SideValues<'_>,
     https: HttpsUse,
 ) -> Result<Option<TlsPaths>, FlagError> {
+    let names = &flags.names;
     if auto_tls {
         return Err(FlagError::new(
             flags.auto_tls,
             format!(
                 "pgwarden does not generate certificates; give --{} and --{}",
-                flags.cert, flags.key
+                names.cert, names.key
             ),
         ));
     }
+    let settings = TlsSettings {
+        cert: cert.as_deref(),
+        key: key.as_deref(),
+        trusted_ca: trusted_ca.as_deref(),
+        client_cert_auth,
+    };
+    settings.check(names).map_err(flag_error)?;
     let paths = match (cert, key) {
         (Some(cert), Some(key)) => Some(TlsPaths {
             cert_file: cert.clone(),
@@ -193,35 +209,14 @@ fn side(
             trusted_ca_file: trusted_ca.clone(),
             client_cert_auth,
         }),
-        (Some(_), None) => {
-            return Err(FlagError::new(
-                flags.key,
-                format!("missing: --{} needs it", flags.cert),
-            ));
-        }
-        (None, Some(_)) => {
-            return Err(FlagError::new(
-                flags.cert,
-                format!("missing: --{} needs it", flags.key),
-            ));
-        }
-        (None, None) => None,
+        _ => None,
     };
     if let Some((flag, url)) = https
         && paths.is_none()
     {
         return Err(FlagError::new(
             flag,
-            format!("{url} uses TLS: give --{} and --{}", flags.cert, flags.key),
-        ));
-    }
-    if client_cert_auth && trusted_ca.is_none() {
-        return Err(FlagError::new(
-            flags.client_cert_auth,
-            format!(
-                "needs --{} to verify certificates against",
-                flags.trusted_ca
-            ),
+            format!("{url} uses TLS: give --{} and --{}", names.cert, names.key),
         ));
     }
     Ok(paths)
@@ -255,34 +250,14 @@ pub fn load(config: &TlsConfig, peer_listener_tls: bool) -> Result<LoadedTls, Fl
 }
 
 fn load_side(flags: &SideFlags, paths: &TlsPaths) -> Result<TlsFiles, FlagError> {
-    let files = TlsFiles {
-        cert_pem: read(flags.cert, &paths.cert_file)?,
-        key_pem: read(flags.key, &paths.key_file)?,
-        trusted_ca_pem: paths
-            .trusted_ca_file
-            .as_deref()
-            .map(|path| read(flags.trusted_ca, path))
-            .transpose()?,
+    let settings = TlsSettings {
+        cert: Some(&paths.cert_file),
+        key: Some(&paths.key_file),
+        trusted_ca: paths.trusted_ca_file.as_deref(),
         client_cert_auth: paths.client_cert_auth,
     };
-    files.check().map_err(|error| {
-        let (flag, path) = match &error {
-            TlsError::Certificate(_) => (flags.cert, paths.cert_file.as_path()),
-            TlsError::Key(_) => (flags.key, paths.key_file.as_path()),
-            TlsError::TrustedCa(_) => (
-                flags.trusted_ca,
-                paths
-                    .trusted_ca_file
-                    .as_deref()
-                    .unwrap_or_else(|| Path::new("")),
-            ),
-        };
-        FlagError::new(flag, format!("{}: {error}", path.display()))
-    })?;
-    Ok(files)
-}
-
-fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, FlagError> {
-    std::fs::read(path)
-        .map_err(|error| FlagError::new(flag, format!("{}: {error}", path.display())))
+    settings
+        .load(&flags.names)
+        .map_err(flag_error)?
+        .ok_or_else(|| FlagError::new(flags.names.cert, "no certificate given"))
 }
