@@ -39,6 +39,10 @@ pub enum Error {
     StartFailed(String),
     #[error("PostgreSQL did not accept connections within {0:?}")]
     NotReady(Duration),
+    /// The server took the connection but did not complete its start-up handshake in time
+    /// (a stopped or hung postmaster: the kernel still accepts on its socket).
+    #[error("PostgreSQL did not answer a new connection within {0:?}")]
+    Unresponsive(Duration),
     #[error("postmaster did not exit within {0:?}")]
     StopTimedOut(Duration),
     #[error("signal postmaster {pid}: {source}")]

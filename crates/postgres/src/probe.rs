@@ -22,7 +22,7 @@ pub struct ConnectTarget {
     pub user: String,
     pub password: Option<String>,
     pub dbname: String,
-    /// Per-attempt connect timeout.
+    /// Per-attempt connect timeout, start-up handshake included.
     pub connect_timeout: Duration,
 }
 
@@ -117,7 +117,12 @@ impl Probe {
         if let Some(password) = &target.password {
             config.password(password);
         }
-        let (client, connection) = config.connect(NoTls).await?;
+        // tokio-postgres's connect timeout covers the socket connect only; a stopped
+        // postmaster's socket still accepts, and the start-up handshake would wait forever.
+        let (client, connection) =
+            tokio::time::timeout(target.connect_timeout, config.connect(NoTls))
+                .await
+                .map_err(|_| Error::Unresponsive(target.connect_timeout))??;
         let driver = tokio::spawn(async move {
             // The connection ends when the client is dropped or the server goes away; the
             // client then reports the error on its next query.
