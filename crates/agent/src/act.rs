@@ -463,6 +463,7 @@ impl<B: KvBackend> Agent<B> {
         self.stopped_since = Some(self.now());
         self.crashed_since = None;
         self.started_at = None;
+        self.unresponsive_since = None;
         // What was observed of the running server no longer holds: `/patroni` and the
         // member key published at the end of this cycle must not show it running.
         self.facts = None;

@@ -66,7 +66,12 @@ pub struct Agent<B: KvBackend> {
     pub(crate) adopted: Option<AdoptedPostmaster>,
     /// Set when we stopped PostgreSQL ourselves: its exit is not a crash.
     pub(crate) stop_requested: bool,
+    /// When this agent started the postmaster it is waiting on; cleared once it answers. Only
+    /// a start sets it, so a postmaster that exits while it is set failed to start.
     pub(crate) started_at: Option<ha::Instant>,
+    /// Since when a postmaster that had answered (or was adopted) has not answered: it is
+    /// reported as starting, but its exit is a crash, not a failed start.
+    pub(crate) unresponsive_since: Option<ha::Instant>,
     /// When PostgreSQL was first seen crashed in this outage. Kept over restarts that fail
     /// and cleared once it runs (or is stopped on purpose), so `primary_start_timeout`
     /// counts from the crash, not from the latest attempt.
@@ -144,6 +149,7 @@ impl<B: KvBackend> Agent<B> {
             adopted,
             stop_requested: false,
             started_at: None,
+            unresponsive_since: None,
             crashed_since: None,
             stopped_since: None,
             last_start_failed: false,
@@ -415,6 +421,7 @@ impl<B: KvBackend> Agent<B> {
         self.adopted = None;
         self.stop_requested = false;
         self.started_at = Some(self.now());
+        self.unresponsive_since = None;
         self.stopped_since = None;
         self.last_start_failed = false;
         self.wake_when_ready = true;
@@ -588,6 +595,7 @@ impl<B: KvBackend> Agent<B> {
         let child_exited = self.postmaster.as_mut().and_then(Postmaster::try_exited);
         if let Some(exit) = child_exited {
             self.postmaster = None;
+            self.unresponsive_since = None;
             // Still set: this start was never seen answering.
             let never_ran = self.started_at.take().is_some();
             if self.stop_requested {
@@ -620,12 +628,17 @@ impl<B: KvBackend> Agent<B> {
         local.process = match (&self.facts, process_alive) {
             (Some(_), _) => {
                 self.started_at = None;
+                self.unresponsive_since = None;
                 self.crashed_since = None;
                 self.wake_when_ready = false;
                 ProcessState::Running
             }
+            // A start of ours not answering yet, or a running postmaster that stopped
+            // answering (it may be dying: a crash must not later read as a failed start).
             (None, true) => ProcessState::Starting {
-                since: *self.started_at.get_or_insert(now),
+                since: self
+                    .started_at
+                    .unwrap_or_else(|| *self.unresponsive_since.get_or_insert(now)),
             },
             (None, false) => match self.crashed_since {
                 Some(since) => ProcessState::Crashed { since },

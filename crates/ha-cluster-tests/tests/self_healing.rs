@@ -13,6 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use ha_cluster_tests::{Cluster, ClusterOptions, Node, http_get_json};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use tokio::task::JoinHandle;
 
 /// The default leader lease (`ttl`) of a `pgwarden run` cluster.
@@ -252,6 +254,52 @@ async fn primary_crash_restarts_in_place() -> anyhow::Result<()> {
     assert!(
         detected < Duration::from_secs(1),
         "the crash was seen only after {detected:?}"
+    );
+    Ok(())
+}
+
+/// A primary's postmaster that stops answering (SIGSTOP, as a hung or dying server) and then
+/// dies is a crash, not a failed start: the node restarts it in place under its key. Once, a
+/// cycle that saw the silent postmaster as "starting" made its exit read as a start that
+/// failed, and the primary gave up its key (a failover instead of a restart, seen in CI when
+/// a cycle ran between the SIGKILL and the kernel's reaping of the process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_then_dead_postmaster_is_restarted_in_place() -> anyhow::Result<()> {
+    let (cluster, primary) = healthy_cluster(ClusterOptions::default()).await?;
+    let node = &cluster.nodes[primary];
+    let pid_before = node
+        .postmaster_pid()
+        .context("the primary's postmaster pid")?;
+    let monitor = RoleMonitor::start(&cluster);
+    let postmaster = Pid::from_raw(pid_before);
+    kill(postmaster, Signal::SIGSTOP)?;
+    eventually(
+        &cluster,
+        Duration::from_secs(30),
+        "the agent to report its silent postmaster as starting",
+        || async {
+            node.patroni()
+                .await
+                .is_some_and(|status| status["state"] == "starting")
+        },
+    )
+    .await?;
+    kill(postmaster, Signal::SIGKILL)?;
+    eventually(
+        &cluster,
+        Duration::from_secs(60),
+        "the primary accepts writes again from a new postmaster",
+        || async { node.postmaster_pid() != Some(pid_before) && node.accepts_writes().await },
+    )
+    .await?;
+    let samples = monitor.finish().await?;
+    let usurpers: Vec<&RoleSample> = samples
+        .iter()
+        .filter(|sample| sample.node != primary && sample.role == "primary")
+        .collect();
+    assert!(
+        usurpers.is_empty(),
+        "another member became primary: {usurpers:?}"
     );
     Ok(())
 }
