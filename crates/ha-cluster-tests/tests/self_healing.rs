@@ -1,10 +1,11 @@
 //! Self-healing and quorum loss with three `pgwarden run` members and real PostgreSQL 15:
 //! a PostgreSQL crash on the primary is restarted in place under the same lease (no failover,
-//! same timeline), also when it first went silent (SIGSTOP) and then died; a crashed replica restarts and catches up; a replica forked onto its own
-//! timeline is rewound or re-created per configuration; a primary whose store loses its
-//! majority (peers dead or hung) stops accepting writes before its lease deadline, and the
-//! cluster heals when the majority returns; with `primary_start_timeout: 0` a primary crash
-//! fails over instead, and a primary whose PostgreSQL fails to start gives up its key at once.
+//! same timeline), also when the postmaster first went silent (SIGSTOP) and then died; a
+//! crashed replica restarts and catches up; a replica forked onto its own timeline is rewound
+//! or re-created per configuration; a primary whose store loses its majority (peers dead or
+//! hung) stops accepting writes before its lease deadline, and the cluster heals when the
+//! majority returns; with `primary_start_timeout: 0` a primary crash fails over instead, and a
+//! primary whose PostgreSQL fails to start gives up its key at once.
 
 use std::future::Future;
 use std::sync::Arc;
