@@ -608,7 +608,26 @@ async fn diverged_replica_scenario(repair: DivergedRepair) -> anyhow::Result<()>
 
     // Phase 1: promote the replica by hand; it may take a write on its own timeline.
     let forked_at = Instant::now();
-    replica_node.query("SELECT pg_promote()").await?;
+    // The agent stops the forked server as soon as it sees it promoted, which can close the
+    // session before `pg_promote()` returns ("connection closed", once in CI): that, or a
+    // server already out of recovery, means the promotion happened. The fork itself is shown
+    // below by the agent's repair decision.
+    eventually(
+        &cluster,
+        Duration::from_secs(30),
+        "the replica to be promoted by hand",
+        || async {
+            match replica_node.query("SELECT pg_promote()").await {
+                Ok(answer) => answer.as_deref() == Some("t"),
+                Err(error) => {
+                    let error = format!("{error:#}");
+                    error.contains("connection closed")
+                        || error.contains("recovery is not in progress")
+                }
+            }
+        },
+    )
+    .await?;
     let _ = replica_node.query("INSERT INTO diverge VALUES (666)").await;
     primary_node.query("INSERT INTO diverge VALUES (2)").await?;
 
