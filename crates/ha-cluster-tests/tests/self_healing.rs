@@ -143,6 +143,18 @@ fn logged_after(log: &str, needle: &str, since: SystemTime) -> Option<Duration> 
     Some(Duration::from_secs_f64(delta))
 }
 
+/// Fails when a member other than `primary` answered `/patroni` as primary.
+fn assert_no_other_primary(samples: &[RoleSample], primary: usize) {
+    let usurpers: Vec<&RoleSample> = samples
+        .iter()
+        .filter(|sample| sample.node != primary && sample.role == "primary")
+        .collect();
+    assert!(
+        usurpers.is_empty(),
+        "another member became primary during crash recovery: {usurpers:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_crash_restarts_in_place() -> anyhow::Result<()> {
     let (cluster, primary) = healthy_cluster(ClusterOptions::default()).await?;
@@ -206,14 +218,7 @@ async fn primary_crash_restarts_in_place() -> anyhow::Result<()> {
     let samples = monitor.finish().await?;
 
     // No other member claimed the primary role while it recovered.
-    let usurpers: Vec<&RoleSample> = samples
-        .iter()
-        .filter(|sample| sample.node != primary && sample.role == "primary")
-        .collect();
-    assert!(
-        usurpers.is_empty(),
-        "another member became primary during crash recovery: {usurpers:?}"
-    );
+    assert_no_other_primary(&samples, primary);
     let down: Vec<Duration> = samples
         .iter()
         .filter(|sample| sample.node == primary && sample.state != "running")
@@ -294,14 +299,7 @@ async fn a_silent_then_dead_postmaster_is_restarted_in_place() -> anyhow::Result
     )
     .await?;
     let samples = monitor.finish().await?;
-    let usurpers: Vec<&RoleSample> = samples
-        .iter()
-        .filter(|sample| sample.node != primary && sample.role == "primary")
-        .collect();
-    assert!(
-        usurpers.is_empty(),
-        "another member became primary: {usurpers:?}"
-    );
+    assert_no_other_primary(&samples, primary);
     Ok(())
 }
 
