@@ -31,6 +31,14 @@ pub enum StorageError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A file of the Raft log's write-ahead log could not be created, written, synced, read
+    /// or removed (a full or failing disk, permissions).
+    #[error("Raft log {path}: {what}: {source}")]
+    LogIo {
+        what: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The snapshot file is not one this build wrote, or is damaged.
     #[error("snapshot file {path} refused: {reason}")]
     SnapshotCorrupt { path: PathBuf, reason: String },

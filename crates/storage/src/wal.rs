@@ -122,13 +122,14 @@ pub(crate) struct Wal {
     index: Arc<Mutex<Index>>,
 }
 
-impl WalReader {
-    fn lock(&self) -> MutexGuard<'_, Index> {
-        self.index
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
+/// The index, also after a panic elsewhere while it was held (it holds plain maps).
+fn lock(index: &Mutex<Index>) -> MutexGuard<'_, Index> {
+    index
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
+impl WalReader {
     /// The encodings of the entries in `[start, end)` that the log holds, in index order.
     pub(crate) fn read_range(
         &self,
@@ -136,7 +137,7 @@ impl WalReader {
         end: u64,
     ) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
         let wanted: Vec<(u64, Position, Arc<File>)> = {
-            let index = self.lock();
+            let index = lock(&self.index);
             let mut wanted = Vec::new();
             for (entry, position) in index.entries.range(start..end) {
                 let file = index.files.get(&position.segment).ok_or_else(|| {
@@ -166,7 +167,7 @@ impl WalReader {
 
     /// The highest index the log holds.
     pub(crate) fn last_index(&self) -> Option<u64> {
-        self.lock()
+        lock(&self.index)
             .entries
             .last_key_value()
             .map(|(index, _)| *index)
@@ -175,7 +176,7 @@ impl WalReader {
     /// How many entries the log holds.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.lock().entries.len()
+        lock(&self.index).entries.len()
     }
 }
 
@@ -184,7 +185,11 @@ fn segment_name(seq: u64) -> String {
 }
 
 fn io_error(what: &str, path: &Path, source: io::Error) -> StorageError {
-    StorageError::Corrupt(format!("{what} {}: {source}", path.display()))
+    StorageError::LogIo {
+        what: what.to_string(),
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StorageError> {
@@ -411,7 +416,7 @@ impl Wal {
                 tracing::warn!(path = %path.display(), offset = end.offset, "dropping an interrupted write at the end of the Raft log");
                 zero_from(&file, end.offset as u64, bytes.len() as u64)
                     .and_then(|()| file.sync_data())
-                    .map_err(|e| io_error("zero the interrupted end of", &path, e))?;
+                    .map_err(|e| io_error("zero the interrupted end", &path, e))?;
             }
             let file = Arc::new(file);
             index.files.insert(seq, file.clone());
@@ -503,7 +508,7 @@ impl Wal {
         let size = SEGMENT_BYTES.max(HEADER_BYTES + needed + RECORD_HEAD_BYTES as u64);
         let (path, file) = create_segment(&self.dir, seq, size)?;
         let file = Arc::new(file);
-        self.lock_index().files.insert(seq, file.clone());
+        lock(&self.index).files.insert(seq, file.clone());
         self.segments.push(Segment {
             seq,
             path,
@@ -515,22 +520,13 @@ impl Wal {
         Ok(())
     }
 
-    fn lock_index(&self) -> MutexGuard<'_, Index> {
-        self.index
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Publishes what `buffer` (now durable at `base` in the current segment) changed, and
     /// deletes the segments a purge in it made useless.
     fn after_durable(&mut self, buffer: &[u8], base: u64) -> Result<(), StorageError> {
         let (records, _) = scan(buffer, 0);
         let mut purged = None;
         {
-            let mut index = self
-                .index
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut index = lock(&self.index);
             let Some(segment) = self.segments.last_mut() else {
                 return Err(StorageError::Corrupt(
                     "the Raft log has no segment".to_string(),
@@ -564,7 +560,7 @@ impl Wal {
         }
         let removed: Vec<Segment> = self.segments.drain(..deletable).collect();
         for segment in &removed {
-            self.lock_index().files.remove(&segment.seq);
+            lock(&self.index).files.remove(&segment.seq);
             fs::remove_file(&segment.path)
                 .map_err(|e| io_error("remove purged log segment", &segment.path, e))?;
         }
@@ -659,7 +655,7 @@ pub(crate) fn import(
         wal.write(&records)?;
     }
     fs::rename(staging.join(WAL_DIR), &target)
-        .map_err(|e| io_error("move the imported log to", &target, e))?;
+        .map_err(|e| io_error("move the imported log here", &target, e))?;
     sync_dir(data_dir)?;
     fs::remove_dir_all(&staging).map_err(|e| io_error("remove", &staging, e))?;
     Ok(())
