@@ -143,16 +143,14 @@ fn logged_after(log: &str, needle: &str, since: SystemTime) -> Option<Duration> 
     Some(Duration::from_secs_f64(delta))
 }
 
-/// Fails when a member other than `primary` answered `/patroni` as primary.
-fn assert_no_other_primary(samples: &[RoleSample], primary: usize) {
+/// Fails, saying `what` happened, when a member other than `primary` answered `/patroni` as
+/// primary.
+fn assert_no_other_primary(samples: &[RoleSample], primary: usize, what: &str) {
     let usurpers: Vec<&RoleSample> = samples
         .iter()
         .filter(|sample| sample.node != primary && sample.role == "primary")
         .collect();
-    assert!(
-        usurpers.is_empty(),
-        "another member became primary during crash recovery: {usurpers:?}"
-    );
+    assert!(usurpers.is_empty(), "{what}: {usurpers:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,7 +216,11 @@ async fn primary_crash_restarts_in_place() -> anyhow::Result<()> {
     let samples = monitor.finish().await?;
 
     // No other member claimed the primary role while it recovered.
-    assert_no_other_primary(&samples, primary);
+    assert_no_other_primary(
+        &samples,
+        primary,
+        "another member became primary during crash recovery",
+    );
     let down: Vec<Duration> = samples
         .iter()
         .filter(|sample| sample.node == primary && sample.state != "running")
@@ -299,7 +301,11 @@ async fn a_silent_then_dead_postmaster_is_restarted_in_place() -> anyhow::Result
     )
     .await?;
     let samples = monitor.finish().await?;
-    assert_no_other_primary(&samples, primary);
+    assert_no_other_primary(
+        &samples,
+        primary,
+        "another member became primary during crash recovery",
+    );
     Ok(())
 }
 
@@ -378,14 +384,7 @@ async fn replica_crash_restarts_and_catches_up() -> anyhow::Result<()> {
     );
 
     let samples = monitor.finish().await?;
-    let usurpers: Vec<&RoleSample> = samples
-        .iter()
-        .filter(|sample| sample.node != primary && sample.role == "primary")
-        .collect();
-    assert!(
-        usurpers.is_empty(),
-        "a replica became primary: {usurpers:?}"
-    );
+    assert_no_other_primary(&samples, primary, "a replica became primary");
     assert!(
         primary_node.accepts_writes().await,
         "the primary still accepts writes"
