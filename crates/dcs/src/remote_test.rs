@@ -122,6 +122,27 @@ async fn next_batch(changes: &mut BoxStream<'static, ChangedKeys>) -> ChangedKey
         .expect("the watch stream does not end")
 }
 
+/// Reads batches until one names `key`; returns it and the batches before it (at most
+/// `at_most_before` of them).
+async fn batches_until(
+    changes: &mut BoxStream<'static, ChangedKeys>,
+    key: &str,
+    at_most_before: usize,
+) -> (ChangedKeys, Vec<ChangedKeys>) {
+    let mut before = Vec::new();
+    loop {
+        let batch = next_batch(changes).await;
+        if batch.iter().any(|changed| changed == key) {
+            return (batch, before);
+        }
+        assert!(
+            before.len() < at_most_before,
+            "{key} never reported; batches before: {before:?}, last {batch:?}"
+        );
+        before.push(batch);
+    }
+}
+
 #[tokio::test]
 async fn reads_writes_and_leases_match_the_in_process_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -332,16 +353,7 @@ async fn the_watch_reports_changes_and_survives_a_store_restart() {
         .put("/service/demo/marker", Bytes::from_static(b"m"), 0)
         .await
         .unwrap();
-    for leftover in 0.. {
-        let batch = next_batch(&mut changes).await;
-        if batch.iter().any(|key| key == "/service/demo/marker") {
-            break;
-        }
-        assert!(
-            leftover < 100,
-            "marker never reported; last batch {batch:?}"
-        );
-    }
+    let _ = batches_until(&mut changes, "/service/demo/marker", 100).await;
     store
         .put("/service/other/leader", Bytes::from_static(b"x"), 0)
         .await
@@ -367,17 +379,13 @@ async fn the_watch_reports_changes_and_survives_a_store_restart() {
     // lazily, once it leads again; a watch reopened before that may report the delete of
     // `leader` a second time (a harmless "re-read" hint for the agent; seen about once in ten
     // runs). What must come is the new change.
-    for repeated in 0.. {
-        let batch = next_batch(&mut changes).await;
-        if batch.iter().any(|key| key == "/service/demo/failover") {
-            assert_eq!(batch, ["/service/demo/failover"]);
-            break;
-        }
+    let (batch, before) = batches_until(&mut changes, "/service/demo/failover", 3).await;
+    assert_eq!(batch, ["/service/demo/failover"]);
+    for repeated in before {
         assert_eq!(
-            batch,
+            repeated,
             ["/service/demo/leader"],
             "only a re-report may come first"
         );
-        assert!(repeated < 3, "the new change was never reported");
     }
 }
