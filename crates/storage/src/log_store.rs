@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 use crate::codec::{self, Entry, LogId};
 use crate::db::Db;
 use crate::error::StorageError;
-use crate::log_writer::{CommittedWrite, LogWriter, WriteOp};
+use crate::log_writer::{LogWriter, WriteOp};
 use crate::types::TypeConfig;
 use crate::wal::{Wal, WalReader};
 
@@ -89,9 +89,8 @@ pub(crate) struct LogMemory {
     last_log: Option<LogId>,
     last_purged: Option<LogId>,
     vote: Option<VoteOf<TypeConfig>>,
-    /// The latest committed id openraft reported, and whether it is newer than the stored one.
+    /// The latest committed id openraft reported (queued for the writer when it changed).
     committed: Option<LogId>,
-    committed_unsaved: bool,
     /// Writes handed to the writer thread so far (the last one's sequence number); counted in
     /// the order they enter its queue.
     submitted: u64,
@@ -100,26 +99,6 @@ pub(crate) struct LogMemory {
 }
 
 impl LogMemory {
-    /// Records that `written` (what a transaction stored) reached disk, unless a newer
-    /// committed id arrived meanwhile.
-    pub(crate) fn mark_committed_saved(&mut self, written: Option<Option<LogId>>) {
-        if written == Some(self.committed) {
-            self.committed_unsaved = false;
-        }
-    }
-
-    /// The committed id not yet written, for the next write, marked as being written.
-    fn take_unsaved_committed(&mut self) -> Result<Option<CommittedWrite>, io::Error> {
-        if !self.committed_unsaved {
-            return Ok(None);
-        }
-        let bytes = serde_json::to_vec(&self.committed).map_err(io::Error::other)?;
-        Ok(Some(CommittedWrite {
-            value: self.committed,
-            bytes,
-        }))
-    }
-
     /// Drops the oldest cached entries beyond [`CACHE_ENTRIES`] or [`CACHE_BYTES`] that are
     /// durable.
     fn trim_cache(&mut self) {
@@ -181,7 +160,6 @@ impl LogStore {
             last_purged,
             vote,
             committed: committed.flatten(),
-            committed_unsaved: false,
             submitted: 0,
             durable_seq: 0,
         }));
@@ -367,31 +345,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.clone()
     }
 
-    /// Durable before returning (after every earlier write); also stores an unsaved committed id.
+    /// Durable before returning (after every earlier write).
     async fn save_vote(&mut self, vote: &VoteOf<TypeConfig>) -> Result<(), io::Error> {
         let bytes = serde_json::to_vec(vote).map_err(io::Error::other)?;
-        let committed = self.memory().take_unsaved_committed()?;
-        self.submit_and_wait(|done| WriteOp::Vote {
-            bytes,
-            committed,
-            done,
-        })
-        .await?;
+        self.submit_and_wait(|done| WriteOp::Vote { bytes, done })
+            .await?;
         self.memory().vote = Some(*vote);
         Ok(())
     }
 
-    /// The committed id costs no I/O of its own: it is written by the next `append`
-    /// transaction (and so becomes durable with the next log fsync). Losing the newest value in
-    /// a crash only makes a restart re-apply fewer entries before the leader tells the member
-    /// the commit index again, which is safe.
+    /// Queued for the writer, which writes it without an `fdatasync` of its own (see
+    /// [`crate::log_writer`]): a restarted member re-applies every entry it had applied before
+    /// it serves again, unless the machine lost power — then it re-applies fewer until the leader
+    /// repeats the commit index, which is safe.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         let mut memory = self.memory();
-        if memory.committed != committed {
-            memory.committed = committed;
-            memory.committed_unsaved = true;
+        if memory.committed == committed {
+            return Ok(());
         }
-        Ok(())
+        memory.committed = committed;
+        let bytes = serde_json::to_vec(&committed).map_err(io::Error::other)?;
+        self.submit(&mut memory, WriteOp::Committed { bytes })
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
@@ -430,7 +404,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         drop(entries);
         let mut memory = self.memory();
-        let committed = memory.take_unsaved_committed()?;
         let seq = memory.submitted + 1;
         for (_, bytes) in &encoded {
             let entry = owned_copy(bytes)?;
@@ -448,7 +421,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             &mut memory,
             WriteOp::Append {
                 entries: encoded,
-                committed,
                 done: callback,
             },
         )

@@ -3,10 +3,15 @@
 //!
 //! `append` hands its entries here and returns at once (they are already readable from the log
 //! store's memory); the writer drains whatever is queued — appends, votes, truncations, purges,
-//! barriers —, appends it all to the write-ahead file ([`crate::wal`]) with one `fdatasync`, and only then reports
-//! each operation done, in submission order. So a leader replicates an entry while its own fsync
-//! runs, and concurrent appends share one fsync, while openraft is told an entry is written only
-//! once it is durable.
+//! committed ids, barriers —, appends it all to the write-ahead file ([`crate::wal`]) with one
+//! `fdatasync`, and only then reports each operation done, in submission order. So a leader
+//! replicates an entry while its own fsync runs, and concurrent appends share one fsync, while
+//! openraft is told an entry is written only once it is durable.
+//!
+//! A group holding nothing but committed ids is written without an `fdatasync` of its own: it
+//! survives the process being killed (the page cache keeps it) and becomes durable against a
+//! power cut with the next synced group. Losing it to a power cut only makes a restart re-apply
+//! fewer entries before the leader repeats the commit index, which is safe.
 
 use std::io;
 use std::sync::mpsc;
@@ -17,36 +22,28 @@ use std::time::Instant;
 use openraft::storage::IOFlushed;
 use tokio::sync::oneshot;
 
-use crate::codec::LogId;
 use crate::error::StorageError;
 use crate::log_store::{LogMemory, LogWriteStats};
 use crate::types::TypeConfig;
-use crate::wal::{Record, Wal};
+use crate::wal::{Flush, Record, Wal};
 
 /// Most queued operations written by one `fdatasync`.
 const MAX_OPS_PER_COMMIT: usize = 1024;
-
-/// A committed id to store with a write, as captured when the write was submitted.
-pub(crate) struct CommittedWrite {
-    /// The value, to mark saved in memory once durable.
-    pub(crate) value: Option<LogId>,
-    /// Its serde_json encoding.
-    pub(crate) bytes: Vec<u8>,
-}
 
 /// One write, in the order openraft asked for it.
 pub(crate) enum WriteOp {
     /// Entries as `(index, encoding)`, contiguous and after every earlier append.
     Append {
         entries: Vec<(u64, Vec<u8>)>,
-        committed: Option<CommittedWrite>,
         done: IOFlushed<TypeConfig>,
     },
     Vote {
         bytes: Vec<u8>,
-        committed: Option<CommittedWrite>,
         done: oneshot::Sender<Result<(), String>>,
     },
+    /// The newest committed id (serde_json), written as soon as the writer gets to it; nobody
+    /// waits for it.
+    Committed { bytes: Vec<u8> },
     /// Removes every entry from `from` on.
     Truncate {
         from: u64,
@@ -134,6 +131,7 @@ impl WriteOp {
                 // The waiter may have given up (its request was cancelled): nothing to tell.
                 let _ = done.send(result);
             }
+            WriteOp::Committed { .. } => {}
         }
     }
 }
@@ -162,7 +160,7 @@ fn run(
         let result = write(wal, &ops, stats);
         let result = match result {
             Ok(entries) => {
-                after_durable(memory, stats, &ops, entries, processed);
+                after_durable(memory, stats, entries, processed);
                 Ok(())
             }
             Err(error) => {
@@ -176,55 +174,47 @@ fn run(
     }
 }
 
-/// Appends `ops` to the log and makes them durable (one `fdatasync`); returns how many entries
-/// it appended.
+/// Appends `ops` to the log and makes them durable (one `fdatasync`, none when they are only
+/// committed ids); returns how many entries it appended.
 fn write(wal: &mut Wal, ops: &[WriteOp], stats: &LogWriteStats) -> Result<u64, StorageError> {
     let started = Instant::now();
     let mut records = Vec::new();
     let mut entries_written = 0;
+    let mut only_committed = true;
     for op in ops {
-        let committed = match op {
-            WriteOp::Append {
-                entries, committed, ..
-            } => {
+        only_committed &= matches!(op, WriteOp::Committed { .. });
+        match op {
+            WriteOp::Append { entries, .. } => {
                 records.extend(entries.iter().map(|(index, bytes)| Record::Entry {
                     index: *index,
                     bytes,
                 }));
                 entries_written += entries.len() as u64;
-                committed
             }
-            WriteOp::Vote {
-                bytes, committed, ..
-            } => {
-                records.push(Record::Vote(bytes));
-                committed
-            }
-            WriteOp::Truncate { from, .. } => {
-                records.push(Record::Truncate { from: *from });
-                &None
-            }
+            WriteOp::Vote { bytes, .. } => records.push(Record::Vote(bytes)),
+            WriteOp::Committed { bytes } => records.push(Record::Committed(bytes)),
+            WriteOp::Truncate { from, .. } => records.push(Record::Truncate { from: *from }),
             WriteOp::Purge {
                 upto, purged_bytes, ..
-            } => {
-                records.push(Record::Purged {
-                    upto: *upto,
-                    bytes: purged_bytes,
-                });
-                &None
-            }
-            WriteOp::Barrier { .. } => &None,
-        };
-        if let Some(committed) = committed {
-            records.push(Record::Committed(&committed.bytes));
+            } => records.push(Record::Purged {
+                upto: *upto,
+                bytes: purged_bytes,
+            }),
+            WriteOp::Barrier { .. } => {}
         }
     }
     if records.is_empty() {
         // Only barriers: everything before them is durable already.
         return Ok(0);
     }
-    let synced = wal.write(&records)?;
+    let flush = if only_committed {
+        Flush::PageCache
+    } else {
+        Flush::Sync
+    };
+    let synced = wal.write(&records, flush)?;
     if entries_written > 0
+        && let Some(synced) = synced
         && let Some(histograms) = stats.histograms.get()
     {
         histograms.commit_seconds.record(synced);
@@ -233,15 +223,9 @@ fn write(wal: &mut Wal, ops: &[WriteOp], stats: &LogWriteStats) -> Result<u64, S
     Ok(entries_written)
 }
 
-/// Records in memory what just became durable: committed ids, the submissions through
-/// `durable_seq`, counters.
-fn after_durable(
-    memory: &Mutex<LogMemory>,
-    stats: &LogWriteStats,
-    ops: &[WriteOp],
-    entries: u64,
-    durable_seq: u64,
-) {
+/// Records in memory what just became durable: the submissions through `durable_seq`,
+/// counters.
+fn after_durable(memory: &Mutex<LogMemory>, stats: &LogWriteStats, entries: u64, durable_seq: u64) {
     if entries > 0 {
         stats
             .append_commits
@@ -253,18 +237,5 @@ fn after_durable(
     let mut memory = memory
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    for op in ops {
-        if let WriteOp::Append {
-            committed: Some(committed),
-            ..
-        }
-        | WriteOp::Vote {
-            committed: Some(committed),
-            ..
-        } = op
-        {
-            memory.mark_committed_saved(Some(committed.value));
-        }
-    }
     memory.durable_seq = durable_seq;
 }

@@ -120,6 +120,18 @@ pub(crate) struct Wal {
     /// Latest metadata, restated at the start of every new segment.
     meta: WalMeta,
     index: Arc<Mutex<Index>>,
+    /// Something was written to the current segment since its last `fdatasync`.
+    unsynced: bool,
+}
+
+/// How far [`Wal::write`] takes its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flush {
+    /// To disk (`fdatasync`), with everything written before.
+    Sync,
+    /// Into the page cache only: they survive the process, and a power cut only until the next
+    /// synced write.
+    PageCache,
 }
 
 /// The index, also after a panic elsewhere while it was held (it holds plain maps).
@@ -448,19 +460,26 @@ impl Wal {
             capacity,
             meta: meta.clone(),
             index: index.clone(),
+            unsynced: false,
         };
         Ok((wal, WalReader { index }, meta))
     }
 
-    /// Appends `records` and makes them durable (one `fdatasync`, plus a new segment when the
-    /// current one is full). Readers see new entries only once this returns `Ok`, which carries
-    /// how long the `fdatasync` took.
-    pub(crate) fn write(&mut self, records: &[Record<'_>]) -> Result<Duration, StorageError> {
+    /// Appends `records` (plus a new segment when the current one is full) and, with
+    /// [`Flush::Sync`], makes them and every earlier write durable with one `fdatasync`, whose
+    /// duration it returns. Readers see new entries only once this returns `Ok`.
+    pub(crate) fn write(
+        &mut self,
+        records: &[Record<'_>],
+        flush: Flush,
+    ) -> Result<Option<Duration>, StorageError> {
         let mut buffer = Vec::new();
         for record in records {
             encode(*record, &mut buffer);
         }
         if self.write_offset + buffer.len() as u64 > self.capacity {
+            // Only the newest segment may end in a torn record after a power cut.
+            self.sync_current()?;
             let mut restated = Vec::new();
             if let Some(vote) = &self.meta.vote {
                 encode(Record::Vote(vote), &mut restated);
@@ -486,14 +505,29 @@ impl Wal {
         self.current
             .write_all_at(&buffer, base)
             .map_err(|e| io_error("write", &path, e))?;
-        let syncing = Instant::now();
-        self.current
-            .sync_data()
-            .map_err(|e| io_error("fdatasync", &path, e))?;
-        let synced = syncing.elapsed();
         self.write_offset += buffer.len() as u64;
+        self.unsynced = true;
+        let synced = match flush {
+            Flush::Sync => {
+                let syncing = Instant::now();
+                self.sync_current()?;
+                Some(syncing.elapsed())
+            }
+            Flush::PageCache => None,
+        };
         self.after_durable(&buffer, base)?;
         Ok(synced)
+    }
+
+    /// `fdatasync`s the current segment if something was written to it since the last one.
+    fn sync_current(&mut self) -> Result<(), StorageError> {
+        if self.unsynced {
+            self.current
+                .sync_data()
+                .map_err(|e| io_error("fdatasync", &self.current_path(), e))?;
+            self.unsynced = false;
+        }
+        Ok(())
     }
 
     fn current_path(&self) -> PathBuf {
@@ -652,7 +686,7 @@ pub(crate) fn import(
             index: *index,
             bytes,
         }));
-        wal.write(&records)?;
+        wal.write(&records, Flush::Sync)?;
     }
     fs::rename(staging.join(WAL_DIR), &target)
         .map_err(|e| io_error("move the imported log here", &target, e))?;

@@ -22,15 +22,21 @@ fn records_survive_reopen_and_truncation_replays() {
     {
         let (mut wal, reader, meta) = Wal::open(dir.path()).unwrap();
         assert!(meta.vote.is_none());
-        wal.write(&[Record::Vote(b"v1"), entry(1, b"one"), entry(2, b"two")])
-            .unwrap();
-        wal.write(&[
-            Record::Truncate { from: 2 },
-            entry(2, b"TWO"),
-            entry(3, b"three"),
-        ])
+        wal.write(
+            &[Record::Vote(b"v1"), entry(1, b"one"), entry(2, b"two")],
+            Flush::Sync,
+        )
         .unwrap();
-        wal.write(&[Record::Committed(b"c3")]).unwrap();
+        wal.write(
+            &[
+                Record::Truncate { from: 2 },
+                entry(2, b"TWO"),
+                entry(3, b"three"),
+            ],
+            Flush::Sync,
+        )
+        .unwrap();
+        wal.write(&[Record::Committed(b"c3")], Flush::Sync).unwrap();
         assert_eq!(reader.last_index(), Some(3));
     }
     let (_, reader, meta) = Wal::open(dir.path()).unwrap();
@@ -51,7 +57,8 @@ fn an_interrupted_write_at_the_end_is_dropped_and_the_log_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let end = {
         let (mut wal, _, _) = Wal::open(dir.path()).unwrap();
-        wal.write(&[entry(1, b"one"), entry(2, b"two")]).unwrap();
+        wal.write(&[entry(1, b"one"), entry(2, b"two")], Flush::Sync)
+            .unwrap();
         wal.write_offset
     };
     // Half a record: its head promises more bytes than were written before the crash.
@@ -68,7 +75,7 @@ fn an_interrupted_write_at_the_end_is_dropped_and_the_log_goes_on() {
         let (mut wal, reader, _) = Wal::open(dir.path()).unwrap();
         assert_eq!(reader.last_index(), Some(2));
         assert_eq!(wal.write_offset, end);
-        wal.write(&[entry(3, b"3")]).unwrap();
+        wal.write(&[entry(3, b"3")], Flush::Sync).unwrap();
     }
     let (_, reader, _) = Wal::open(dir.path()).unwrap();
     assert_eq!(
@@ -87,9 +94,9 @@ fn a_damaged_record_in_an_older_segment_is_refused_naming_the_file() {
     let big = vec![7u8; SEGMENT_BYTES as usize];
     {
         let (mut wal, _, _) = Wal::open(dir.path()).unwrap();
-        wal.write(&[entry(1, b"one")]).unwrap();
+        wal.write(&[entry(1, b"one")], Flush::Sync).unwrap();
         // Does not fit in what is left of segment 1: goes to segment 2.
-        wal.write(&[entry(2, &big)]).unwrap();
+        wal.write(&[entry(2, &big)], Flush::Sync).unwrap();
     }
     assert!(segment_path(dir.path(), 2).exists());
     let path = segment_path(dir.path(), 1);
@@ -107,18 +114,24 @@ fn a_purge_deletes_whole_older_segments_and_keeps_the_metadata() {
     let big = vec![7u8; SEGMENT_BYTES as usize];
     {
         let (mut wal, reader, _) = Wal::open(dir.path()).unwrap();
-        wal.write(&[
-            Record::Vote(b"v"),
-            entry(1, b"one"),
-            Record::Committed(b"c1"),
-        ])
+        wal.write(
+            &[
+                Record::Vote(b"v"),
+                entry(1, b"one"),
+                Record::Committed(b"c1"),
+            ],
+            Flush::Sync,
+        )
         .unwrap();
-        wal.write(&[entry(2, &big)]).unwrap();
-        wal.write(&[entry(3, b"three")]).unwrap();
-        wal.write(&[Record::Purged {
-            upto: 1,
-            bytes: b"p1",
-        }])
+        wal.write(&[entry(2, &big)], Flush::Sync).unwrap();
+        wal.write(&[entry(3, b"three")], Flush::Sync).unwrap();
+        wal.write(
+            &[Record::Purged {
+                upto: 1,
+                bytes: b"p1",
+            }],
+            Flush::Sync,
+        )
         .unwrap();
         assert!(!segment_path(dir.path(), 1).exists());
         assert_eq!(reader.read_range(0, 10).unwrap().len(), 2);
@@ -154,7 +167,7 @@ fn groups_cross_into_a_new_segment_and_a_leftover_temp_file_is_ignored() {
     {
         let (mut wal, _, _) = Wal::open(dir.path()).unwrap();
         for index in 1..=20 {
-            wal.write(&[entry(index, &mib)]).unwrap();
+            wal.write(&[entry(index, &mib)], Flush::Sync).unwrap();
         }
         assert!(segment_path(dir.path(), 2).exists());
     }
