@@ -211,7 +211,9 @@ fn sync_dir(dir: &Path) -> Result<(), StorageError> {
 }
 
 /// Appends `record` in its on-disk form to `out`.
-pub(crate) fn encode(record: Record<'_>, out: &mut Vec<u8>) {
+/// Appends `record` to `out`; returns where it lies there (so a writer need not scan its own
+/// buffer again).
+pub(crate) fn encode(record: Record<'_>, out: &mut Vec<u8>) -> ReadRecord {
     let (kind, head, body): (u8, Option<u64>, &[u8]) = match record {
         Record::Entry { index, bytes } => (KIND_ENTRY, Some(index), bytes),
         Record::Truncate { from } => (KIND_TRUNCATE, Some(from), &[]),
@@ -231,6 +233,10 @@ pub(crate) fn encode(record: Record<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(body);
     let crc = crc32fast::hash(&out[start + RECORD_HEAD_BYTES..]);
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    ReadRecord {
+        kind,
+        body: start + RECORD_HEAD_BYTES + 1..out.len(),
+    }
 }
 
 /// Creates segment `seq` in `dir` of `size` bytes, its blocks allocated (`posix_fallocate`) so
@@ -259,8 +265,8 @@ fn create_segment(dir: &Path, seq: u64, size: u64) -> Result<(PathBuf, File), St
     Ok((path, file))
 }
 
-/// One record found in a buffer of records.
-struct ReadRecord {
+/// One record found in (or written to) a buffer of records.
+pub(crate) struct ReadRecord {
     kind: u8,
     /// Where the body (after the kind byte) lies in the scanned bytes.
     body: std::ops::Range<usize>,
@@ -474,28 +480,36 @@ impl Wal {
         flush: Flush,
     ) -> Result<Option<Duration>, StorageError> {
         let mut buffer = Vec::new();
-        for record in records {
-            encode(*record, &mut buffer);
-        }
+        let mut written: Vec<ReadRecord> = records
+            .iter()
+            .map(|record| encode(*record, &mut buffer))
+            .collect();
         if self.write_offset + buffer.len() as u64 > self.capacity {
             // Only the newest segment may end in a torn record after a power cut.
             self.sync_current()?;
             let mut restated = Vec::new();
+            let mut restated_records = Vec::new();
             if let Some(vote) = &self.meta.vote {
-                encode(Record::Vote(vote), &mut restated);
+                restated_records.push(encode(Record::Vote(vote), &mut restated));
             }
             if let Some(committed) = &self.meta.committed {
-                encode(Record::Committed(committed), &mut restated);
+                restated_records.push(encode(Record::Committed(committed), &mut restated));
             }
             if let Some((upto, json)) = &self.meta.purged {
-                encode(
+                restated_records.push(encode(
                     Record::Purged {
                         upto: *upto,
                         bytes: json,
                     },
                     &mut restated,
-                );
+                ));
             }
+            let shift = restated.len();
+            for record in &mut written {
+                record.body = record.body.start + shift..record.body.end + shift;
+            }
+            restated_records.append(&mut written);
+            written = restated_records;
             restated.extend_from_slice(&buffer);
             buffer = restated;
             self.start_segment(buffer.len() as u64)?;
@@ -515,7 +529,7 @@ impl Wal {
             }
             Flush::PageCache => None,
         };
-        self.after_durable(&buffer, base)?;
+        self.after_durable(&buffer, &written, base)?;
         Ok(synced)
     }
 
@@ -554,10 +568,14 @@ impl Wal {
         Ok(())
     }
 
-    /// Publishes what `buffer` (now durable at `base` in the current segment) changed, and
+    /// Publishes what `records` of `buffer` (now written at `base` in the current segment) changed, and
     /// deletes the segments a purge in it made useless.
-    fn after_durable(&mut self, buffer: &[u8], base: u64) -> Result<(), StorageError> {
-        let (records, _) = scan(buffer, 0);
+    fn after_durable(
+        &mut self,
+        buffer: &[u8],
+        records: &[ReadRecord],
+        base: u64,
+    ) -> Result<(), StorageError> {
         let mut purged = None;
         {
             let mut index = lock(&self.index);
@@ -566,7 +584,7 @@ impl Wal {
                     "the Raft log has no segment".to_string(),
                 ));
             };
-            for record in &records {
+            for record in records {
                 replay(record, buffer, base, segment, &mut index, &mut self.meta)
                     .map_err(StorageError::Corrupt)?;
                 if record.kind == KIND_PURGED {

@@ -63,7 +63,7 @@ fn an_interrupted_write_at_the_end_is_dropped_and_the_log_goes_on() {
     };
     // Half a record: its head promises more bytes than were written before the crash.
     let mut torn = Vec::new();
-    encode(entry(3, b"three, never acknowledged"), &mut torn);
+    let _ = encode(entry(3, b"three, never acknowledged"), &mut torn);
     let file = OpenOptions::new()
         .write(true)
         .open(segment_path(dir.path(), 1))
