@@ -57,8 +57,18 @@ struct Args {
     hold_after_load: u64,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // One worker per core, stated rather than taken from TOKIO_WORKER_THREADS: that variable
+    // reaches the pgwarden members this process starts, and the load must not change with it.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
     anyhow::ensure!(args.seconds > 0, "--seconds must be at least 1");

@@ -568,8 +568,8 @@ impl Wal {
         Ok(())
     }
 
-    /// Publishes what `records` of `buffer` (now written at `base` in the current segment) changed, and
-    /// deletes the segments a purge in it made useless.
+    /// Publishes what `records` of `buffer` (now written at `base` in the current segment)
+    /// changed, and deletes the segments a purge in it made useless.
     fn after_durable(
         &mut self,
         buffer: &[u8],
