@@ -47,19 +47,33 @@ impl Report {
         for (workload, (pgwarden, etcd)) in &self.samples {
             let pgwarden = merged(pgwarden);
             let etcd = merged(etcd);
+            // A target run with `--only` has no samples: its cells and the ratios read "—".
+            let ops = |m: &Option<Merged>| m.as_ref().map(|m| format!("{:.0}", m.ops));
+            let latency = |m: &Option<Merged>| {
+                m.as_ref().map(|m| {
+                    format!(
+                        "{:.2} / {:.2}",
+                        m.sample.percentile_ms(0.5),
+                        m.sample.percentile_ms(0.99)
+                    )
+                })
+            };
+            let errors = |m: &Option<Merged>| m.as_ref().map(|m| m.sample.errors.to_string());
+            let both = pgwarden.as_ref().zip(etcd.as_ref());
             let _ = writeln!(
                 out,
-                "| {workload} | {:.0} | {:.0} | {:.2}× | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} | {} / {} |",
-                pgwarden.ops,
-                etcd.ops,
-                pgwarden.ops / etcd.ops,
-                pgwarden.sample.percentile_ms(0.5),
-                pgwarden.sample.percentile_ms(0.99),
-                etcd.sample.percentile_ms(0.5),
-                etcd.sample.percentile_ms(0.99),
-                pgwarden.sample.percentile_ms(0.99) / etcd.sample.percentile_ms(0.99),
-                pgwarden.sample.errors,
-                etcd.sample.errors,
+                "| {workload} | {} | {} | {} | {} | {} | {} | {} / {} |",
+                dash(ops(&pgwarden)),
+                dash(ops(&etcd)),
+                dash(both.map(|(p, e)| format!("{:.2}×", p.ops / e.ops))),
+                dash(latency(&pgwarden)),
+                dash(latency(&etcd)),
+                dash(both.map(|(p, e)| format!(
+                    "{:.2}",
+                    p.sample.percentile_ms(0.99) / e.sample.percentile_ms(0.99)
+                ))),
+                dash(errors(&pgwarden)),
+                dash(errors(&etcd)),
             );
         }
         if let (Some(pgwarden), Some(etcd)) = self.memory {
@@ -80,13 +94,21 @@ struct Merged {
     sample: Sample,
 }
 
-fn merged(samples: &[Sample]) -> Merged {
-    let ops = samples.iter().map(Sample::ops_per_second).sum::<f64>() / samples.len().max(1) as f64;
+fn dash(cell: Option<String>) -> String {
+    cell.unwrap_or_else(|| "—".to_owned())
+}
+
+/// `None` when the target did not run.
+fn merged(samples: &[Sample]) -> Option<Merged> {
+    if samples.is_empty() {
+        return None;
+    }
+    let ops = samples.iter().map(Sample::ops_per_second).sum::<f64>() / samples.len() as f64;
     let mut sample = Sample::default();
     for one in samples {
         sample.latencies_us.extend_from_slice(&one.latencies_us);
         sample.errors += one.errors;
     }
     sample.latencies_us.sort_unstable();
-    Merged { ops, sample }
+    Some(Merged { ops, sample })
 }
