@@ -161,7 +161,11 @@ pub struct RaftConfig {
 }
 
 /// An external etcd cluster, as Patroni's `etcd3:` section: `hosts` (or one `host`), the
-/// `protocol` (`http` only: TLS to etcd is not implemented), and etcd auth credentials.
+/// `protocol` (`http` or `https`), etcd auth credentials, and for https Patroni's TLS keys
+/// (see [`crate::config::etcd3_tls`]).
+///
+/// Hosts given as `https://host:port` imply `protocol: https`; plain `host:port` hosts take
+/// the `protocol`. http and https endpoints do not mix.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Etcd3Config {
@@ -175,6 +179,20 @@ pub struct Etcd3Config {
     pub username: Option<String>,
     #[serde(default)]
     pub password: Option<String>,
+    /// CA certificates (PEM) the etcd servers' certificates are verified against; required
+    /// with https, and the only trust anchors used (never the system's CA store).
+    #[serde(default)]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate chain (PEM) presented to etcd (for etcd's `--client-cert-auth`).
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// The unencrypted private key (PEM) of `cert`.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// Patroni's password of an encrypted `key`: accepted by the parser only to be refused
+    /// with a clear message (pgwarden reads unencrypted keys only).
+    #[serde(default)]
+    pub key_password: Option<String>,
 }
 
 /// `hosts:` as a list or a comma-separated string (Patroni accepts both).
@@ -345,8 +363,9 @@ fn seconds(value: Option<f64>, default: Duration) -> Duration {
 }
 
 impl RunConfig {
-    /// Reads and validates a configuration file, including the `raft:` TLS files (read and
-    /// parsed, so a missing or unusable file is refused here, naming its key and path).
+    /// Reads and validates a configuration file, including the TLS files of `raft:` or
+    /// `etcd3:` (read and parsed, so a missing or unusable file is refused here, naming its
+    /// key and path).
     pub fn load(path: &Path) -> Result<RunConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
@@ -355,6 +374,9 @@ impl RunConfig {
         let config = Self::parse(&text)?;
         if let Some(raft) = &config.raft {
             raft.load_tls()?;
+        }
+        if let Some(etcd3) = &config.etcd3 {
+            etcd3.tls()?;
         }
         Ok(config)
     }
@@ -579,17 +601,11 @@ impl RunConfig {
 impl Etcd3Config {
     fn validate(&self) -> Result<(), ConfigError> {
         match self.protocol.as_deref() {
-            None | Some("http") => {}
-            Some("https") => {
-                return Err(RunConfig::invalid(
-                    "etcd3.protocol",
-                    "https is not supported: pgwarden does not implement TLS to etcd yet",
-                ));
-            }
+            None | Some("http") | Some("https") => {}
             Some(other) => {
                 return Err(RunConfig::invalid(
                     "etcd3.protocol",
-                    format!("{other:?} is not a protocol; use http"),
+                    format!("{other:?} is not a protocol; use http or https"),
                 ));
             }
         }
@@ -601,10 +617,13 @@ impl Etcd3Config {
             ));
         }
         for endpoint in &endpoints {
-            let Some(address) = endpoint.strip_prefix("http://") else {
+            let Some(address) = endpoint
+                .strip_prefix("http://")
+                .or_else(|| endpoint.strip_prefix("https://"))
+            else {
                 return Err(RunConfig::invalid(
                     "etcd3.hosts",
-                    format!("{endpoint:?}: only http:// is supported (no TLS to etcd yet)"),
+                    format!("{endpoint:?}: only http:// and https:// are supported"),
                 ));
             };
             if split_host_port(address).is_none() {
@@ -614,17 +633,47 @@ impl Etcd3Config {
                 ));
             }
         }
-        match (&self.username, &self.password) {
-            (Some(_), None) => Err(RunConfig::invalid(
-                "etcd3.password",
-                "required with etcd3.username",
-            )),
-            (None, Some(_)) => Err(RunConfig::invalid(
-                "etcd3.username",
-                "required with etcd3.password",
-            )),
-            _ => Ok(()),
+        let https = endpoints
+            .iter()
+            .filter(|endpoint| endpoint.starts_with("https://"))
+            .count();
+        if https != 0 && https != endpoints.len() {
+            return Err(RunConfig::invalid(
+                "etcd3.hosts",
+                "http:// and https:// hosts are mixed: every host uses the same protocol",
+            ));
         }
+        match (self.protocol.as_deref(), https != 0) {
+            (Some("http"), true) => {
+                return Err(RunConfig::invalid(
+                    "etcd3.protocol",
+                    "http, but the hosts are https://: give protocol: https or drop it",
+                ));
+            }
+            (Some("https"), false) => {
+                return Err(RunConfig::invalid(
+                    "etcd3.protocol",
+                    "https, but the hosts are http://: give protocol: http or drop it",
+                ));
+            }
+            _ => {}
+        }
+        match (&self.username, &self.password) {
+            (Some(_), None) => {
+                return Err(RunConfig::invalid(
+                    "etcd3.password",
+                    "required with etcd3.username",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(RunConfig::invalid(
+                    "etcd3.username",
+                    "required with etcd3.password",
+                ));
+            }
+            _ => {}
+        }
+        self.validate_tls()
     }
 
     /// The etcd auth credentials (user name, password), when configured.
@@ -632,7 +681,16 @@ impl Etcd3Config {
         Some((self.username.clone()?, self.password.clone()?))
     }
 
-    /// `http://host:port` endpoints.
+    /// Whether the etcd cluster is reached over TLS: `protocol: https`, or `https://` hosts.
+    pub fn uses_tls(&self) -> bool {
+        self.protocol.as_deref() == Some("https")
+            || self
+                .endpoints()
+                .iter()
+                .any(|endpoint| endpoint.starts_with("https://"))
+    }
+
+    /// `http://host:port` or `https://host:port` endpoints (a host's own scheme is kept).
     pub fn endpoints(&self) -> Vec<String> {
         let hosts: Vec<String> = match (&self.hosts, &self.host) {
             (Some(HostList::List(hosts)), _) => hosts.clone(),
@@ -666,6 +724,7 @@ pub fn parameter_text(value: &serde_json::Value) -> String {
     }
 }
 
+pub mod etcd3_tls;
 pub mod raft_tls;
 
 #[cfg(test)]

@@ -234,16 +234,12 @@ fn etcd3_accepts_patroni_keys() {
 fn etcd3_refusals_name_their_key() {
     let cases = [
         (
-            "etcd3:\n  hosts: 127.0.0.1:2379\n  protocol: https\n",
-            "etcd3.protocol: https is not supported",
-        ),
-        (
             "etcd3:\n  hosts: 127.0.0.1:2379\n  protocol: gopher\n",
             "etcd3.protocol:",
         ),
         (
-            "etcd3:\n  hosts: https://127.0.0.1:2379\n",
-            "etcd3.hosts: \"https://127.0.0.1:2379\": only http://",
+            "etcd3:\n  hosts: unix://127.0.0.1:2379\n",
+            "etcd3.hosts: \"unix://127.0.0.1:2379\": only http:// and https://",
         ),
         ("etcd3:\n  hosts: ''\n", "etcd3.hosts: at least one"),
         ("etcd3: {}\n", "etcd3.hosts: at least one"),
@@ -256,8 +252,8 @@ fn etcd3_refusals_name_their_key() {
             "etcd3.password: required with etcd3.username",
         ),
         (
-            "etcd3:\n  hosts: 127.0.0.1:2379\n  cacert: /ca.pem\n",
-            "unknown field `cacert`",
+            "etcd3:\n  hosts: 127.0.0.1:2379\n  certfile: /ca.pem\n",
+            "unknown field `certfile`",
         ),
         ("", "raft: a store is required"),
     ];
@@ -274,6 +270,261 @@ fn etcd3_refusals_name_their_key() {
         error.starts_with("etcd3: `raft:` and `etcd3:` exclude each other"),
         "{error}"
     );
+}
+
+/// The key path and reason of a refusal.
+fn refused_key(result: Result<RunConfig, ConfigError>) -> (String, String) {
+    match result {
+        Err(ConfigError::Invalid { path, reason }) => (path, reason),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn etcd3_https_endpoints() {
+    let cases = [
+        (
+            "etcd3:\n  hosts: [127.0.0.1:2379, 127.0.0.1:2479]\n  protocol: https\n  cacert: /ca.pem\n",
+            vec!["https://127.0.0.1:2379", "https://127.0.0.1:2479"],
+        ),
+        (
+            "etcd3:\n  hosts: https://127.0.0.1:2379,https://127.0.0.1:2479\n  cacert: /ca.pem\n",
+            vec!["https://127.0.0.1:2379", "https://127.0.0.1:2479"],
+        ),
+        (
+            "etcd3:\n  host: https://10.0.0.1:2379\n  protocol: https\n  cacert: /ca.pem\n  \
+             cert: /client.pem\n  key: /client-key.pem\n",
+            vec!["https://10.0.0.1:2379"],
+        ),
+    ];
+    for (store, endpoints) in cases {
+        let etcd3 = RunConfig::parse(&with_store(store))
+            .unwrap_or_else(|error| panic!("{store:?}: {error}"))
+            .etcd3
+            .unwrap();
+        assert!(etcd3.uses_tls(), "{store:?}");
+        assert_eq!(etcd3.endpoints(), endpoints, "{store:?}");
+    }
+    let plain = RunConfig::parse(&with_store("etcd3:\n  hosts: http://127.0.0.1:2379\n"))
+        .unwrap()
+        .etcd3
+        .unwrap();
+    assert!(!plain.uses_tls());
+    assert!(plain.tls().unwrap().is_none());
+}
+
+#[test]
+fn etcd3_tls_rules_name_their_key() {
+    let cases = [
+        (
+            "protocol: https",
+            "etcd3.cacert",
+            "required with https: pgwarden verifies the etcd servers' certificates against this CA only",
+        ),
+        (
+            "hosts: https://127.0.0.1:2379",
+            "etcd3.cacert",
+            "required with https",
+        ),
+        (
+            "protocol: https\n  cacert: /ca.pem\n  cert: /client.pem",
+            "etcd3.key",
+            "required with etcd3.cert",
+        ),
+        (
+            "protocol: https\n  cacert: /ca.pem\n  key: /client-key.pem",
+            "etcd3.cert",
+            "required with etcd3.key",
+        ),
+        (
+            "cacert: /ca.pem",
+            "etcd3.cacert",
+            "only used with protocol: https",
+        ),
+        (
+            "protocol: http\n  cert: /client.pem\n  key: /client-key.pem",
+            "etcd3.cert",
+            "only used with protocol: https",
+        ),
+        (
+            "key: /client-key.pem",
+            "etcd3.key",
+            "only used with protocol: https",
+        ),
+        (
+            "hosts: [http://127.0.0.1:2379, https://127.0.0.1:2479]\n  cacert: /ca.pem",
+            "etcd3.hosts",
+            "http:// and https:// hosts are mixed",
+        ),
+        (
+            "hosts: [127.0.0.1:2379, https://127.0.0.1:2479]\n  cacert: /ca.pem",
+            "etcd3.hosts",
+            "mixed",
+        ),
+        (
+            "protocol: http\n  hosts: https://127.0.0.1:2479\n  cacert: /ca.pem",
+            "etcd3.protocol",
+            "the hosts are https://",
+        ),
+        (
+            "protocol: https\n  hosts: http://127.0.0.1:2479\n  cacert: /ca.pem",
+            "etcd3.protocol",
+            "the hosts are http://",
+        ),
+        (
+            "protocol: https\n  cacert: /ca.pem\n  cert: /client.pem\n  key: /client-key.pem\n  \
+             key_password: secret",
+            "etcd3.key_password",
+            "encrypted private keys are not supported: decrypt the key file",
+        ),
+        ("protocol: tls", "etcd3.protocol", "use http or https"),
+    ];
+    for (keys, key, reason) in cases {
+        let hosts = if keys.contains("hosts:") {
+            ""
+        } else {
+            "hosts: 127.0.0.1:2379\n  "
+        };
+        let store = format!("etcd3:\n  {hosts}{keys}\n");
+        let (path, message) = refused_key(RunConfig::parse(&with_store(&store)));
+        assert_eq!(path, key, "{store:?}: {message}");
+        assert!(message.contains(reason), "{store:?}: {message}");
+    }
+}
+
+/// A self-signed certificate and its key, PEM (usable as a CA and as a client certificate).
+fn self_signed() -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    let certificate = params.self_signed(&key).unwrap();
+    (certificate.pem(), key.serialize_pem())
+}
+
+/// Writes `ca.pem`, `client.pem`, `client-key.pem`, `other-key.pem` and `garbage.pem` into `dir`.
+fn write_etcd3_tls_files(dir: &Path) {
+    let (ca, _) = self_signed();
+    let (client, client_key) = self_signed();
+    let (_, other_key) = self_signed();
+    for (name, pem) in [
+        ("ca.pem", ca),
+        ("client.pem", client),
+        ("client-key.pem", client_key),
+        ("other-key.pem", other_key),
+        ("garbage.pem", "not PEM at all\n".to_owned()),
+    ] {
+        std::fs::write(dir.join(name), pem).unwrap();
+    }
+}
+
+/// Writes a configuration with an https `etcd3:` section of `keys` (`{dir}`: the files'
+/// directory) and loads it.
+fn load_etcd3(dir: &Path, keys: &str) -> Result<RunConfig, ConfigError> {
+    let keys = keys.replace("{dir}", &dir.display().to_string());
+    let store = format!("etcd3:\n  protocol: https\n  hosts: 127.0.0.1:2379\n{keys}");
+    let path = dir.join("pgwarden.yml");
+    std::fs::write(&path, with_store(&store)).unwrap();
+    RunConfig::load(&path)
+}
+
+#[test]
+fn etcd3_tls_files_are_read_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    write_etcd3_tls_files(dir.path());
+    let ca_only = load_etcd3(dir.path(), "  cacert: {dir}/ca.pem\n").unwrap();
+    let tls = ca_only.etcd3.unwrap().tls().unwrap().unwrap();
+    assert_eq!(
+        tls.trusted_ca_pem,
+        std::fs::read(dir.path().join("ca.pem")).unwrap()
+    );
+    assert!(tls.client_certificate.is_none());
+
+    let with_client = load_etcd3(
+        dir.path(),
+        "  cacert: {dir}/ca.pem\n  cert: {dir}/client.pem\n  key: {dir}/client-key.pem\n",
+    )
+    .unwrap();
+    let tls = with_client.etcd3.unwrap().tls().unwrap().unwrap();
+    let (cert, key) = tls.client_certificate.unwrap();
+    assert_eq!(cert, std::fs::read(dir.path().join("client.pem")).unwrap());
+    assert_eq!(
+        key,
+        std::fs::read(dir.path().join("client-key.pem")).unwrap()
+    );
+    assert!(!tls.trusted_ca_pem.is_empty());
+}
+
+#[test]
+fn unusable_etcd3_tls_files_are_refused_naming_the_key_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write_etcd3_tls_files(dir.path());
+    let client = "  cert: {dir}/client.pem\n  key: {dir}/client-key.pem\n";
+    let cases = [
+        // The CA alone, and beside a client certificate: each path checks it.
+        (
+            "  cacert: {dir}/missing.pem\n",
+            "etcd3.cacert",
+            "missing.pem",
+            "No such file",
+        ),
+        (
+            "  cacert: {dir}/garbage.pem\n",
+            "etcd3.cacert",
+            "garbage.pem",
+            "CA",
+        ),
+        (
+            "  cacert: {dir}/client-key.pem\n",
+            "etcd3.cacert",
+            "client-key.pem",
+            "CA",
+        ),
+        (
+            "  cacert: {dir}/missing.pem\n  cert: {dir}/client.pem\n  key: {dir}/client-key.pem\n",
+            "etcd3.cacert",
+            "missing.pem",
+            "No such file",
+        ),
+        (
+            "  cacert: {dir}/garbage.pem\n  cert: {dir}/client.pem\n  key: {dir}/client-key.pem\n",
+            "etcd3.cacert",
+            "garbage.pem",
+            "CA",
+        ),
+        (
+            "  cacert: {dir}/ca.pem\n  cert: {dir}/garbage.pem\n  key: {dir}/client-key.pem\n",
+            "etcd3.cert",
+            "garbage.pem",
+            "certificate",
+        ),
+        (
+            "  cacert: {dir}/ca.pem\n  cert: {dir}/missing.pem\n  key: {dir}/client-key.pem\n",
+            "etcd3.cert",
+            "missing.pem",
+            "No such file",
+        ),
+        (
+            "  cacert: {dir}/ca.pem\n  cert: {dir}/client.pem\n  key: {dir}/garbage.pem\n",
+            "etcd3.key",
+            "garbage.pem",
+            "private key",
+        ),
+        (
+            "  cacert: {dir}/ca.pem\n  cert: {dir}/client.pem\n  key: {dir}/other-key.pem\n",
+            "etcd3.key",
+            "other-key.pem",
+            "private key",
+        ),
+    ];
+    assert!(load_etcd3(dir.path(), &format!("  cacert: {{dir}}/ca.pem\n{client}")).is_ok());
+    for (keys, key, file, reason) in cases {
+        let (path, message) = refused_key(load_etcd3(dir.path(), keys));
+        assert_eq!(path, key, "{keys}: {message}");
+        let file = dir.path().join(file).display().to_string();
+        assert!(
+            message.contains(&file) && message.contains(reason),
+            "{keys}: {message}"
+        );
+    }
 }
 
 #[test]
