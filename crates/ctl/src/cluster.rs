@@ -28,7 +28,8 @@ impl Context {
     /// else `etcd3.hosts`, else `raft.etcd_api`. When the embedded store's etcd API serves
     /// TLS (`raft.cert_file`), endpoints are `https://`, the API's certificate is verified
     /// against `raft.trusted_ca_file` and `raft.cert_file` is presented as the client
-    /// certificate (for `raft.client_cert_auth`).
+    /// certificate (for `raft.client_cert_auth`). With an https `etcd3:` store the same
+    /// holds for `etcd3.cacert` and `etcd3.cert`/`etcd3.key`, as `pgwarden run` connects.
     pub fn open(path: &Path, endpoints: &[String]) -> Result<Context> {
         let config = RunConfig::load(path)
             .map_err(|error| usage(format!("configuration {}: {error}", path.display())))?;
@@ -161,9 +162,13 @@ fn url(endpoint: &str, scheme: &str) -> String {
     }
 }
 
-/// The client TLS for the embedded store's etcd API, when `raft.cert_file` turns it on; the
-/// files were already read and checked by `RunConfig::load`.
+/// The client TLS for the store: an https `etcd3:` cluster's (`etcd3.cacert`, `cert`, `key`),
+/// or the embedded store's etcd API when `raft.cert_file` turns it on; the files were already
+/// read and checked by `RunConfig::load`.
 fn api_tls(config: &RunConfig) -> std::result::Result<Option<EtcdTls>, String> {
+    if let Some(etcd3) = &config.etcd3 {
+        return etcd3.tls().map_err(|error| error.to_string());
+    }
     let Some(raft) = &config.raft else {
         return Ok(None);
     };

@@ -1,7 +1,7 @@
 //! `pgwarden run CONFIG.yml`: the HA agent supervising the local PostgreSQL and Patroni's REST
 //! API over a store, under one cancellation token. The store is either one member of the
 //! embedded Raft store (`raft:`) or an external etcd cluster (`etcd3:`, reached through
-//! [`dcs::EtcdStore`]); the agent and the REST API are the same over either.
+//! [`dcs::EtcdStore`], over https with the `etcd3:` TLS keys); the agent and the REST API are the same over either.
 //!
 //! Start order: bind every listener first (a taken port fails before anything changes); with
 //! `raft:` start the Raft member, serve its etcd v3 API and keep its Raft leadership off the
@@ -78,11 +78,12 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         anyhow::bail!("no store configured: add a raft: or an etcd3: section");
     };
     let endpoints = etcd3.endpoints();
+    let tls = etcd3.tls().context("etcd3 TLS")?;
     let backend = dcs::EtcdStore::new(dcs::EtcdOptions {
         endpoints: endpoints.clone(),
         user: etcd3.user(),
         request_timeout: config.dynamic_defaults().retry_timeout,
-        tls: None,
+        tls,
     })
     .context("configure the etcd3 store")?;
     tracing::info!(endpoints = ?endpoints, "using the external etcd cluster");
