@@ -86,23 +86,21 @@ impl Running {
     }
 }
 
-#[tokio::test]
-async fn kv_watch_lease_and_maintenance_over_grpc() {
-    let node = FakeNode::leader(64);
-    let running = Running::start(node.clone()).await;
-    let channel = running.channel().await;
-    let mut kv = KvClient::new(channel.clone());
-    let mut watch = WatchClient::new(channel.clone());
-    let mut lease = LeaseClient::new(channel.clone());
-    let mut maintenance = MaintenanceClient::new(channel);
-
-    // A watch from revision 1 sees the put made after it started.
+/// Opens a watch of `key` from now; returns its request sender, its responses and the
+/// `created` reply.
+async fn open_watch(
+    watch: &mut WatchClient<Channel>,
+    key: &'static [u8],
+) -> (
+    tokio::sync::mpsc::Sender<WatchRequest>,
+    tonic::Streaming<etcd_proto::etcdserverpb::WatchResponse>,
+    etcd_proto::etcdserverpb::WatchResponse,
+) {
     let (requests, inbound) = tokio::sync::mpsc::channel(4);
     requests
         .send(WatchRequest {
             request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
-                key: Bytes::from_static(b"a"),
-                start_revision: 0,
+                key: Bytes::from_static(key),
                 ..WatchCreateRequest::default()
             })),
         })
@@ -119,6 +117,21 @@ async fn kv_watch_lease_and_maintenance_over_grpc() {
         .expect("created")
         .expect("created reply");
     assert!(created.created);
+    (requests, responses, created)
+}
+
+#[tokio::test]
+async fn kv_watch_lease_and_maintenance_over_grpc() {
+    let node = FakeNode::leader(64);
+    let running = Running::start(node.clone()).await;
+    let channel = running.channel().await;
+    let mut kv = KvClient::new(channel.clone());
+    let mut watch = WatchClient::new(channel.clone());
+    let mut lease = LeaseClient::new(channel.clone());
+    let mut maintenance = MaintenanceClient::new(channel);
+
+    // A watch from now sees the put made after it started.
+    let (requests, mut responses, created) = open_watch(&mut watch, b"a").await;
     assert_eq!(created.header.map(|header| header.member_id), Some(1));
 
     let put = kv
@@ -432,29 +445,7 @@ async fn progress_request_reports_the_revision_all_watchers_reached() {
     let node = FakeNode::leader(16);
     let running = Running::start(node.clone()).await;
     let mut watch = WatchClient::new(running.channel().await);
-    let (requests, inbound) = tokio::sync::mpsc::channel(4);
-    requests
-        .send(WatchRequest {
-            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
-                key: Bytes::from_static(b"p"),
-                ..WatchCreateRequest::default()
-            })),
-        })
-        .await
-        .expect("send create");
-    let mut responses = watch
-        .watch(tokio_stream::wrappers::ReceiverStream::new(inbound))
-        .await
-        .expect("watch")
-        .into_inner();
-    assert!(
-        responses
-            .message()
-            .await
-            .expect("created")
-            .expect("reply")
-            .created
-    );
+    let (requests, mut responses, _) = open_watch(&mut watch, b"p").await;
     node.put("p", "1");
     node.put("other", "2");
     let event = responses.message().await.expect("event").expect("reply");
@@ -480,29 +471,7 @@ async fn a_store_that_moved_on_without_events_is_replayed_to_watchers() {
     let node = FakeNode::leader(16);
     let running = Running::start(node.clone()).await;
     let mut watch = WatchClient::new(running.channel().await);
-    let (requests, inbound) = tokio::sync::mpsc::channel(4);
-    requests
-        .send(WatchRequest {
-            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
-                key: Bytes::from_static(b"s"),
-                ..WatchCreateRequest::default()
-            })),
-        })
-        .await
-        .expect("send create");
-    let mut responses = watch
-        .watch(tokio_stream::wrappers::ReceiverStream::new(inbound))
-        .await
-        .expect("watch")
-        .into_inner();
-    assert!(
-        responses
-            .message()
-            .await
-            .expect("created")
-            .expect("reply")
-            .created
-    );
+    let (requests, mut responses, _) = open_watch(&mut watch, b"s").await;
     // As after a snapshot install: the store jumps ahead and nothing is published.
     node.put_unpublished("s", "from-snapshot");
     let replayed = tokio::time::timeout(Duration::from_secs(10), responses.message())

@@ -1,5 +1,6 @@
 //! An external etcd cluster for `etcd3:` tests: `pgwarden etcd` member processes started with
-//! etcd's own flags, on loopback ports bound from 0, in a temporary directory.
+//! etcd's own flags, on loopback ports bound from 0, in a temporary directory; optionally
+//! serving clients only over TLS with client certificate auth ([`EtcdCluster::start_tls`]).
 //! Every member still running is killed by PID in `Drop` (a paused one is resumed first by
 //! its guard, or killed while stopped: SIGKILL ends a stopped process too).
 
@@ -11,6 +12,7 @@ use anyhow::{Context, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use crate::tls::{CertificateFiles, Certificates};
 use crate::{free_port, pgwarden_binary};
 
 /// One `pgwarden etcd` member.
@@ -19,6 +21,8 @@ pub struct EtcdMember {
     pub name: String,
     pub client_port: u16,
     pub peer_port: u16,
+    /// `http` or `https` (client URLs; peers always talk plaintext here).
+    scheme: &'static str,
     log_path: PathBuf,
     child: Option<Child>,
 }
@@ -29,8 +33,9 @@ impl EtcdMember {
         format!("127.0.0.1:{}", self.client_port)
     }
 
+    /// The member's client URL: `https://` when the cluster serves clients over TLS.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.host())
+        format!("{}://{}", self.scheme, self.host())
     }
 
     pub fn is_running(&self) -> bool {
@@ -81,6 +86,9 @@ impl Drop for PausedMember {
 #[derive(Debug)]
 pub struct EtcdCluster {
     pub members: Vec<EtcdMember>,
+    /// With TLS: the certificates the members serve, which the test's own clients trust and
+    /// present (the members refuse clients without a certificate signed by the CA).
+    tls: Option<Certificates>,
     /// Dropped after the members (field order), so processes stop before their files go.
     dir: tempfile::TempDir,
 }
@@ -89,6 +97,26 @@ impl EtcdCluster {
     /// Starts `size` members forming one new cluster and waits until each serves a
     /// linearizable read (the cluster has a leader).
     pub async fn start(size: usize, timeout: Duration) -> anyhow::Result<EtcdCluster> {
+        Self::start_with(size, timeout, None).await
+    }
+
+    /// As [`EtcdCluster::start`], but the members serve clients only over TLS on `https://`
+    /// client URLs (`--cert-file`, `--key-file`, `--trusted-ca-file` from `files`, and
+    /// `--client-cert-auth`), with the certificates `certificates` (written as `files`).
+    pub async fn start_tls(
+        size: usize,
+        timeout: Duration,
+        certificates: Certificates,
+        files: CertificateFiles,
+    ) -> anyhow::Result<EtcdCluster> {
+        Self::start_with(size, timeout, Some((certificates, files))).await
+    }
+
+    async fn start_with(
+        size: usize,
+        timeout: Duration,
+        tls: Option<(Certificates, CertificateFiles)>,
+    ) -> anyhow::Result<EtcdCluster> {
         let binary = pgwarden_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("pgwarden-etcd-")
@@ -101,15 +129,28 @@ impl EtcdCluster {
             .map(|(name, _, peer)| format!("{name}=http://127.0.0.1:{peer}"))
             .collect();
         let initial_cluster = initial_cluster.join(",");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let tls_flags: Vec<String> = tls
+            .as_ref()
+            .map(|(_, files)| {
+                vec![
+                    format!("--cert-file={}", files.cert.display()),
+                    format!("--key-file={}", files.key.display()),
+                    format!("--trusted-ca-file={}", files.ca.display()),
+                    "--client-cert-auth".to_owned(),
+                ]
+            })
+            .unwrap_or_default();
         let mut cluster = EtcdCluster {
             members: Vec::new(),
+            tls: tls.map(|(certificates, _)| certificates),
             dir,
         };
         for (name, client_port, peer_port) in ports {
             let log_path = cluster.dir.path().join(format!("{name}.log"));
             let log = std::fs::File::create(&log_path)
                 .with_context(|| format!("create {}", log_path.display()))?;
-            let client_url = format!("http://127.0.0.1:{client_port}");
+            let client_url = format!("{scheme}://127.0.0.1:{client_port}");
             let peer_url = format!("http://127.0.0.1:{peer_port}");
             let child = Command::new(&binary)
                 .arg("etcd")
@@ -125,6 +166,7 @@ impl EtcdCluster {
                 .arg(format!("--initial-cluster={initial_cluster}"))
                 .arg("--initial-cluster-state=new")
                 .arg("--initial-cluster-token=pgwarden-ha-etcd3")
+                .args(&tls_flags)
                 .env("RUST_LOG", "info,openraft=warn")
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
@@ -135,6 +177,7 @@ impl EtcdCluster {
                 name,
                 client_port,
                 peer_port,
+                scheme,
                 log_path,
                 child: Some(child),
             });
@@ -153,12 +196,20 @@ impl EtcdCluster {
         self.members.iter().map(EtcdMember::host).collect()
     }
 
-    /// A client balancing over every member.
+    /// A client balancing over every member (with TLS: trusting the CA and presenting the
+    /// member certificate).
     pub async fn client(&self) -> anyhow::Result<etcd_client::Client> {
         let endpoints: Vec<String> = self.members.iter().map(EtcdMember::endpoint).collect();
-        etcd_client::Client::connect(endpoints, None)
+        etcd_client::Client::connect(endpoints, self.connect_options())
             .await
             .context("connect to the etcd cluster")
+    }
+
+    /// The connect options the test's clients need: TLS with a client certificate, if the
+    /// members serve TLS.
+    pub fn connect_options(&self) -> Option<etcd_client::ConnectOptions> {
+        let certificates = self.tls.as_ref()?;
+        Some(etcd_client::ConnectOptions::new().with_tls(certificates.client_tls(true)))
     }
 
     /// Waits until every running member answers a linearizable read.
@@ -168,7 +219,8 @@ impl EtcdCluster {
             loop {
                 let probe = async {
                     let mut client =
-                        etcd_client::Client::connect([member.endpoint()], None).await?;
+                        etcd_client::Client::connect([member.endpoint()], self.connect_options())
+                            .await?;
                     client.get("pgwarden-ha-ready", None).await
                 };
                 match tokio::time::timeout(Duration::from_secs(2), probe).await {

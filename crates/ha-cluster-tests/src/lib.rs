@@ -7,6 +7,7 @@
 //! PostgreSQL, as an operator would.
 
 pub mod etcd;
+pub mod tls;
 pub mod writer;
 
 use std::net::TcpListener;
@@ -49,6 +50,23 @@ const PORT_RANGE_LEN: u16 = 12_000;
 
 /// The next candidate offset in the port range (starts at a per-process point).
 static NEXT_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+
+/// Runs `pgwarden ctl -c CONFIG ARGS` with an empty standard input; (exit code, stdout, stderr).
+pub fn ctl(config: &Path, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+    let output = Command::new(pgwarden_binary()?)
+        .arg("ctl")
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("run pgwarden ctl")?;
+    Ok((
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
+}
 
 /// A free loopback port: the next one in the test range that can be bound now (released at
 /// once). Processes start at different points of the range, and one process never hands out
@@ -124,7 +142,14 @@ impl NodeSpec {
                     partners = partners.join(", "),
                 )
             }
-            Some(hosts) => format!("etcd3:\n  hosts: [{}]\n", hosts.join(", ")),
+            Some(hosts) => {
+                let etcd3_extra: String = options
+                    .etcd3_yaml
+                    .lines()
+                    .map(|line| format!("  {line}\n"))
+                    .collect();
+                format!("etcd3:\n  hosts: [{}]\n{etcd3_extra}", hosts.join(", "))
+            }
         };
         let dcs_extra: String = options
             .dcs_yaml
@@ -395,6 +420,9 @@ pub struct ClusterOptions {
     /// `None`: every node embeds the store (`raft:`). `Some(hosts)`: every node uses these
     /// external etcd endpoints (`etcd3: {hosts: [...]}`, `host:port` each).
     pub etcd3_hosts: Option<Vec<String>>,
+    /// Extra YAML lines under every node's `etcd3:` section (unindented, e.g. `protocol: https`
+    /// and the TLS keys); only with `etcd3_hosts`.
+    pub etcd3_yaml: String,
     /// Extra YAML lines under `bootstrap.dcs` (unindented, e.g. `ttl: 10`).
     pub dcs_yaml: String,
     /// Extra YAML lines under `bootstrap.dcs.postgresql.parameters` (unindented, e.g.

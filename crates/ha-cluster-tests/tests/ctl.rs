@@ -7,23 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ha_cluster_tests::{Cluster, pgwarden_binary};
-
-/// Runs `pgwarden ctl -c CONFIG ARGS` with an empty standard input; (exit code, stdout, stderr).
-fn ctl(config: &Path, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
-    let output = Command::new(pgwarden_binary()?)
-        .arg("ctl")
-        .arg("-c")
-        .arg(config)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()?;
-    Ok((
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    ))
-}
+use ha_cluster_tests::{Cluster, ctl, pgwarden_binary};
 
 fn ok(config: &Path, args: &[&str]) -> anyhow::Result<String> {
     let (code, stdout, stderr) = ctl(config, args)?;

@@ -14,90 +14,22 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
-use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use etcd_client::{Client, ConnectOptions, TlsOptions};
+use ha_cluster_tests::tls::{CertificateFiles, Certificates};
 use ha_cluster_tests::{Cluster, ClusterOptions, eventually, pgwarden_binary};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
 
-/// The PEM files of one run: a CA and the certificate every member uses on both ports.
-struct Certificates {
-    ca_pem: String,
-    member_cert_pem: String,
-    member_key_pem: String,
-}
-
-impl Certificates {
-    fn generate() -> anyhow::Result<Certificates> {
-        let ca_key = KeyPair::generate().context("generate the CA key")?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "pgwarden run test CA");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca = ca_params.self_signed(&ca_key).context("self-sign the CA")?;
-        let issuer = Issuer::new(ca_params, ca_key);
-
-        let member_key = KeyPair::generate().context("generate the member key")?;
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress([127, 0, 0, 1].into()));
-        params.distinguished_name.push(DnType::CommonName, "member");
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let member = params
-            .signed_by(&member_key, &issuer)
-            .context("sign the member certificate")?;
-        Ok(Certificates {
-            ca_pem: ca.pem(),
-            member_cert_pem: member.pem(),
-            member_key_pem: member_key.serialize_pem(),
-        })
-    }
-
-    /// Writes the PEM files into `dir` and returns the `raft:` TLS lines that use them.
-    fn write_raft_yaml(&self, dir: &Path) -> anyhow::Result<String> {
-        for (name, pem) in [
-            ("ca.pem", &self.ca_pem),
-            ("member.pem", &self.member_cert_pem),
-            ("member-key.pem", &self.member_key_pem),
-        ] {
-            std::fs::write(dir.join(name), pem).with_context(|| format!("write {name}"))?;
-        }
-        let dir = dir.display();
-        Ok(format!(
-            "cert_file: {dir}/member.pem\nkey_file: {dir}/member-key.pem\n\
-             trusted_ca_file: {dir}/ca.pem\nclient_cert_auth: true\n\
-             peer_cert_file: {dir}/member.pem\npeer_key_file: {dir}/member-key.pem\n\
-             peer_trusted_ca_file: {dir}/ca.pem\npeer_client_cert_auth: true\n"
-        ))
-    }
-
-    /// etcd-client TLS trusting the CA, presenting the member certificate when `identity`.
-    fn client_tls(&self, identity: bool) -> TlsOptions {
-        let tls = TlsOptions::new().ca_certificate(Certificate::from_pem(&self.ca_pem));
-        if identity {
-            tls.identity(Identity::from_pem(
-                &self.member_cert_pem,
-                &self.member_key_pem,
-            ))
-        } else {
-            tls
-        }
-    }
+/// The `raft:` TLS lines using `files` on both ports.
+fn raft_yaml(files: &CertificateFiles) -> String {
+    let (ca, cert, key) = (
+        files.ca.display(),
+        files.cert.display(),
+        files.key.display(),
+    );
+    format!(
+        "cert_file: {cert}\nkey_file: {key}\ntrusted_ca_file: {ca}\nclient_cert_auth: true\n\
+         peer_cert_file: {cert}\npeer_key_file: {key}\npeer_trusted_ca_file: {ca}\n\
+         peer_client_cert_auth: true\n"
+    )
 }
 
 async fn connect(endpoint: String, tls: Option<TlsOptions>) -> anyhow::Result<Client> {
@@ -110,23 +42,10 @@ async fn connect(endpoint: String, tls: Option<TlsOptions>) -> anyhow::Result<Cl
     Ok(Client::connect([endpoint], Some(options)).await?)
 }
 
-/// Runs `pgwarden ctl -c CONFIG ARGS`; (exit code, stdout and stderr).
+/// Runs `pgwarden ctl -c CONFIG ARGS`; (exit code, stdout and stderr together).
 fn ctl(config: &Path, args: &[&str]) -> anyhow::Result<(i32, String)> {
-    let output = Command::new(pgwarden_binary()?)
-        .arg("ctl")
-        .arg("-c")
-        .arg(config)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()?;
-    Ok((
-        output.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    ))
+    let (code, stdout, stderr) = ha_cluster_tests::ctl(config, args)?;
+    Ok((code, format!("{stdout}{stderr}")))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,7 +53,7 @@ async fn a_cluster_with_tls_on_both_store_ports() -> anyhow::Result<()> {
     // Declared before the cluster, so the files outlive the members.
     let certificate_dir = tempfile::tempdir()?;
     let certificates = Certificates::generate()?;
-    let raft_yaml = certificates.write_raft_yaml(certificate_dir.path())?;
+    let raft_yaml = raft_yaml(&certificates.write(certificate_dir.path())?);
     let cluster = Cluster::start_with(
         3,
         ClusterOptions {
