@@ -376,6 +376,29 @@ async fn member_add_promote_remove_and_move_leader() {
     cluster.shutdown().await;
 }
 
+/// A write of `lost` = `value` and a linearizable read through `node` both fail with a timeout
+/// or "no leader", within twice the request timeout.
+async fn refuses_within_the_timeout(node: &RaftNode, value: &str) {
+    let started = Instant::now();
+    let write = node.propose(put("lost", value)).await;
+    assert!(
+        matches!(
+            write,
+            Err(ConsensusError::Timeout | ConsensusError::NoLeader)
+        ),
+        "{write:?}"
+    );
+    let read = node.linearizable_read().await;
+    assert!(
+        matches!(
+            read,
+            Err(ConsensusError::Timeout | ConsensusError::NoLeader)
+        ),
+        "{read:?}"
+    );
+    assert!(started.elapsed() < REQUEST_TIMEOUT * 2 + Duration::from_secs(2));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minority_answers_with_errors_within_the_timeout() {
     let mut cluster = Cluster::start(3, 10_000).await;
@@ -385,53 +408,13 @@ async fn a_minority_answers_with_errors_within_the_timeout() {
     for i in (0..3).filter(|i| *i != leader) {
         cluster.members[i].stop().await;
     }
-    let started = Instant::now();
-    let write = cluster.members[leader]
-        .node()
-        .propose(put("lost", "1"))
-        .await;
-    assert!(
-        matches!(
-            write,
-            Err(ConsensusError::Timeout | ConsensusError::NoLeader)
-        ),
-        "{write:?}"
-    );
-    let read = cluster.members[leader].node().linearizable_read().await;
-    assert!(
-        matches!(
-            read,
-            Err(ConsensusError::Timeout | ConsensusError::NoLeader)
-        ),
-        "{read:?}"
-    );
-    assert!(started.elapsed() < REQUEST_TIMEOUT * 2 + Duration::from_secs(2));
+    refuses_within_the_timeout(cluster.members[leader].node(), "1").await;
 
     // A lone follower too.
     let follower = (0..3).find(|i| *i != leader).unwrap();
     cluster.members[leader].stop().await;
     cluster.members[follower].restart().await;
-    let started = Instant::now();
-    let write = cluster.members[follower]
-        .node()
-        .propose(put("lost", "2"))
-        .await;
-    assert!(
-        matches!(
-            write,
-            Err(ConsensusError::Timeout | ConsensusError::NoLeader)
-        ),
-        "{write:?}"
-    );
-    let read = cluster.members[follower].node().linearizable_read().await;
-    assert!(
-        matches!(
-            read,
-            Err(ConsensusError::Timeout | ConsensusError::NoLeader)
-        ),
-        "{read:?}"
-    );
-    assert!(started.elapsed() < REQUEST_TIMEOUT * 2 + Duration::from_secs(2));
+    refuses_within_the_timeout(cluster.members[follower].node(), "2").await;
     cluster.shutdown().await;
 }
 

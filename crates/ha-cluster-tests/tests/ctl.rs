@@ -4,10 +4,9 @@
 //! switchover under the REST API.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ha_cluster_tests::{Cluster, ctl, pgwarden_binary};
+use ha_cluster_tests::{Cluster, ctl};
 
 fn ok(config: &Path, args: &[&str]) -> anyhow::Result<String> {
     let (code, stdout, stderr) = ctl(config, args)?;
