@@ -220,22 +220,10 @@ impl TlsFiles {
 
     /// The trust anchors of `trusted_ca_pem`; `None` when no CA was given.
     fn trusted_roots(&self) -> Result<Option<RootCertStore>, TlsError> {
-        let Some(pem) = &self.trusted_ca_pem else {
-            return Ok(None);
-        };
-        let certificates = CertificateDer::pem_reader_iter(&mut Cursor::new(pem))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| TlsError::TrustedCa(error.to_string()))?;
-        if certificates.is_empty() {
-            return Err(TlsError::TrustedCa("no CERTIFICATE block found".to_owned()));
-        }
-        let mut roots = RootCertStore::empty();
-        for certificate in certificates {
-            roots
-                .add(certificate)
-                .map_err(|error| TlsError::TrustedCa(error.to_string()))?;
-        }
-        Ok(Some(roots))
+        self.trusted_ca_pem
+            .as_deref()
+            .map(trust_anchors)
+            .transpose()
     }
 
     /// A rustls server configuration offering `h2` and `http/1.1`; with `client_cert_auth` a
@@ -264,6 +252,25 @@ impl TlsFiles {
         config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
         Ok(config)
     }
+}
+
+/// The trust anchors of a CA PEM: at least one certificate, each usable as a root. Also the
+/// check of a CA given without a certificate of this side's own (a client that only verifies
+/// its server).
+pub fn trust_anchors(pem: &[u8]) -> Result<RootCertStore, TlsError> {
+    let certificates = CertificateDer::pem_reader_iter(&mut Cursor::new(pem))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| TlsError::TrustedCa(error.to_string()))?;
+    if certificates.is_empty() {
+        return Err(TlsError::TrustedCa("no CERTIFICATE block found".to_owned()));
+    }
+    let mut roots = RootCertStore::empty();
+    for certificate in certificates {
+        roots
+            .add(certificate)
+            .map_err(|error| TlsError::TrustedCa(error.to_string()))?;
+    }
+    Ok(roots)
 }
 
 /// TLS of the peer transport: how this member's peer server accepts connections and how its

@@ -11,15 +11,12 @@
 //! `raft:` keys are), naming the key and the file at fault.
 //! `pgwarden run` and `pgwarden ctl` both connect with [`Etcd3Config::tls`].
 
-use std::io::Cursor;
 use std::path::Path;
 
 use consensus::TlsSettingError;
 use consensus::TlsSettingNames;
 use consensus::TlsSettings;
 use dcs::EtcdTls;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 
 use crate::config::ConfigError;
 use crate::config::Etcd3Config;
@@ -114,26 +111,12 @@ impl Etcd3Config {
     }
 }
 
-/// Reads `cacert` without a client certificate: the CA alone, checked as a trust anchor the
-/// way [`consensus::TlsFiles::check`] checks a trusted CA (PEM certificates, each usable as
-/// a root).
+/// Reads `cacert` without a client certificate: the CA alone, checked as the store checks a
+/// trusted CA ([`consensus::tls::trust_anchors`]).
 fn read_trusted_ca(path: &Path) -> Result<Vec<u8>, ConfigError> {
     let unusable =
         |reason: String| refuse(KEYS.trusted_ca, format!("{}: {reason}", path.display()));
     let pem = std::fs::read(path).map_err(|error| unusable(error.to_string()))?;
-    let certificates = CertificateDer::pem_reader_iter(&mut Cursor::new(&pem))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| unusable(format!("no usable PEM CA certificate: {error}")))?;
-    if certificates.is_empty() {
-        return Err(unusable(
-            "no usable PEM CA certificate: no CERTIFICATE block found".to_owned(),
-        ));
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in certificates {
-        roots
-            .add(certificate)
-            .map_err(|error| unusable(format!("no usable PEM CA certificate: {error}")))?;
-    }
+    consensus::tls::trust_anchors(&pem).map_err(|error| unusable(error.to_string()))?;
     Ok(pem)
 }
