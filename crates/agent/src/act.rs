@@ -789,7 +789,7 @@ impl<B: KvBackend> Agent<B> {
                 "postgres://{}/postgres",
                 self.config.postgresql.connect_address
             ),
-            api_url: format!("http://{}/patroni", self.config.restapi.connect_address),
+            api_url: self.config.api_url(),
             state,
             role,
             version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -119,6 +119,10 @@ pub struct Agent<B: KvBackend> {
     /// holds the sender); run between cycles. `None` when no REST API is wired.
     pub(crate) commands: Option<crate::commands::CommandReceiver>,
     pub(crate) watchdog: crate::watchdog::NodeWatchdog,
+    /// Asks the other members `GET /patroni` in the leader race (http, or https with the
+    /// `ctl:`/`restapi:` TLS of [`RunConfig::rest_client`]); plain http until
+    /// [`Agent::with_rest_client`].
+    pub(crate) rest_client: rest::client::RestClient,
 }
 
 impl<B: KvBackend> Agent<B> {
@@ -180,7 +184,14 @@ impl<B: KvBackend> Agent<B> {
             wake_when_ready: false,
             commands: None,
             watchdog,
+            rest_client: rest::client::RestClient::default(),
         }
+    }
+
+    /// The client the leader race asks `https://` members with ([`RunConfig::rest_client`]).
+    pub fn with_rest_client(mut self, rest_client: rest::client::RestClient) -> Self {
+        self.rest_client = rest_client;
+        self
     }
 
     pub(crate) fn now(&self) -> ha::Instant {
@@ -350,7 +361,7 @@ impl<B: KvBackend> Agent<B> {
         });
         if let Some(members) = asked {
             let peers = self.peer_urls(&members);
-            observation.peers = Some(crate::peers::query(peers).await);
+            observation.peers = Some(crate::peers::query(&self.rest_client, peers).await);
             observation.now = self.now();
             decision = ha::decide(&observation);
         }

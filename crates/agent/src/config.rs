@@ -52,6 +52,9 @@ pub struct RunConfig {
     pub namespace: String,
     pub name: String,
     pub restapi: RestApiConfig,
+    /// How this member and `pgwarden ctl` reach `https://` members (Patroni's `ctl:`).
+    #[serde(default)]
+    pub ctl: CtlConfig,
     #[serde(default)]
     pub raft: Option<RaftConfig>,
     #[serde(default)]
@@ -88,6 +91,26 @@ pub struct RestApiConfig {
     /// The members' API hosts may call the unsafe endpoints too.
     #[serde(default)]
     pub allowlist_include_members: bool,
+    /// The REST API's certificate chain (PEM, leaf first); with `keyfile`, the API serves
+    /// HTTPS only (see [`crate::config::restapi_tls`]).
+    #[serde(default)]
+    pub certfile: Option<PathBuf>,
+    /// The unencrypted private key (PEM) of `certfile`.
+    #[serde(default)]
+    pub keyfile: Option<PathBuf>,
+    /// Accepted by the parser only to be refused with a clear message.
+    #[serde(default)]
+    pub keyfile_password: Option<String>,
+    /// CA certificates (PEM) client certificates are verified against.
+    #[serde(default)]
+    pub cafile: Option<PathBuf>,
+    /// `none` (default), `optional` or `required`: whether clients must present a certificate
+    /// signed by `cafile`.
+    #[serde(default)]
+    pub verify_client: rest::tls::VerifyClient,
+    /// Accepted by the parser only to be refused with a clear message.
+    #[serde(default)]
+    pub ciphers: Option<String>,
 }
 
 /// `restapi.authentication`.
@@ -113,6 +136,8 @@ impl RestApiConfig {
             }),
             allowlist,
             allowlist_include_members: self.allowlist_include_members,
+            client_certificate_required: self.certfile.is_some()
+                && self.verify_client != rest::tls::VerifyClient::None,
         })
     }
 }
@@ -364,8 +389,8 @@ fn seconds(value: Option<f64>, default: Duration) -> Duration {
 
 impl RunConfig {
     /// Reads and validates a configuration file, including the TLS files of `raft:` or
-    /// `etcd3:` (read and parsed, so a missing or unusable file is refused here, naming its
-    /// key and path).
+    /// `etcd3:`, `restapi:` and `ctl:` (read and parsed, so a missing or unusable file is
+    /// refused here, naming its key and path).
     pub fn load(path: &Path) -> Result<RunConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
@@ -378,6 +403,8 @@ impl RunConfig {
         if let Some(etcd3) = &config.etcd3 {
             etcd3.tls()?;
         }
+        config.rest_server_tls()?;
+        config.rest_client()?;
         Ok(config)
     }
 
@@ -436,6 +463,7 @@ impl RunConfig {
         if let Some(raft) = &self.raft {
             raft.validate_tls()?;
         }
+        self.validate_rest_tls()?;
         for (path, address) in [
             ("restapi.connect_address", &self.restapi.connect_address),
             ("postgresql.listen", &self.postgresql.listen),
@@ -726,6 +754,9 @@ pub fn parameter_text(value: &serde_json::Value) -> String {
 
 pub mod etcd3_tls;
 pub mod raft_tls;
+pub mod restapi_tls;
+
+pub use restapi_tls::CtlConfig;
 
 #[cfg(test)]
 #[path = "config_test.rs"]

@@ -1,5 +1,6 @@
 //! Asking other members `GET /patroni` before racing for the leader key (patroni.md §1.7):
-//! a tiny HTTP/1.1 client on a plain TCP stream, 2 s per peer, no retries, all peers at once.
+//! the shared REST client (http, or https per `ctl:`/`restapi:`), 2 s per peer, no retries,
+//! all peers at once.
 
 use std::time::Duration;
 
@@ -9,14 +10,14 @@ use ha::{Lsn, MemberName, PeerAnswer, PeerReply, PeerStatus, Timeline};
 const PEER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Asks every `(name, api_url)` at once; an unreachable or unparsable peer is `Unreachable`.
-pub async fn query(peers: Vec<(MemberName, String)>) -> Vec<PeerAnswer> {
+pub async fn query(
+    client: &rest::client::RestClient,
+    peers: Vec<(MemberName, String)>,
+) -> Vec<PeerAnswer> {
     let asks = peers.into_iter().map(|(name, url)| async move {
-        // `api_url` is `http://host:port/patroni`: ask that path.
-        let path = url
-            .strip_prefix("http://")
-            .and_then(|rest| rest.find('/').map(|slash| &rest[slash..]))
-            .unwrap_or("/patroni");
-        let reply = match rest::client::get_json(&url, path, PEER_TIMEOUT).await {
+        // `api_url` is `http(s)://host:port/patroni`: ask that path.
+        let path = rest::client::url_path(&url, "/patroni");
+        let reply = match client.get_json(&url, path, PEER_TIMEOUT).await {
             Some(json) => PeerReply::Status(peer_status(&json)),
             None => PeerReply::Unreachable,
         };

@@ -8,6 +8,7 @@ use std::time::Duration;
 use agent::RunConfig;
 use bytes::Bytes;
 use dcs::{EtcdOptions, EtcdStore, EtcdTls, Expect, HistoryEntry, Keys, KvBackend, MemberData};
+use rest::client::RestClient;
 use serde_json::Value;
 
 use crate::{Result, failed, usage};
@@ -21,6 +22,8 @@ pub struct Context {
     pub store: EtcdStore,
     pub keys: Keys,
     pub endpoints: Vec<String>,
+    /// The members' REST client: `https://` members per the `ctl:`/`restapi:` TLS keys.
+    pub rest: RestClient,
 }
 
 impl Context {
@@ -65,11 +68,15 @@ impl Context {
         })
         .map_err(|error| usage(error.to_string()))?;
         let keys = Keys::new(&config.namespace, &config.scope);
+        let rest = config
+            .rest_client()
+            .map_err(|error| usage(format!("configuration {}: {error}", path.display())))?;
         Ok(Context {
             config,
             store,
             keys,
             endpoints,
+            rest,
         })
     }
 

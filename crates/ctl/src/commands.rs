@@ -11,7 +11,6 @@ use crate::cluster::{ClusterState, Context, host_port};
 use crate::config_edit;
 use crate::table::Table;
 use crate::{Result, failed, usage};
-use rest::client as http;
 
 /// How long a member may take to answer a switchover or failover (it waits for the new
 /// primary before answering).
@@ -411,15 +410,17 @@ async fn switchover(
         body["scheduled_at"] = json!(at);
     }
     let started = Instant::now();
-    let reply = http::request(
-        api_url(&state, &current)?,
-        "POST",
-        "/switchover",
-        Some(&body),
-        credentials(ctx).as_ref(),
-        SWITCHOVER_TIMEOUT,
-    )
-    .await;
+    let reply = ctx
+        .rest
+        .request(
+            api_url(&state, &current)?,
+            "POST",
+            "/switchover",
+            Some(&body),
+            credentials(ctx).as_ref(),
+            SWITCHOVER_TIMEOUT,
+        )
+        .await;
     match reply {
         Ok(reply) if reply.status == 200 || reply.status == 202 => {
             println!("{}", reply.body.trim());
@@ -519,16 +520,18 @@ async fn failover(ctx: &Context, candidate: Option<String>, force: bool) -> Resu
         .as_deref()
         .filter(|leader| state.members.contains_key(*leader))
         .unwrap_or(&candidate);
-    let reply = http::request(
-        api_url(&state, target)?,
-        "POST",
-        "/failover",
-        Some(&json!({"candidate": candidate})),
-        credentials(ctx).as_ref(),
-        SWITCHOVER_TIMEOUT,
-    )
-    .await
-    .map_err(|error| failed(format!("failover request to {target}: {error}")))?;
+    let reply = ctx
+        .rest
+        .request(
+            api_url(&state, target)?,
+            "POST",
+            "/failover",
+            Some(&json!({"candidate": candidate})),
+            credentials(ctx).as_ref(),
+            SWITCHOVER_TIMEOUT,
+        )
+        .await
+        .map_err(|error| failed(format!("failover request to {target}: {error}")))?;
     if reply.status == 200 || reply.status == 202 {
         println!("{}", reply.body.trim());
         list(ctx, Format::Pretty).await
@@ -585,15 +588,17 @@ async fn each_member(
 ) -> Result<()> {
     let mut failures = 0;
     for name in targets {
-        let reply = http::request(
-            api_url(state, name)?,
-            "POST",
-            path,
-            body,
-            credentials(ctx).as_ref(),
-            REQUEST_TIMEOUT,
-        )
-        .await;
+        let reply = ctx
+            .rest
+            .request(
+                api_url(state, name)?,
+                "POST",
+                path,
+                body,
+                credentials(ctx).as_ref(),
+                REQUEST_TIMEOUT,
+            )
+            .await;
         match reply {
             Ok(reply) if (200..300).contains(&reply.status) => {
                 println!("Success: {what} on member {name}: {}", reply.body.trim());
@@ -648,20 +653,23 @@ async fn reinit(ctx: &Context, members: &[String], wait: bool, force: bool) -> R
     .await?;
     if wait {
         for name in members {
-            wait_running(&state, name).await?;
+            wait_running(ctx, &state, name).await?;
             println!("{name}: running again");
         }
     }
     Ok(())
 }
 
-async fn wait_running(state: &ClusterState, name: &str) -> Result<()> {
+async fn wait_running(ctx: &Context, state: &ClusterState, name: &str) -> Result<()> {
     let url = api_url(state, name)?;
     let deadline = Instant::now() + WAIT_TIMEOUT;
     // Give the member a moment to leave `running` first.
     tokio::time::sleep(Duration::from_secs(1)).await;
     loop {
-        if let Ok(reply) = http::request(url, "GET", "/patroni", None, None, REQUEST_TIMEOUT).await
+        if let Ok(reply) = ctx
+            .rest
+            .request(url, "GET", "/patroni", None, None, REQUEST_TIMEOUT)
+            .await
             && let Ok(status) = serde_json::from_str::<Value>(&reply.body)
             && status["state"] == "running"
         {
@@ -898,15 +906,17 @@ async fn version(ctx: &Context) -> Result<()> {
     println!("pgwarden ctl version {}", env!("CARGO_PKG_VERSION"));
     let state = ctx.read().await?;
     for (name, member) in &state.members {
-        let reply = http::request(
-            &member.api_url,
-            "GET",
-            "/patroni",
-            None,
-            None,
-            REQUEST_TIMEOUT,
-        )
-        .await;
+        let reply = ctx
+            .rest
+            .request(
+                &member.api_url,
+                "GET",
+                "/patroni",
+                None,
+                None,
+                REQUEST_TIMEOUT,
+            )
+            .await;
         match reply
             .ok()
             .and_then(|reply| serde_json::from_str::<Value>(&reply.body).ok())

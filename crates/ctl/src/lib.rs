@@ -11,7 +11,8 @@
 //! arguments or configuration (clap's usage errors are 2 as well).
 //!
 //! It must not know how the store is replicated or how the agent decides: it reads and writes
-//! keys in Patroni's layout and talks to members over HTTP, like any external tool.
+//! keys in Patroni's layout and talks to members over HTTP or HTTPS (the `ctl:` TLS keys, else
+//! the `restapi:` ones, as patronictl), like any external tool.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, reason = "tests fail loudly"))]
 

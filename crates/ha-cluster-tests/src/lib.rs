@@ -174,6 +174,11 @@ impl NodeSpec {
             .lines()
             .map(|line| format!("{line}\n"))
             .collect();
+        let restapi_extra: String = options
+            .restapi_yaml
+            .lines()
+            .map(|line| format!("  {line}\n"))
+            .collect();
         format!(
             r#"scope: demo
 name: {name}
@@ -181,7 +186,7 @@ name: {name}
 restapi:
   listen: 127.0.0.1:{rest}
   connect_address: 127.0.0.1:{rest}
-{store}bootstrap:
+{restapi_extra}{store}bootstrap:
   dcs:
 {dcs_extra}    postgresql:
       parameters:
@@ -437,6 +442,9 @@ pub struct ClusterOptions {
     /// Extra YAML lines under every node's `raft:` section (unindented, e.g. the TLS keys);
     /// `{name}` stands for the node's name.
     pub raft_yaml: String,
+    /// Extra YAML lines under every node's `restapi:` section (unindented, e.g. the TLS keys
+    /// `certfile`, `keyfile`, `cafile`, `verify_client`).
+    pub restapi_yaml: String,
 }
 
 /// A cluster of `pgwarden run` members in one temporary directory.

@@ -26,6 +26,7 @@ use crate::control::{
 use crate::health::{HealthQuery, health_code, is_health_path};
 use crate::status::PatroniStatus;
 use crate::timestamp::Timestamp;
+use crate::tls::ClientAddress;
 
 /// Everything the REST API serves from.
 pub struct Api<C> {
@@ -51,8 +52,10 @@ struct Shared<C> {
 
 type AppState<C> = State<Arc<Shared<C>>>;
 
-/// The router over `api`. Requests need a [`ConnectInfo<SocketAddr>`] extension for the
-/// allowlist (the server adds it; a request without one is outside any allowlist).
+/// The router over `api`. Requests need a [`ConnectInfo<SocketAddr>`] (HTTP) or
+/// [`ConnectInfo<ClientAddress>`] (HTTPS) extension for the allowlist and the client
+/// certificate (the server adds it; a request without one is outside any allowlist and has
+/// no certificate).
 pub fn router<C: ClusterControl>(api: Api<C>) -> Router {
     let shared = Arc::new(Shared {
         status: api.status,
@@ -151,7 +154,8 @@ fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Refusal> {
         .map_err(|error| bad_request(format!("Invalid request body: {error}")))
 }
 
-/// Unsafe methods pass the allowlist, then the Basic credentials (patroni.md §4.3).
+/// Unsafe methods pass the allowlist, then the client certificate, then the Basic
+/// credentials (patroni.md §4.3).
 async fn check_access<C: ClusterControl>(
     State(shared): AppState<C>,
     request: Request<Body>,
@@ -164,10 +168,18 @@ async fn check_access<C: ClusterControl>(
     if !unsafe_method {
         return next.run(request).await;
     }
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip());
+    // HTTPS connections carry whether a client certificate was verified; HTTP ones never have one.
+    let (peer, verified_certificate) =
+        match request.extensions().get::<ConnectInfo<ClientAddress>>() {
+            Some(ConnectInfo(client)) => (Some(client.address.ip()), client.verified_certificate),
+            None => (
+                request
+                    .extensions()
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|info| info.0.ip()),
+                false,
+            ),
+        };
     let member_hosts = if shared.access.allowlist_include_members {
         member_addresses(&shared.control).await
     } else {
@@ -177,9 +189,15 @@ async fn check_access<C: ClusterControl>(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
-    match shared.access.check(peer, &member_hosts, authorization) {
+    match shared
+        .access
+        .check(peer, &member_hosts, verified_certificate, authorization)
+    {
         Ok(()) => next.run(request).await,
         Err(Denied::NotAllowed) => message(StatusCode::FORBIDDEN, "Access is denied"),
+        Err(Denied::NoClientCertificate) => {
+            message(StatusCode::FORBIDDEN, "client certificate required")
+        }
         Err(Denied::Unauthenticated) => {
             let mut response = message(StatusCode::UNAUTHORIZED, "no auth header received");
             response.headers_mut().insert(

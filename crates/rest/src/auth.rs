@@ -1,6 +1,9 @@
 //! Access control of the unsafe endpoints (POST, PUT, PATCH, DELETE), in Patroni's order:
-//! first the allowlist (403 `Access is denied`), then HTTP Basic credentials (401 with
-//! `WWW-Authenticate: Basic realm="Patroni"`). GET, HEAD and OPTIONS are open.
+//! first the allowlist (403 `Access is denied`), then, over HTTPS with `verify_client`
+//! `optional` or `required`, a verified client certificate (403 `client certificate
+//! required`), then HTTP Basic credentials (401 with `WWW-Authenticate: Basic
+//! realm="Patroni"`). GET, HEAD and OPTIONS are open (`verify_client: required` already
+//! refused a client without a certificate at the handshake).
 
 use std::net::{IpAddr, ToSocketAddrs};
 
@@ -14,6 +17,9 @@ pub struct AccessPolicy {
     pub allowlist: Vec<IpNetwork>,
     /// `restapi.allowlist_include_members`: the members' API hosts are allowed too.
     pub allowlist_include_members: bool,
+    /// HTTPS with `restapi.verify_client` `optional` or `required`: the connection must have
+    /// presented a verified client certificate.
+    pub client_certificate_required: bool,
 }
 
 /// A user name and password for HTTP Basic authentication.
@@ -105,6 +111,8 @@ fn canonical(address: IpAddr) -> IpAddr {
 pub enum Denied {
     /// 403 `Access is denied`: the client is not on the allowlist.
     NotAllowed,
+    /// 403 `client certificate required`: no verified client certificate on the connection.
+    NoClientCertificate,
     /// 401: missing or wrong Basic credentials.
     Unauthenticated,
 }
@@ -116,11 +124,14 @@ impl AccessPolicy {
     }
 
     /// Checks an unsafe request from `peer` with its `Authorization` header; `member_hosts`
-    /// are the members' API addresses (used with `allowlist_include_members`).
+    /// are the members' API addresses (used with `allowlist_include_members`);
+    /// `verified_certificate` tells whether the connection presented a client certificate the
+    /// handshake verified.
     pub fn check(
         &self,
         peer: Option<IpAddr>,
         member_hosts: &[IpAddr],
+        verified_certificate: bool,
         authorization: Option<&str>,
     ) -> Result<(), Denied> {
         if self.restricts_addresses() {
@@ -134,6 +145,9 @@ impl AccessPolicy {
             if !allowed {
                 return Err(Denied::NotAllowed);
             }
+        }
+        if self.client_certificate_required && !verified_certificate {
+            return Err(Denied::NoClientCertificate);
         }
         if let Some(credentials) = &self.credentials {
             let given = authorization

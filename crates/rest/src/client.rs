@@ -1,11 +1,14 @@
 //! A minimal HTTP/1.1 client for the members' REST API (one request per connection), enough
-//! for JSON requests with optional basic auth: what peers ask each other during the leader
-//! race, what `pgwarden ctl` and `pgwarden demo` ask the members.
+//! for JSON requests with optional basic auth, over http or https ([`ClientTls`]): what peers
+//! ask each other during the leader race, what `pgwarden ctl` and `pgwarden demo` ask the
+//! members.
 
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::tls::ClientTls;
 
 /// A member's answer: status code and body text.
 #[derive(Debug, Clone)]
@@ -14,41 +17,79 @@ pub struct Reply {
     pub body: String,
 }
 
-/// The `host:port` of a member's `api_url` (`http://host:port/patroni`) or of a bare
-/// `host:port`; `None` for another scheme.
-fn authority(api_url: &str) -> Option<String> {
-    let rest = match api_url.split_once("://") {
-        Some(("http", rest)) => rest,
+/// Where a member's REST API is: the scheme and `host:port` of its `api_url`
+/// (`http(s)://host:port/patroni`) or of a bare `host:port` (http).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    https: bool,
+    address: String,
+}
+
+fn target(api_url: &str) -> Option<Target> {
+    let (https, rest) = match api_url.split_once("://") {
+        Some(("http", rest)) => (false, rest),
+        Some(("https", rest)) => (true, rest),
         Some(_) => return None,
-        None => api_url,
+        None => (false, api_url),
     };
-    Some(rest.split('/').next()?.to_owned())
+    Some(Target {
+        https,
+        address: rest.split('/').next()?.to_owned(),
+    })
 }
 
-/// `GET path` on the member at `api_url` (or `host:port`) → the JSON body, or `None` on any
-/// failure or after `timeout`.
-pub async fn get_json(api_url: &str, path: &str, timeout: Duration) -> Option<Value> {
-    let reply = request(api_url, "GET", path, None, None, timeout)
-        .await
-        .ok()?;
-    serde_json::from_str(&reply.body).ok()
+/// The path of an `api_url` (`/patroni`), or `default` when it has none.
+pub fn url_path<'a>(api_url: &'a str, default: &'a str) -> &'a str {
+    let rest = api_url.split_once("://").map_or(api_url, |(_, rest)| rest);
+    rest.find('/').map_or(default, |slash| &rest[slash..])
 }
 
-/// Sends `method path` with an optional JSON body to the member whose `api_url` is given.
-pub async fn request(
-    api_url: &str,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-    credentials: Option<&(String, String)>,
-    timeout: Duration,
-) -> Result<Reply, String> {
-    let address = authority(api_url)
-        .ok_or_else(|| format!("unsupported REST API address {api_url} (http:// only)"))?;
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(&address)
+/// The one REST client of pgwarden (the leader race, `pgwarden ctl`, `pgwarden demo`):
+/// `http://` members always, `https://` members with the [`ClientTls`] it was made with.
+#[derive(Debug, Clone, Default)]
+pub struct RestClient {
+    /// `None`: an `https://` member is refused (no CA to verify it against was configured).
+    tls: Option<ClientTls>,
+}
+
+impl RestClient {
+    pub fn new(tls: Option<ClientTls>) -> RestClient {
+        RestClient { tls }
+    }
+
+    /// `GET path` on the member at `api_url` (or `host:port`) → the JSON body, or `None` on
+    /// any failure or after `timeout`.
+    pub async fn get_json(&self, api_url: &str, path: &str, timeout: Duration) -> Option<Value> {
+        let reply = self
+            .request(api_url, "GET", path, None, None, timeout)
             .await
-            .map_err(|error| format!("connect to {address}: {error}"))?;
+            .ok()?;
+        serde_json::from_str(&reply.body).ok()
+    }
+
+    /// Sends `method path` with an optional JSON body to the member whose `api_url` is given.
+    pub async fn request(
+        &self,
+        api_url: &str,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        credentials: Option<&(String, String)>,
+        timeout: Duration,
+    ) -> Result<Reply, String> {
+        let Target { https, address } = target(api_url).ok_or_else(|| {
+            format!("unsupported REST API address {api_url} (http:// or https://)")
+        })?;
+        let tls = match (https, &self.tls) {
+            (false, _) => None,
+            (true, Some(tls)) => Some(tls),
+            (true, None) => {
+                return Err(format!(
+                    "{api_url} is https, but no CA to verify it against is configured \
+                     (ctl.cacert or restapi.cafile, or ctl.insecure: true)"
+                ));
+            }
+        };
         let body_text = body.map(Value::to_string).unwrap_or_default();
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -64,20 +105,71 @@ pub async fn request(
             ));
         }
         head.push_str("\r\n");
-        stream
-            .write_all(format!("{head}{body_text}").as_bytes())
+        let message = format!("{head}{body_text}");
+        let exchange = async {
+            let stream = tokio::net::TcpStream::connect(&address)
+                .await
+                .map_err(|error| format!("connect to {address}: {error}"))?;
+            let response = match tls {
+                None => send(stream, &message, &address).await?,
+                Some(tls) => {
+                    let host = address
+                        .rsplit_once(':')
+                        .map_or(address.as_str(), |(host, _)| host)
+                        .trim_matches(['[', ']']);
+                    let stream = tls
+                        .connect(host, stream)
+                        .await
+                        .map_err(|error| format!("TLS handshake with {address}: {error}"))?;
+                    send(stream, &message, &address).await?
+                }
+            };
+            parse(&response).ok_or_else(|| format!("malformed HTTP response from {address}"))
+        };
+        tokio::time::timeout(timeout, exchange)
             .await
-            .map_err(|error| format!("send to {address}: {error}"))?;
-        let mut response = Vec::new();
-        stream
-            .read_to_end(&mut response)
-            .await
-            .map_err(|error| format!("read from {address}: {error}"))?;
-        parse(&response).ok_or_else(|| format!("malformed HTTP response from {address}"))
-    };
-    tokio::time::timeout(timeout, exchange)
+            .map_err(|_| format!("{address} did not answer within {timeout:?}"))?
+    }
+}
+
+/// Writes `message` and reads the whole response (the server closes: `Connection: close`).
+async fn send<S>(mut stream: S, message: &str, address: &str) -> Result<Vec<u8>, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    stream
+        .write_all(message.as_bytes())
         .await
-        .map_err(|_| format!("{address} did not answer within {timeout:?}"))?
+        .map_err(|error| format!("send to {address}: {error}"))?;
+    let mut response = Vec::new();
+    let read = stream.read_to_end(&mut response).await;
+    match read {
+        Ok(_) => Ok(response),
+        // A TLS server that closes without close_notify after a complete answer.
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {
+            Ok(response)
+        }
+        Err(error) => Err(format!("read from {address}: {error}")),
+    }
+}
+
+/// [`RestClient::get_json`] of a plain-http client.
+pub async fn get_json(api_url: &str, path: &str, timeout: Duration) -> Option<Value> {
+    RestClient::default().get_json(api_url, path, timeout).await
+}
+
+/// [`RestClient::request`] of a plain-http client.
+pub async fn request(
+    api_url: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    credentials: Option<&(String, String)>,
+    timeout: Duration,
+) -> Result<Reply, String> {
+    RestClient::default()
+        .request(api_url, method, path, body, credentials, timeout)
+        .await
 }
 
 fn parse(response: &[u8]) -> Option<Reply> {
@@ -159,15 +251,22 @@ mod tests {
     }
 
     #[test]
-    fn authority_of_an_api_url() {
+    fn target_of_an_api_url() {
+        let target_of = |url| target(url).map(|target| (target.https, target.address));
         assert_eq!(
-            authority("http://127.0.0.1:8008/patroni").as_deref(),
-            Some("127.0.0.1:8008")
+            target_of("http://127.0.0.1:8008/patroni"),
+            Some((false, "127.0.0.1:8008".to_owned()))
         );
-        assert_eq!(authority("https://h/patroni"), None);
         assert_eq!(
-            authority("127.0.0.1:8008").as_deref(),
-            Some("127.0.0.1:8008")
+            target_of("https://h:8008/patroni"),
+            Some((true, "h:8008".to_owned()))
         );
+        assert_eq!(target_of("ftp://h/patroni"), None);
+        assert_eq!(
+            target_of("127.0.0.1:8008"),
+            Some((false, "127.0.0.1:8008".to_owned()))
+        );
+        assert_eq!(url_path("https://h:1/patroni", "/x"), "/patroni");
+        assert_eq!(url_path("h:1", "/x"), "/x");
     }
 }

@@ -7,7 +7,7 @@
 //! `raft:` start the Raft member, serve its etcd v3 API and keep its Raft leadership off the
 //! PostgreSQL primary's host; with `etcd3:` only prepare the client (it connects on first
 //! use and keeps retrying, so an etcd cluster that is still starting is waited for); then
-//! run the REST API and the agent.
+//! run the REST API (HTTPS only with `restapi.certfile`) and the agent.
 //! Stop order on SIGTERM/SIGINT: the REST API stops answering; the agent stops (a primary
 //! stops PostgreSQL with a fast shutdown and deletes the leader key so a replica takes over
 //! at once; every member revokes its lease); then, with `raft:`, the leadership placement
@@ -132,6 +132,8 @@ impl Serving {
             .restapi
             .access_policy()
             .map_err(|reason| anyhow::anyhow!("restapi.allowlist: {reason}"))?;
+        let rest_tls = config.rest_server_tls().context("restapi TLS")?;
+        let rest_client = config.rest_client().context("ctl TLS")?;
         let (control, commands) = agent::AgentControl::new(backend.clone(), &config);
         let api = rest::Api {
             status: status_rx,
@@ -141,9 +143,11 @@ impl Serving {
         };
         let rest_stop = shutdown.clone();
         let rest = tokio::spawn(async move {
-            rest::serve(rest_listener, api, rest_stop.cancelled_owned()).await
+            rest::serve(rest_listener, api, rest_tls, rest_stop.cancelled_owned()).await
         });
-        let agent = Agent::new(backend, config, run_as, status_tx).with_commands(commands);
+        let agent = Agent::new(backend, config, run_as, status_tx)
+            .with_commands(commands)
+            .with_rest_client(rest_client);
         let agent_stop = shutdown.child_token();
         let mut agent_task = tokio::spawn(agent.run(agent_stop.clone()));
         tracing::info!("pgwarden run started");

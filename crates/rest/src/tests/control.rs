@@ -258,6 +258,7 @@ async fn unsafe_endpoints_need_credentials_and_an_allowed_address() {
         }),
         allowlist: IpNetwork::parse_entry("192.168.0.0/16").unwrap_or_default(),
         allowlist_include_members: true,
+        client_certificate_required: false,
     };
     let client = new_client(primary(), access, FakeControl::default());
     let good = format!("Basic {}", auth::base64_encode(b"admin:secret"));

@@ -4,6 +4,7 @@
 
 mod control;
 mod health;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,227 @@
+//! HTTPS on the REST API (`restapi:`) and to the other members (`ctl:`), with Patroni's keys:
+//!
+//! * `restapi.certfile` + `restapi.keyfile`: the REST API serves HTTPS only, and the member's
+//!   `api_url` is `https://`. `restapi.cafile` is the CA client certificates are verified
+//!   against; `restapi.verify_client` is `none` (default), `optional` (a certificate is asked
+//!   for and verified when given; unsafe methods need one) or `required` (the handshake fails
+//!   without one). `optional`/`required` need `cafile`; `cafile` and `verify_client` need
+//!   `certfile`. `keyfile_password` (encrypted keys) and `ciphers` are refused.
+//! * `ctl.cacert`, `ctl.certfile` + `ctl.keyfile`, `ctl.insecure`: how this member (the leader
+//!   race) and `pgwarden ctl` reach `https://` members. As Patroni, the CA falls back to
+//!   `restapi.cafile` and the client certificate to `restapi.certfile`/`keyfile`;
+//!   `insecure: true` skips verifying the members' certificates.
+//!
+//! [`RunConfig::validate_rest_tls`] checks the combinations (no I/O); [`RunConfig::rest_server_tls`]
+//! and [`RunConfig::rest_client`] read and parse the PEM files with the store's own rules
+//! ([`consensus::TlsSettings`], as the `raft:` and `etcd3:` keys are), naming the key and the
+//! file at fault. `RunConfig::load` calls both, so `pgwarden run` and `pgwarden ctl` refuse an
+//! unusable file at start.
+
+use std::path::Path;
+use std::path::PathBuf;
+
+use consensus::TlsFiles;
+use consensus::TlsSettingError;
+use consensus::TlsSettingNames;
+use consensus::TlsSettings;
+use rest::client::RestClient;
+use rest::tls::ClientTls;
+use rest::tls::PemIdentity;
+use rest::tls::ServerTls;
+use rest::tls::ServerVerification;
+use rest::tls::VerifyClient;
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+use crate::config::RunConfig;
+
+/// Patroni's `ctl:` section: how this member and `pgwarden ctl` reach `https://` members.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtlConfig {
+    /// CA certificates (PEM) the members' certificates are verified against; default
+    /// `restapi.cafile`.
+    #[serde(default)]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate chain (PEM) presented to the members; default `restapi.certfile`.
+    #[serde(default)]
+    pub certfile: Option<PathBuf>,
+    /// The unencrypted private key of `certfile`; default `restapi.keyfile`.
+    #[serde(default)]
+    pub keyfile: Option<PathBuf>,
+    /// Accepted by the parser only to be refused with a clear message.
+    #[serde(default)]
+    pub keyfile_password: Option<String>,
+    /// Do not verify the members' certificates.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+const RESTAPI_KEYS: TlsSettingNames = TlsSettingNames {
+    cert: "restapi.certfile",
+    key: "restapi.keyfile",
+    trusted_ca: "restapi.cafile",
+    client_cert_auth: "restapi.verify_client",
+    shown_with: "",
+};
+
+const CTL_KEYS: TlsSettingNames = TlsSettingNames {
+    cert: "ctl.certfile",
+    key: "ctl.keyfile",
+    trusted_ca: "ctl.cacert",
+    // ctl has no such key: it only presents a certificate.
+    client_cert_auth: "ctl.verify_client",
+    shown_with: "",
+};
+
+const ENCRYPTED_KEYS: &str = "encrypted private keys are not supported: decrypt the key file \
+     (e.g. `openssl pkey -in key.pem -out plain-key.pem`) and drop keyfile_password";
+
+fn invalid(error: TlsSettingError) -> ConfigError {
+    ConfigError::Invalid {
+        path: error.setting.to_owned(),
+        reason: error.reason,
+    }
+}
+
+fn refuse(path: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn identity(files: &TlsFiles) -> PemIdentity {
+    PemIdentity {
+        cert_pem: files.cert_pem.clone(),
+        key_pem: files.key_pem.clone(),
+    }
+}
+
+/// Reads a CA given without a certificate of this side's own, checked as the store checks a
+/// trusted CA ([`consensus::tls::trust_anchors`]).
+fn read_trusted_ca(key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    let unusable = |reason: String| refuse(key, format!("{}: {reason}", path.display()));
+    let pem = std::fs::read(path).map_err(|error| unusable(error.to_string()))?;
+    consensus::tls::trust_anchors(&pem).map_err(|error| unusable(error.to_string()))?;
+    Ok(pem)
+}
+
+impl RunConfig {
+    /// Whether the REST API serves HTTPS (`restapi.certfile`): `api_url` is `https://`.
+    pub fn rest_uses_tls(&self) -> bool {
+        self.restapi.certfile.is_some()
+    }
+
+    /// `http(s)://connect_address/patroni`, published in the member key.
+    pub fn api_url(&self) -> String {
+        let scheme = if self.rest_uses_tls() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}/patroni", self.restapi.connect_address)
+    }
+
+    fn restapi_settings(&self) -> TlsSettings<'_> {
+        TlsSettings {
+            cert: self.restapi.certfile.as_deref(),
+            key: self.restapi.keyfile.as_deref(),
+            trusted_ca: self.restapi.cafile.as_deref(),
+            client_cert_auth: self.restapi.verify_client != VerifyClient::None,
+        }
+    }
+
+    fn ctl_settings(&self) -> TlsSettings<'_> {
+        TlsSettings {
+            cert: self.ctl.certfile.as_deref(),
+            key: self.ctl.keyfile.as_deref(),
+            trusted_ca: self.ctl.cacert.as_deref(),
+            client_cert_auth: false,
+        }
+    }
+
+    /// Checks that the `restapi:` and `ctl:` TLS keys fit together (no file is read).
+    pub(crate) fn validate_rest_tls(&self) -> Result<(), ConfigError> {
+        if self.restapi.keyfile_password.is_some() {
+            return Err(refuse("restapi.keyfile_password", ENCRYPTED_KEYS));
+        }
+        if self.restapi.ciphers.is_some() {
+            return Err(refuse(
+                "restapi.ciphers",
+                "not supported: pgwarden offers rustls's safe default cipher suites \
+                 (TLS 1.2 and 1.3); drop the key",
+            ));
+        }
+        if self.ctl.keyfile_password.is_some() {
+            return Err(refuse("ctl.keyfile_password", ENCRYPTED_KEYS));
+        }
+        let restapi = self.restapi_settings();
+        restapi
+            .refuse_without_certificate(&RESTAPI_KEYS)
+            .map_err(invalid)?;
+        restapi.check(&RESTAPI_KEYS).map_err(invalid)?;
+        self.ctl_settings().check(&CTL_KEYS).map_err(invalid)
+    }
+
+    /// The REST API's TLS (`None`: plain HTTP). Reads and parses `restapi.certfile`,
+    /// `keyfile` and `cafile`; an unreadable file or unusable PEM is refused naming its key
+    /// and path.
+    pub fn rest_server_tls(&self) -> Result<Option<ServerTls>, ConfigError> {
+        self.validate_rest_tls()?;
+        let Some(files) = self
+            .restapi_settings()
+            .load(&RESTAPI_KEYS)
+            .map_err(invalid)?
+        else {
+            return Ok(None);
+        };
+        ServerTls::new(
+            &identity(&files),
+            files.trusted_ca_pem.as_deref(),
+            self.restapi.verify_client,
+        )
+        .map(Some)
+        .map_err(|error| refuse(RESTAPI_KEYS.cert, error.to_string()))
+    }
+
+    /// The REST client for the other members: `https://` members are verified against
+    /// `ctl.cacert`, else `restapi.cafile` (not at all with `ctl.insecure`), and are shown
+    /// `ctl.certfile`/`keyfile`, else the REST API's own certificate. Without any CA (and not
+    /// insecure) an `https://` member is refused when asked. Reads and parses the files,
+    /// refusing an unusable one naming its key and path.
+    pub fn rest_client(&self) -> Result<RestClient, ConfigError> {
+        self.validate_rest_tls()?;
+        let ctl_files = self.ctl_settings().load(&CTL_KEYS).map_err(invalid)?;
+        let restapi_files = self
+            .restapi_settings()
+            .load(&RESTAPI_KEYS)
+            .map_err(invalid)?;
+        let client_identity = ctl_files.as_ref().or(restapi_files.as_ref()).map(identity);
+        let trusted_ca = match (&self.ctl.cacert, &ctl_files, &restapi_files) {
+            // `load` read and checked `ctl.cacert` with the ctl certificate.
+            (Some(_), Some(files), _) => files.trusted_ca_pem.clone(),
+            (Some(cacert), None, _) => Some(read_trusted_ca(CTL_KEYS.trusted_ca, cacert)?),
+            (None, _, Some(files)) => files.trusted_ca_pem.clone(),
+            (None, _, None) => None,
+        };
+        let verification = match (&trusted_ca, self.ctl.insecure) {
+            (_, true) => ServerVerification::Insecure,
+            (Some(ca_pem), false) => ServerVerification::TrustedCa(ca_pem),
+            (None, false) => return Ok(RestClient::default()),
+        };
+        let tls = ClientTls::new(verification, client_identity.as_ref()).map_err(|error| {
+            let key = if self.ctl.certfile.is_some() {
+                CTL_KEYS.cert
+            } else {
+                RESTAPI_KEYS.cert
+            };
+            refuse(key, error.to_string())
+        })?;
+        Ok(RestClient::new(Some(tls)))
+    }
+}
+
+#[cfg(test)]
+#[path = "restapi_tls_test.rs"]
+mod tests;
