@@ -39,6 +39,26 @@ pub enum ConfigError {
     Invalid { path: String, reason: String },
 }
 
+impl From<consensus::TlsSettingError> for ConfigError {
+    /// A TLS setting the store's checks refused, under the key the operator wrote.
+    fn from(error: consensus::TlsSettingError) -> ConfigError {
+        ConfigError::Invalid {
+            path: error.setting.to_owned(),
+            reason: error.reason,
+        }
+    }
+}
+
+/// Reads a CA given without a certificate of this side's own (under `key`), checked as the
+/// store checks a trusted CA ([`consensus::tls::trust_anchors`]).
+pub(crate) fn read_trusted_ca(key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    let unusable =
+        |reason: String| RunConfig::invalid(key, format!("{}: {reason}", path.display()));
+    let pem = std::fs::read(path).map_err(|error| unusable(error.to_string()))?;
+    consensus::tls::trust_anchors(&pem).map_err(|error| unusable(error.to_string()))?;
+    Ok(pem)
+}
+
 pub const DEFAULT_TTL: Duration = Duration::from_secs(5);
 pub const DEFAULT_LOOP_WAIT: Duration = Duration::from_secs(1);
 pub const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -422,7 +442,7 @@ impl RunConfig {
         Ok(config)
     }
 
-    fn invalid(path: &str, reason: impl Into<String>) -> ConfigError {
+    pub(crate) fn invalid(path: &str, reason: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             path: path.to_owned(),
             reason: reason.into(),

@@ -11,9 +11,8 @@
 //! `raft:` keys are), naming the key and the file at fault.
 //! `pgwarden run` and `pgwarden ctl` both connect with [`Etcd3Config::tls`].
 
-use std::path::Path;
+use crate::config::RunConfig;
 
-use consensus::TlsSettingError;
 use consensus::TlsSettingNames;
 use consensus::TlsSettings;
 use dcs::EtcdTls;
@@ -30,20 +29,6 @@ const KEYS: TlsSettingNames = TlsSettingNames {
     shown_with: "",
 };
 
-fn invalid(error: TlsSettingError) -> ConfigError {
-    ConfigError::Invalid {
-        path: error.setting.to_owned(),
-        reason: error.reason,
-    }
-}
-
-fn refuse(path: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        path: path.to_owned(),
-        reason: reason.into(),
-    }
-}
-
 impl Etcd3Config {
     fn tls_settings(&self) -> TlsSettings<'_> {
         TlsSettings {
@@ -57,7 +42,7 @@ impl Etcd3Config {
     /// Checks that the TLS keys fit the protocol and each other (no file is read).
     pub(crate) fn validate_tls(&self) -> Result<(), ConfigError> {
         if self.key_password.is_some() {
-            return Err(refuse(
+            return Err(RunConfig::invalid(
                 "etcd3.key_password",
                 "encrypted private keys are not supported: decrypt the key file \
                  (e.g. `openssl pkey -in key.pem -out plain-key.pem`) and drop key_password",
@@ -70,7 +55,7 @@ impl Etcd3Config {
                 (KEYS.key, self.key.is_some()),
             ] {
                 if given {
-                    return Err(refuse(
+                    return Err(RunConfig::invalid(
                         path,
                         "only used with protocol: https (or https:// hosts)",
                     ));
@@ -79,13 +64,13 @@ impl Etcd3Config {
             return Ok(());
         }
         if self.cacert.is_none() {
-            return Err(refuse(
+            return Err(RunConfig::invalid(
                 KEYS.trusted_ca,
                 "required with https: pgwarden verifies the etcd servers' certificates \
                  against this CA only (not the system's CA store)",
             ));
         }
-        self.tls_settings().check(&KEYS).map_err(invalid)
+        self.tls_settings().check(&KEYS).map_err(ConfigError::from)
     }
 
     /// The TLS to connect with: `None` over http. Reads and parses `cacert`, and `cert` +
@@ -96,7 +81,7 @@ impl Etcd3Config {
         let Some(cacert) = self.cacert.as_deref() else {
             return Ok(None);
         };
-        if let Some(files) = self.tls_settings().load(&KEYS).map_err(invalid)? {
+        if let Some(files) = self.tls_settings().load(&KEYS).map_err(ConfigError::from)? {
             // `load` read and checked the CA too: `cacert` is set.
             let trusted_ca_pem = files.trusted_ca_pem.unwrap_or_default();
             return Ok(Some(EtcdTls {
@@ -105,18 +90,8 @@ impl Etcd3Config {
             }));
         }
         Ok(Some(EtcdTls {
-            trusted_ca_pem: read_trusted_ca(cacert)?,
+            trusted_ca_pem: crate::config::read_trusted_ca(KEYS.trusted_ca, cacert)?,
             client_certificate: None,
         }))
     }
-}
-
-/// Reads `cacert` without a client certificate: the CA alone, checked as the store checks a
-/// trusted CA ([`consensus::tls::trust_anchors`]).
-fn read_trusted_ca(path: &Path) -> Result<Vec<u8>, ConfigError> {
-    let unusable =
-        |reason: String| refuse(KEYS.trusted_ca, format!("{}: {reason}", path.display()));
-    let pem = std::fs::read(path).map_err(|error| unusable(error.to_string()))?;
-    consensus::tls::trust_anchors(&pem).map_err(|error| unusable(error.to_string()))?;
-    Ok(pem)
 }

@@ -15,7 +15,6 @@
 //! bad configuration at start.
 
 use consensus::TlsFiles;
-use consensus::TlsSettingError;
 use consensus::TlsSettingNames;
 use consensus::TlsSettings;
 
@@ -46,13 +45,6 @@ const PEER_KEYS: TlsSettingNames = TlsSettingNames {
     client_cert_auth: "raft.peer_client_cert_auth",
     shown_with: "",
 };
-
-fn invalid(error: TlsSettingError) -> ConfigError {
-    ConfigError::Invalid {
-        path: error.setting.to_owned(),
-        reason: error.reason,
-    }
-}
 
 impl RaftConfig {
     /// Whether the etcd API serves TLS (clients use `https://`).
@@ -89,8 +81,9 @@ impl RaftConfig {
             (self.client_side(), &CLIENT_KEYS),
             (self.peer_side(), &PEER_KEYS),
         ] {
-            side.refuse_without_certificate(names).map_err(invalid)?;
-            side.check(names).map_err(invalid)?;
+            side.refuse_without_certificate(names)
+                .map_err(ConfigError::from)?;
+            side.check(names).map_err(ConfigError::from)?;
         }
         let peer = self.peer_side();
         if peer.cert.is_some() && peer.trusted_ca.is_none() {
@@ -111,8 +104,14 @@ impl RaftConfig {
     pub fn load_tls(&self) -> Result<RaftTls, ConfigError> {
         self.validate_tls()?;
         Ok(RaftTls {
-            client: self.client_side().load(&CLIENT_KEYS).map_err(invalid)?,
-            peer: self.peer_side().load(&PEER_KEYS).map_err(invalid)?,
+            client: self
+                .client_side()
+                .load(&CLIENT_KEYS)
+                .map_err(ConfigError::from)?,
+            peer: self
+                .peer_side()
+                .load(&PEER_KEYS)
+                .map_err(ConfigError::from)?,
         })
     }
 }

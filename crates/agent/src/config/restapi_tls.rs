@@ -17,11 +17,9 @@
 //! file at fault. `RunConfig::load` calls both, so `pgwarden run` and `pgwarden ctl` refuse an
 //! unusable file at start.
 
-use std::path::Path;
 use std::path::PathBuf;
 
 use consensus::TlsFiles;
-use consensus::TlsSettingError;
 use consensus::TlsSettingNames;
 use consensus::TlsSettings;
 use rest::client::RestClient;
@@ -77,34 +75,11 @@ const CTL_KEYS: TlsSettingNames = TlsSettingNames {
 const ENCRYPTED_KEYS: &str = "encrypted private keys are not supported: decrypt the key file \
      (e.g. `openssl pkey -in key.pem -out plain-key.pem`) and drop keyfile_password";
 
-fn invalid(error: TlsSettingError) -> ConfigError {
-    ConfigError::Invalid {
-        path: error.setting.to_owned(),
-        reason: error.reason,
-    }
-}
-
-fn refuse(path: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        path: path.to_owned(),
-        reason: reason.into(),
-    }
-}
-
 fn identity(files: &TlsFiles) -> PemIdentity {
     PemIdentity {
         cert_pem: files.cert_pem.clone(),
         key_pem: files.key_pem.clone(),
     }
-}
-
-/// Reads a CA given without a certificate of this side's own, checked as the store checks a
-/// trusted CA ([`consensus::tls::trust_anchors`]).
-fn read_trusted_ca(key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
-    let unusable = |reason: String| refuse(key, format!("{}: {reason}", path.display()));
-    let pem = std::fs::read(path).map_err(|error| unusable(error.to_string()))?;
-    consensus::tls::trust_anchors(&pem).map_err(|error| unusable(error.to_string()))?;
-    Ok(pem)
 }
 
 impl RunConfig {
@@ -144,24 +119,29 @@ impl RunConfig {
     /// Checks that the `restapi:` and `ctl:` TLS keys fit together (no file is read).
     pub(crate) fn validate_rest_tls(&self) -> Result<(), ConfigError> {
         if self.restapi.keyfile_password.is_some() {
-            return Err(refuse("restapi.keyfile_password", ENCRYPTED_KEYS));
+            return Err(RunConfig::invalid(
+                "restapi.keyfile_password",
+                ENCRYPTED_KEYS,
+            ));
         }
         if self.restapi.ciphers.is_some() {
-            return Err(refuse(
+            return Err(RunConfig::invalid(
                 "restapi.ciphers",
                 "not supported: pgwarden offers rustls's safe default cipher suites \
                  (TLS 1.2 and 1.3); drop the key",
             ));
         }
         if self.ctl.keyfile_password.is_some() {
-            return Err(refuse("ctl.keyfile_password", ENCRYPTED_KEYS));
+            return Err(RunConfig::invalid("ctl.keyfile_password", ENCRYPTED_KEYS));
         }
         let restapi = self.restapi_settings();
         restapi
             .refuse_without_certificate(&RESTAPI_KEYS)
-            .map_err(invalid)?;
-        restapi.check(&RESTAPI_KEYS).map_err(invalid)?;
-        self.ctl_settings().check(&CTL_KEYS).map_err(invalid)
+            .map_err(ConfigError::from)?;
+        restapi.check(&RESTAPI_KEYS).map_err(ConfigError::from)?;
+        self.ctl_settings()
+            .check(&CTL_KEYS)
+            .map_err(ConfigError::from)
     }
 
     /// The REST API's TLS (`None`: plain HTTP). Reads and parses `restapi.certfile`,
@@ -172,7 +152,7 @@ impl RunConfig {
         let Some(files) = self
             .restapi_settings()
             .load(&RESTAPI_KEYS)
-            .map_err(invalid)?
+            .map_err(ConfigError::from)?
         else {
             return Ok(None);
         };
@@ -182,7 +162,7 @@ impl RunConfig {
             self.restapi.verify_client,
         )
         .map(Some)
-        .map_err(|error| refuse(RESTAPI_KEYS.cert, error.to_string()))
+        .map_err(|error| RunConfig::invalid(RESTAPI_KEYS.cert, error.to_string()))
     }
 
     /// The REST client for the other members: `https://` members are verified against
@@ -192,16 +172,21 @@ impl RunConfig {
     /// refusing an unusable one naming its key and path.
     pub fn rest_client(&self) -> Result<RestClient, ConfigError> {
         self.validate_rest_tls()?;
-        let ctl_files = self.ctl_settings().load(&CTL_KEYS).map_err(invalid)?;
+        let ctl_files = self
+            .ctl_settings()
+            .load(&CTL_KEYS)
+            .map_err(ConfigError::from)?;
         let restapi_files = self
             .restapi_settings()
             .load(&RESTAPI_KEYS)
-            .map_err(invalid)?;
+            .map_err(ConfigError::from)?;
         let client_identity = ctl_files.as_ref().or(restapi_files.as_ref()).map(identity);
         let trusted_ca = match (&self.ctl.cacert, &ctl_files, &restapi_files) {
             // `load` read and checked `ctl.cacert` with the ctl certificate.
             (Some(_), Some(files), _) => files.trusted_ca_pem.clone(),
-            (Some(cacert), None, _) => Some(read_trusted_ca(CTL_KEYS.trusted_ca, cacert)?),
+            (Some(cacert), None, _) => {
+                Some(crate::config::read_trusted_ca(CTL_KEYS.trusted_ca, cacert)?)
+            }
             (None, _, Some(files)) => files.trusted_ca_pem.clone(),
             (None, _, None) => None,
         };
@@ -216,7 +201,7 @@ impl RunConfig {
             } else {
                 RESTAPI_KEYS.cert
             };
-            refuse(key, error.to_string())
+            RunConfig::invalid(key, error.to_string())
         })?;
         Ok(RestClient::new(Some(tls)))
     }
