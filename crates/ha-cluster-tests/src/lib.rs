@@ -52,6 +52,48 @@ const PORT_RANGE_LEN: u16 = 12_000;
 static NEXT_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
 
 /// Runs `pgwarden ctl -c CONFIG ARGS` with an empty standard input; (exit code, stdout, stderr).
+/// Writes a node configuration whose store section is `store_yaml` (its TLS file at `missing`
+/// does not exist) and checks that `pgwarden run` exits with code 2 and `pgwarden ctl list`
+/// fails, both naming `key`, and run also the file.
+pub fn refused_at_start(
+    dir: &Path,
+    store_yaml: &str,
+    key: &str,
+    missing: &Path,
+) -> anyhow::Result<()> {
+    let config = dir.join("pgwarden.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "scope: demo\nname: n1\nrestapi:\n  listen: 127.0.0.1:1\n  connect_address: 127.0.0.1:1\n\
+             {store_yaml}postgresql:\n  listen: 127.0.0.1:1\n  connect_address: 127.0.0.1:1\n  \
+             data_dir: {dir}/pgdata\n  bin_dir: /nonexistent\n  authentication:\n    \
+             superuser: {{username: postgres}}\n    replication: {{username: replicator}}\n",
+            dir = dir.display(),
+        ),
+    )?;
+    let output = Command::new(pgwarden_binary()?)
+        .arg("run")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.code() != Some(2)
+        || !stderr.contains(key)
+        || !stderr.contains(&missing.display().to_string())
+    {
+        bail!(
+            "pgwarden run: {:?}, expected exit 2 naming {key} and the file: {stderr}",
+            output.status.code()
+        );
+    }
+    let (code, stdout, stderr) = ctl(&config, &["list"])?;
+    if code == 0 || !stderr.contains(key) {
+        bail!("pgwarden ctl list: {code}, expected a failure naming {key}: {stdout}{stderr}");
+    }
+    Ok(())
+}
+
 pub fn ctl(config: &Path, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
     let output = Command::new(pgwarden_binary()?)
         .arg("ctl")

@@ -8,13 +8,12 @@
 //! a certificate is refused; and `pgwarden ctl -c CONFIG list` reads the cluster over TLS from
 //! the run configuration. A configuration naming a missing `cacert` is refused at start.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
 use ha_cluster_tests::etcd::EtcdCluster;
 use ha_cluster_tests::tls::Certificates;
-use ha_cluster_tests::{Cluster, ClusterOptions, ctl, eventually, pgwarden_binary};
+use ha_cluster_tests::{Cluster, ClusterOptions, ctl, eventually, refused_at_start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_over_an_https_etcd3_store() -> anyhow::Result<()> {
@@ -89,35 +88,14 @@ async fn a_node_over_an_https_etcd3_store() -> anyhow::Result<()> {
 #[test]
 fn a_missing_cacert_is_refused_at_start() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let config = dir.path().join("pgwarden.yml");
     let missing = dir.path().join("missing-ca.pem");
-    std::fs::write(
-        &config,
-        format!(
-            "scope: demo\nname: n1\nrestapi:\n  listen: 127.0.0.1:1\n  connect_address: 127.0.0.1:1\n\
-             etcd3:\n  protocol: https\n  hosts: [127.0.0.1:1]\n  cacert: {missing}\n\
-             postgresql:\n  listen: 127.0.0.1:1\n  connect_address: 127.0.0.1:1\n  \
-             data_dir: {dir}/pgdata\n  bin_dir: /nonexistent\n  authentication:\n    \
-             superuser: {{username: postgres}}\n    replication: {{username: replicator}}\n",
-            dir = dir.path().display(),
-            missing = missing.display(),
+    refused_at_start(
+        dir.path(),
+        &format!(
+            "etcd3:\n  protocol: https\n  hosts: [127.0.0.1:1]\n  cacert: {}\n",
+            missing.display()
         ),
-    )?;
-    let output = Command::new(pgwarden_binary()?)
-        .arg("run")
-        .arg(&config)
-        .stdin(Stdio::null())
-        .output()?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("etcd3.cacert") && stderr.contains(&missing.display().to_string()),
-        "{stderr}"
-    );
-    let (code, stdout, stderr) = ctl(&config, &["list"])?;
-    assert!(
-        code != 0 && stderr.contains("etcd3.cacert"),
-        "ctl: {code} {stdout}{stderr}"
-    );
-    Ok(())
+        "etcd3.cacert",
+        &missing,
+    )
 }

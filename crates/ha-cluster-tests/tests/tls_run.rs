@@ -10,13 +10,12 @@
 //! A configuration naming a missing certificate file is refused at start with exit code 2.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
 use etcd_client::{Client, ConnectOptions, TlsOptions};
 use ha_cluster_tests::tls::{CertificateFiles, Certificates};
-use ha_cluster_tests::{Cluster, ClusterOptions, eventually, pgwarden_binary};
+use ha_cluster_tests::{Cluster, ClusterOptions, eventually, refused_at_start};
 
 /// The `raft:` TLS lines using `files` on both ports.
 fn raft_yaml(files: &CertificateFiles) -> String {
@@ -147,35 +146,16 @@ async fn a_cluster_with_tls_on_both_store_ports() -> anyhow::Result<()> {
 #[test]
 fn a_missing_certificate_file_is_refused_at_start() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let config = dir.path().join("pgwarden.yml");
     let missing = dir.path().join("missing.pem");
-    std::fs::write(
-        &config,
-        format!(
-            "scope: demo\nname: n1\nrestapi:\n  listen: 127.0.0.1:1\n  connect_address: 127.0.0.1:1\n\
-             raft:\n  data_dir: {dir}/raft\n  self_addr: 127.0.0.1:1\n  cert_file: {missing}\n  \
-             key_file: {missing}\npostgresql:\n  listen: 127.0.0.1:1\n  connect_address: 127.0.0.1:1\n  \
-             data_dir: {dir}/pgdata\n  bin_dir: /nonexistent\n  authentication:\n    \
-             superuser: {{username: postgres}}\n    replication: {{username: replicator}}\n",
+    refused_at_start(
+        dir.path(),
+        &format!(
+            "raft:\n  data_dir: {dir}/raft\n  self_addr: 127.0.0.1:1\n  cert_file: {missing}\n  \
+             key_file: {missing}\n",
             dir = dir.path().display(),
             missing = missing.display(),
         ),
-    )?;
-    let output = Command::new(pgwarden_binary()?)
-        .arg("run")
-        .arg(&config)
-        .stdin(Stdio::null())
-        .output()?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("raft.cert_file") && stderr.contains(&missing.display().to_string()),
-        "{stderr}"
-    );
-    let (code, output) = ctl(&config, &["list"])?;
-    assert!(
-        code != 0 && output.contains("raft.cert_file"),
-        "ctl: {code} {output}"
-    );
-    Ok(())
+        "raft.cert_file",
+        &missing,
+    )
 }
