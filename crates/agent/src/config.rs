@@ -205,12 +205,9 @@ pub struct RaftConfig {
     pub peer_client_cert_auth: bool,
 }
 
-/// An external etcd cluster, as Patroni's `etcd3:` section: `hosts` (or one `host`), the
-/// `protocol` (`http` or `https`), etcd auth credentials, and for https Patroni's TLS keys
-/// (see [`crate::config::etcd3_tls`]).
-///
-/// Hosts given as `https://host:port` imply `protocol: https`; plain `host:port` hosts take
-/// the `protocol`. http and https endpoints do not mix.
+/// An external etcd cluster, as Patroni's `etcd3:` section: the endpoints (`proxy`, `url`,
+/// `hosts` or `host`, see [`crate::config::etcd3`]), the `protocol` (`http` or `https`), etcd
+/// auth credentials, and for https Patroni's TLS keys (see [`crate::config::etcd3_tls`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Etcd3Config {
@@ -218,6 +215,20 @@ pub struct Etcd3Config {
     pub hosts: Option<HostList>,
     #[serde(default)]
     pub host: Option<String>,
+    /// One endpoint as a URL (`http[s]://[user:password@]host[:port]`); wins over `hosts`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// An endpoint that is a proxy in front of etcd, as a URL; wins over `url`.
+    #[serde(default)]
+    pub proxy: Option<String>,
+    /// Accepted as Patroni's: pgwarden always uses the configured endpoints as given.
+    #[serde(default)]
+    pub use_proxies: Option<bool>,
+    /// DNS SRV discovery: accepted by the parser only to be refused with a clear message.
+    #[serde(default)]
+    pub srv: Option<String>,
+    #[serde(default)]
+    pub srv_suffix: Option<String>,
     #[serde(default)]
     pub protocol: Option<String>,
     #[serde(default)]
@@ -646,122 +657,6 @@ impl RunConfig {
     }
 }
 
-impl Etcd3Config {
-    fn validate(&self) -> Result<(), ConfigError> {
-        match self.protocol.as_deref() {
-            None | Some("http") | Some("https") => {}
-            Some(other) => {
-                return Err(RunConfig::invalid(
-                    "etcd3.protocol",
-                    format!("{other:?} is not a protocol; use http or https"),
-                ));
-            }
-        }
-        let endpoints = self.endpoints();
-        if endpoints.is_empty() {
-            return Err(RunConfig::invalid(
-                "etcd3.hosts",
-                "at least one host:port is required",
-            ));
-        }
-        for endpoint in &endpoints {
-            let Some(address) = endpoint
-                .strip_prefix("http://")
-                .or_else(|| endpoint.strip_prefix("https://"))
-            else {
-                return Err(RunConfig::invalid(
-                    "etcd3.hosts",
-                    format!("{endpoint:?}: only http:// and https:// are supported"),
-                ));
-            };
-            if split_host_port(address).is_none() {
-                return Err(RunConfig::invalid(
-                    "etcd3.hosts",
-                    format!("{address:?} is not host:port"),
-                ));
-            }
-        }
-        let https = endpoints
-            .iter()
-            .filter(|endpoint| endpoint.starts_with("https://"))
-            .count();
-        if https != 0 && https != endpoints.len() {
-            return Err(RunConfig::invalid(
-                "etcd3.hosts",
-                "http:// and https:// hosts are mixed: every host uses the same protocol",
-            ));
-        }
-        match (self.protocol.as_deref(), https != 0) {
-            (Some("http"), true) => {
-                return Err(RunConfig::invalid(
-                    "etcd3.protocol",
-                    "http, but the hosts are https://: give protocol: https or drop it",
-                ));
-            }
-            (Some("https"), false) => {
-                return Err(RunConfig::invalid(
-                    "etcd3.protocol",
-                    "https, but the hosts are http://: give protocol: http or drop it",
-                ));
-            }
-            _ => {}
-        }
-        match (&self.username, &self.password) {
-            (Some(_), None) => {
-                return Err(RunConfig::invalid(
-                    "etcd3.password",
-                    "required with etcd3.username",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(RunConfig::invalid(
-                    "etcd3.username",
-                    "required with etcd3.password",
-                ));
-            }
-            _ => {}
-        }
-        self.validate_tls()
-    }
-
-    /// The etcd auth credentials (user name, password), when configured.
-    pub fn user(&self) -> Option<(String, String)> {
-        Some((self.username.clone()?, self.password.clone()?))
-    }
-
-    /// Whether the etcd cluster is reached over TLS: `protocol: https`, or `https://` hosts.
-    pub fn uses_tls(&self) -> bool {
-        self.protocol.as_deref() == Some("https")
-            || self
-                .endpoints()
-                .iter()
-                .any(|endpoint| endpoint.starts_with("https://"))
-    }
-
-    /// `http://host:port` or `https://host:port` endpoints (a host's own scheme is kept).
-    pub fn endpoints(&self) -> Vec<String> {
-        let hosts: Vec<String> = match (&self.hosts, &self.host) {
-            (Some(HostList::List(hosts)), _) => hosts.clone(),
-            (Some(HostList::Text(text)), _) => text.split(',').map(str::to_owned).collect(),
-            (None, Some(host)) => vec![host.clone()],
-            (None, None) => Vec::new(),
-        };
-        let scheme = self.protocol.as_deref().unwrap_or("http");
-        hosts
-            .iter()
-            .map(|host| host.trim())
-            .filter(|host| !host.is_empty())
-            .map(|host| {
-                if host.contains("://") {
-                    host.to_owned()
-                } else {
-                    format!("{scheme}://{host}")
-                }
-            })
-            .collect()
-    }
-}
-
 /// A parameter value as PostgreSQL reads it (booleans as on/off).
 pub fn parameter_text(value: &serde_json::Value) -> String {
     match value {
@@ -772,6 +667,7 @@ pub fn parameter_text(value: &serde_json::Value) -> String {
     }
 }
 
+pub mod etcd3;
 pub mod etcd3_tls;
 pub mod raft_tls;
 pub mod restapi_tls;

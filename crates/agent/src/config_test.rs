@@ -231,6 +231,60 @@ fn etcd3_accepts_patroni_keys() {
 }
 
 #[test]
+fn etcd3_endpoints_come_from_proxy_url_hosts_or_host_as_in_patroni() {
+    // (etcd3 section, endpoints, credentials)
+    type Case = (
+        &'static str,
+        &'static [&'static str],
+        Option<(&'static str, &'static str)>,
+    );
+    let cases: [Case; 6] = [
+        (
+            "etcd3:\n  url: http://patroni:secret@10.0.0.1:2379\n",
+            &["http://10.0.0.1:2379"],
+            Some(("patroni", "secret")),
+        ),
+        (
+            "etcd3:\n  url: http://10.0.0.1\n  hosts: [10.0.0.2:2379]\n",
+            &["http://10.0.0.1:2379"],
+            None,
+        ),
+        (
+            "etcd3:\n  proxy: http://proxy:23790\n  url: http://10.0.0.1:2379\n  use_proxies: true\n",
+            &["http://proxy:23790"],
+            None,
+        ),
+        (
+            "etcd3:\n  hosts: 10.0.0.1,10.0.0.2:2479\n  host: 10.0.0.3:2379\n",
+            &["http://10.0.0.1:2379", "http://10.0.0.2:2479"],
+            None,
+        ),
+        (
+            "etcd3:\n  host: etcd.internal\n  use_proxies: false\n",
+            &["http://etcd.internal:2379"],
+            None,
+        ),
+        (
+            "etcd3:\n  url: http://u:p@10.0.0.1:2379\n  username: patroni\n  password: secret\n",
+            &["http://10.0.0.1:2379"],
+            Some(("patroni", "secret")),
+        ),
+    ];
+    for (store, endpoints, user) in cases {
+        let etcd3 = RunConfig::parse(&with_store(store))
+            .unwrap_or_else(|error| panic!("{store:?}: {error}"))
+            .etcd3
+            .unwrap();
+        assert_eq!(etcd3.endpoints(), endpoints, "{store:?}");
+        assert_eq!(
+            etcd3.user(),
+            user.map(|(name, password)| (name.to_owned(), password.to_owned())),
+            "{store:?}"
+        );
+    }
+}
+
+#[test]
 fn etcd3_refusals_name_their_key() {
     let cases = [
         (
@@ -244,8 +298,20 @@ fn etcd3_refusals_name_their_key() {
         ("etcd3:\n  hosts: ''\n", "etcd3.hosts: at least one"),
         ("etcd3: {}\n", "etcd3.hosts: at least one"),
         (
-            "etcd3:\n  hosts: [localhost]\n",
-            "etcd3.hosts: \"localhost\" is not host:port",
+            "etcd3:\n  hosts: [localhost:port]\n",
+            "etcd3.hosts: \"localhost:port\" is not host:port",
+        ),
+        (
+            "etcd3:\n  srv: example.com\n",
+            "etcd3.srv: DNS SRV discovery is not supported",
+        ),
+        (
+            "etcd3:\n  url: gopher://10.0.0.1:2379\n",
+            "etcd3.url: \"gopher://10.0.0.1:2379\": only http:// and https://",
+        ),
+        (
+            "etcd3:\n  proxy: http://10.0.0.1:2379\n  protocol: https\n  cacert: /ca.pem\n",
+            "etcd3.protocol: https, but etcd3.proxy is http://",
         ),
         (
             "etcd3:\n  hosts: 127.0.0.1:2379\n  username: patroni\n",
@@ -364,12 +430,12 @@ fn etcd3_tls_rules_name_their_key() {
         (
             "protocol: http\n  hosts: https://127.0.0.1:2479\n  cacert: /ca.pem",
             "etcd3.protocol",
-            "the hosts are https://",
+            "etcd3.hosts is https://",
         ),
         (
             "protocol: https\n  hosts: http://127.0.0.1:2479\n  cacert: /ca.pem",
             "etcd3.protocol",
-            "the hosts are http://",
+            "etcd3.hosts is http://",
         ),
         (
             "protocol: https\n  cacert: /ca.pem\n  cert: /client.pem\n  key: /client-key.pem\n  \
