@@ -89,8 +89,8 @@ pub(crate) struct LogMemory {
     last_log: Option<LogId>,
     last_purged: Option<LogId>,
     vote: Option<VoteOf<TypeConfig>>,
-    /// The latest committed id openraft reported (queued for the writer when it changed).
-    committed: Option<LogId>,
+    /// The latest committed id openraft reported (the writer thread stores it).
+    pub(crate) committed: Option<LogId>,
     /// Writes handed to the writer thread so far (the last one's sequence number); counted in
     /// the order they enter its queue.
     submitted: u64,
@@ -164,7 +164,7 @@ impl LogStore {
             durable_seq: 0,
         }));
         let stats = Arc::new(LogWriteStats::default());
-        let writer = LogWriter::start(wal, state.clone(), stats.clone())?;
+        let writer = LogWriter::start(wal, committed.flatten(), state.clone(), stats.clone())?;
         Ok(LogStore {
             wal: reader,
             state,
@@ -354,18 +354,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(())
     }
 
-    /// Queued for the writer, which writes it without an `fdatasync` of its own (see
-    /// [`crate::log_writer`]): a restarted member re-applies every entry it had applied before
-    /// it serves again, unless the machine lost power — then it re-applies fewer until the leader
-    /// repeats the commit index, which is safe.
+    /// Costs no I/O here: the writer thread stores the newest committed id with its next write,
+    /// or alone once it is idle or closing (see [`crate::log_writer`]).
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        let mut memory = self.memory();
-        if memory.committed == committed {
-            return Ok(());
-        }
-        memory.committed = committed;
-        let bytes = serde_json::to_vec(&committed).map_err(io::Error::other)?;
-        self.submit(&mut memory, WriteOp::Committed { bytes })
+        self.memory().committed = committed;
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {

@@ -8,20 +8,24 @@
 //! replicates an entry while its own fsync runs, and concurrent appends share one fsync, while
 //! openraft is told an entry is written only once it is durable.
 //!
-//! A group holding nothing but committed ids is written without an `fdatasync` of its own: it
-//! survives the process being killed (the page cache keeps it) and becomes durable against a
-//! power cut with the next synced group. Losing it to a power cut only makes a restart re-apply
-//! fewer entries before the leader repeats the commit index, which is safe.
+//! The committed id costs no wake-up of its own: the writer adds the newest one (when it
+//! changed) to the next group it writes, and when the queue stays empty for [`IDLE_FLUSH`] or
+//! closes it writes it alone, without an `fdatasync` — that survives the process being killed
+//! (the page cache keeps it) and becomes durable against a power cut with the next synced
+//! group. So a member restarted after a quiet moment or a clean stop re-applies everything it
+//! had applied; one killed in the middle of writes, or a power cut, only makes a restart
+//! re-apply fewer entries before the leader repeats the commit index, which is safe.
 
 use std::io;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use openraft::storage::IOFlushed;
 use tokio::sync::oneshot;
 
+use crate::codec::LogId;
 use crate::error::StorageError;
 use crate::log_store::{LogMemory, LogWriteStats};
 use crate::types::TypeConfig;
@@ -29,6 +33,9 @@ use crate::wal::{Flush, Record, Wal};
 
 /// Most queued operations written by one `fdatasync`.
 const MAX_OPS_PER_COMMIT: usize = 1024;
+
+/// How long the queue stays empty before the writer stores a changed committed id alone.
+const IDLE_FLUSH: Duration = Duration::from_millis(20);
 
 /// One write, in the order openraft asked for it.
 pub(crate) enum WriteOp {
@@ -41,9 +48,6 @@ pub(crate) enum WriteOp {
         bytes: Vec<u8>,
         done: oneshot::Sender<Result<(), String>>,
     },
-    /// The newest committed id (serde_json), written as soon as the writer gets to it; nobody
-    /// waits for it.
-    Committed { bytes: Vec<u8> },
     /// Removes every entry from `from` on.
     Truncate {
         from: u64,
@@ -74,16 +78,17 @@ pub(crate) struct LogWriter {
 
 impl LogWriter {
     /// Starts the writer thread over `wal`, updating `memory` and `stats` as writes become
-    /// durable.
+    /// durable; `opened_committed` is the committed id the log holds.
     pub(crate) fn start(
         mut wal: Wal,
+        opened_committed: Option<LogId>,
         memory: Arc<Mutex<LogMemory>>,
         stats: Arc<LogWriteStats>,
     ) -> Result<LogWriter, StorageError> {
         let (queue, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("raft-log-writer".to_string())
-            .spawn(move || run(&mut wal, &memory, &stats, &receiver))
+            .spawn(move || run(&mut wal, opened_committed, &memory, &stats, &receiver))
             .map_err(|e| StorageError::Redb(format!("start the log writer thread: {e}")))?;
         Ok(LogWriter {
             queue: Some(queue),
@@ -131,7 +136,6 @@ impl WriteOp {
                 // The waiter may have given up (its request was cancelled): nothing to tell.
                 let _ = done.send(result);
             }
-            WriteOp::Committed { .. } => {}
         }
     }
 }
@@ -140,6 +144,7 @@ impl WriteOp {
 /// closes.
 fn run(
     wal: &mut Wal,
+    opened_committed: Option<LogId>,
     memory: &Mutex<LogMemory>,
     stats: &LogWriteStats,
     receiver: &mpsc::Receiver<WriteOp>,
@@ -148,7 +153,24 @@ fn run(
     // (see `LogMemory::submitted`), so after a transaction this is the sequence number of the
     // last durable submission.
     let mut processed: u64 = 0;
-    while let Ok(first) = receiver.recv() {
+    let mut written_committed = opened_committed;
+    loop {
+        let first = match receiver.recv_timeout(IDLE_FLUSH) {
+            Ok(op) => op,
+            Err(timeout_or_closed) => {
+                let committed = changed_committed(memory, &written_committed);
+                if let Some((value, bytes)) = committed {
+                    match wal.write(&[Record::Committed(&bytes)], Flush::PageCache) {
+                        Ok(_) => written_committed = value,
+                        Err(error) => tracing::error!(%error, "writing the committed id failed"),
+                    }
+                }
+                if timeout_or_closed == mpsc::RecvTimeoutError::Disconnected {
+                    return;
+                }
+                continue;
+            }
+        };
         let mut ops = vec![first];
         while ops.len() < MAX_OPS_PER_COMMIT {
             match receiver.try_recv() {
@@ -157,9 +179,18 @@ fn run(
             }
         }
         processed += ops.len() as u64;
-        let result = write(wal, &ops, stats);
+        let committed = changed_committed(memory, &written_committed);
+        let result = write(
+            wal,
+            &ops,
+            committed.as_ref().map(|(_, bytes)| bytes.as_slice()),
+            stats,
+        );
         let result = match result {
             Ok(entries) => {
+                if let Some((value, _)) = committed {
+                    written_committed = value;
+                }
                 after_durable(memory, stats, entries, processed);
                 Ok(())
             }
@@ -174,15 +205,44 @@ fn run(
     }
 }
 
-/// Appends `ops` to the log and makes them durable (one `fdatasync`, none when they are only
-/// committed ids); returns how many entries it appended.
-fn write(wal: &mut Wal, ops: &[WriteOp], stats: &LogWriteStats) -> Result<u64, StorageError> {
+/// The committed id openraft last reported.
+fn committed_now(memory: &Mutex<LogMemory>) -> Option<LogId> {
+    memory
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .committed
+}
+
+/// The committed id and its encoding, when it differs from `written`.
+fn changed_committed(
+    memory: &Mutex<LogMemory>,
+    written: &Option<LogId>,
+) -> Option<(Option<LogId>, Vec<u8>)> {
+    let now = committed_now(memory);
+    if now == *written {
+        return None;
+    }
+    match serde_json::to_vec(&now) {
+        Ok(bytes) => Some((now, bytes)),
+        Err(error) => {
+            tracing::error!(%error, "encoding the committed id failed");
+            None
+        }
+    }
+}
+
+/// Appends `ops` (and `committed`, when it changed) to the log and makes them durable with
+/// one `fdatasync`; returns how many entries it appended.
+fn write(
+    wal: &mut Wal,
+    ops: &[WriteOp],
+    committed: Option<&[u8]>,
+    stats: &LogWriteStats,
+) -> Result<u64, StorageError> {
     let started = Instant::now();
     let mut records = Vec::new();
     let mut entries_written = 0;
-    let mut only_committed = true;
     for op in ops {
-        only_committed &= matches!(op, WriteOp::Committed { .. });
         match op {
             WriteOp::Append { entries, .. } => {
                 records.extend(entries.iter().map(|(index, bytes)| Record::Entry {
@@ -192,7 +252,6 @@ fn write(wal: &mut Wal, ops: &[WriteOp], stats: &LogWriteStats) -> Result<u64, S
                 entries_written += entries.len() as u64;
             }
             WriteOp::Vote { bytes, .. } => records.push(Record::Vote(bytes)),
-            WriteOp::Committed { bytes } => records.push(Record::Committed(bytes)),
             WriteOp::Truncate { from, .. } => records.push(Record::Truncate { from: *from }),
             WriteOp::Purge {
                 upto, purged_bytes, ..
@@ -203,16 +262,14 @@ fn write(wal: &mut Wal, ops: &[WriteOp], stats: &LogWriteStats) -> Result<u64, S
             WriteOp::Barrier { .. } => {}
         }
     }
+    if let Some(committed) = committed {
+        records.push(Record::Committed(committed));
+    }
     if records.is_empty() {
         // Only barriers: everything before them is durable already.
         return Ok(0);
     }
-    let flush = if only_committed {
-        Flush::PageCache
-    } else {
-        Flush::Sync
-    };
-    let synced = wal.write(&records, flush)?;
+    let synced = wal.write(&records, Flush::Sync)?;
     if entries_written > 0
         && let Some(synced) = synced
         && let Some(histograms) = stats.histograms.get()

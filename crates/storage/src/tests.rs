@@ -239,6 +239,41 @@ async fn committed_id_is_written_without_waiting_for_an_append_or_an_fsync() {
 }
 
 #[tokio::test]
+async fn an_idle_writer_stores_the_committed_id_while_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut storage = Storage::open(dir.path(), 16).unwrap();
+    storage
+        .log_store
+        .append(vec![normal(1, vec![put("a", "1")])], IOFlushed::noop())
+        .await
+        .unwrap();
+    storage.log_store.flush().await.unwrap();
+    storage
+        .log_store
+        .save_committed(Some(log_id(1, 1, 1)))
+        .await
+        .unwrap();
+    // A process killed now keeps what the writer wrote: read the file as a restart would,
+    // while the member still runs, until the committed id is there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, _, meta) = crate::wal::Wal::open(storage.db.dir()).unwrap();
+        let committed: Option<Option<LogId>> = meta
+            .committed
+            .as_deref()
+            .map(|bytes| serde_json::from_slice(bytes).unwrap());
+        if committed == Some(Some(log_id(1, 1, 1))) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle writer never stored the committed id: {committed:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
 async fn cached_entries_do_not_keep_the_proposers_buffers() {
     let dir = tempfile::tempdir().unwrap();
     let mut storage = Storage::open(dir.path(), 16).unwrap();
