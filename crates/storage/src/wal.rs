@@ -100,6 +100,26 @@ pub(crate) struct WalMeta {
     pub(crate) purged: Option<(u64, Vec<u8>)>,
 }
 
+impl WalMeta {
+    /// The records that state this metadata (what every new segment starts with).
+    fn records(&self) -> Vec<Record<'_>> {
+        let mut records = Vec::with_capacity(3);
+        if let Some(vote) = &self.vote {
+            records.push(Record::Vote(vote));
+        }
+        if let Some(committed) = &self.committed {
+            records.push(Record::Committed(committed));
+        }
+        if let Some((upto, json)) = &self.purged {
+            records.push(Record::Purged {
+                upto: *upto,
+                bytes: json,
+            });
+        }
+        records
+    }
+}
+
 /// A segment as the writer tracks it.
 struct Segment {
     seq: u64,
@@ -210,9 +230,8 @@ fn sync_dir(dir: &Path) -> Result<(), StorageError> {
         .map_err(|e| io_error("fsync directory", dir, e))
 }
 
-/// Appends `record` in its on-disk form to `out`.
-/// Appends `record` to `out`; returns where it lies there (so a writer need not scan its own
-/// buffer again).
+/// Appends `record` in its on-disk form to `out`; returns where it lies there (so a writer
+/// need not scan its own buffer again).
 pub(crate) fn encode(record: Record<'_>, out: &mut Vec<u8>) -> ReadRecord {
     let (kind, head, body): (u8, Option<u64>, &[u8]) = match record {
         Record::Entry { index, bytes } => (KIND_ENTRY, Some(index), bytes),
@@ -479,39 +498,22 @@ impl Wal {
         records: &[Record<'_>],
         flush: Flush,
     ) -> Result<Option<Duration>, StorageError> {
+        let encode_all = |records: &[Record<'_>], buffer: &mut Vec<u8>| -> Vec<ReadRecord> {
+            records
+                .iter()
+                .map(|record| encode(*record, buffer))
+                .collect()
+        };
         let mut buffer = Vec::new();
-        let mut written: Vec<ReadRecord> = records
-            .iter()
-            .map(|record| encode(*record, &mut buffer))
-            .collect();
+        let mut written = encode_all(records, &mut buffer);
         if self.write_offset + buffer.len() as u64 > self.capacity {
             // Only the newest segment may end in a torn record after a power cut.
             self.sync_current()?;
-            let mut restated = Vec::new();
-            let mut restated_records = Vec::new();
-            if let Some(vote) = &self.meta.vote {
-                restated_records.push(encode(Record::Vote(vote), &mut restated));
-            }
-            if let Some(committed) = &self.meta.committed {
-                restated_records.push(encode(Record::Committed(committed), &mut restated));
-            }
-            if let Some((upto, json)) = &self.meta.purged {
-                restated_records.push(encode(
-                    Record::Purged {
-                        upto: *upto,
-                        bytes: json,
-                    },
-                    &mut restated,
-                ));
-            }
-            let shift = restated.len();
-            for record in &mut written {
-                record.body = record.body.start + shift..record.body.end + shift;
-            }
-            restated_records.append(&mut written);
-            written = restated_records;
-            restated.extend_from_slice(&buffer);
-            buffer = restated;
+            // The new segment restates the metadata first (encoded again: once per segment).
+            let mut restated = self.meta.records();
+            restated.extend_from_slice(records);
+            buffer.clear();
+            written = encode_all(&restated, &mut buffer);
             self.start_segment(buffer.len() as u64)?;
         }
         let base = self.write_offset;
@@ -529,7 +531,7 @@ impl Wal {
             }
             Flush::PageCache => None,
         };
-        self.after_durable(&buffer, &written, base)?;
+        self.publish(&buffer, &written, base)?;
         Ok(synced)
     }
 
@@ -570,7 +572,7 @@ impl Wal {
 
     /// Publishes what `records` of `buffer` (now written at `base` in the current segment)
     /// changed, and deletes the segments a purge in it made useless.
-    fn after_durable(
+    fn publish(
         &mut self,
         buffer: &[u8],
         records: &[ReadRecord],
@@ -687,19 +689,7 @@ pub(crate) fn import(
     }
     {
         let (mut wal, _, _) = Wal::open(&staging)?;
-        let mut records = Vec::with_capacity(entries.len() + 3);
-        if let Some(vote) = &meta.vote {
-            records.push(Record::Vote(vote));
-        }
-        if let Some(committed) = &meta.committed {
-            records.push(Record::Committed(committed));
-        }
-        if let Some((upto, json)) = &meta.purged {
-            records.push(Record::Purged {
-                upto: *upto,
-                bytes: json,
-            });
-        }
+        let mut records = meta.records();
         records.extend(entries.iter().map(|(index, bytes)| Record::Entry {
             index: *index,
             bytes,
