@@ -3,9 +3,10 @@
 //!
 //! `append` hands its entries here and returns at once (they are already readable from the log
 //! store's memory); the writer drains whatever is queued — appends, votes, truncations, purges,
-//! barriers —, appends it all to the write-ahead file ([`crate::wal`]) with one `fdatasync`, and only then reports each operation done, in submission order. So a leader
-//! replicates an entry while its own fsync runs, and concurrent appends share one fsync, while
-//! openraft is told an entry is written only once it is durable.
+//! barriers —, appends it all to the write-ahead file ([`crate::wal`]) with one `fdatasync`, and
+//! only then reports each operation done, in submission order. So a leader replicates an entry
+//! while its own fsync runs, and concurrent appends share one fsync, while openraft is told an
+//! entry is written only once it is durable.
 //!
 //! The committed id costs no wake-up of its own: the writer adds the newest one (when it
 //! changed) to the next group it writes, and when the queue stays empty for [`IDLE_FLUSH`] or
