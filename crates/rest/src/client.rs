@@ -158,20 +158,6 @@ pub async fn get_json(api_url: &str, path: &str, timeout: Duration) -> Option<Va
     RestClient::default().get_json(api_url, path, timeout).await
 }
 
-/// [`RestClient::request`] of a plain-http client.
-pub async fn request(
-    api_url: &str,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-    credentials: Option<&(String, String)>,
-    timeout: Duration,
-) -> Result<Reply, String> {
-    RestClient::default()
-        .request(api_url, method, path, body, credentials, timeout)
-        .await
-}
-
 fn parse(response: &[u8]) -> Option<Reply> {
     let text = String::from_utf8_lossy(response);
     let (head, body) = text.split_once("\r\n\r\n")?;
