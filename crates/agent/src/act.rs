@@ -308,11 +308,13 @@ impl<B: KvBackend> Agent<B> {
         }
     }
 
-    /// The role PostgreSQL runs in as last observed, as callbacks name it.
+    /// The role PostgreSQL runs in, as callbacks name it: a primary whose last probe got no
+    /// answer is still a primary.
     fn running_role(&self) -> &'static str {
-        match &self.facts {
-            Some(facts) if !facts.in_recovery => "primary",
-            _ => "replica",
+        if self.configured_as_primary() {
+            "primary"
+        } else {
+            "replica"
         }
     }
 

@@ -234,11 +234,17 @@ impl<B: KvBackend> Agent<B> {
     /// may accept writes, so the lease deadline binds it.
     fn acting_as_primary(&self) -> bool {
         let process_alive = self.postmaster.is_some() || self.adopted.is_some();
-        process_alive
-            && match &self.facts {
-                Some(facts) => !facts.in_recovery,
-                None => !has_standby_signal(&self.pg.data_dir),
-            }
+        process_alive && self.configured_as_primary()
+    }
+
+    /// PostgreSQL runs as a primary by the last observation, or, when the last probe got no
+    /// answer (a busy server, a full connection limit), by its data directory: no
+    /// `standby.signal`.
+    pub(crate) fn configured_as_primary(&self) -> bool {
+        match &self.facts {
+            Some(facts) => !facts.in_recovery,
+            None => !has_standby_signal(&self.pg.data_dir),
+        }
     }
 
     /// Runs cycles until `shutdown`; then releases the leader key and stops PostgreSQL

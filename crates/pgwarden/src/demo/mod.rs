@@ -145,17 +145,21 @@ fn node_specs(
     options: &DemoOptions,
     run_as: &postgres::RunAs,
 ) -> anyhow::Result<Vec<NodeSpec>> {
-    (0..options.nodes)
-        .map(|index| {
+    let ports = match options.base_port {
+        Some(base) => (0..options.nodes)
+            .map(|index| Ports::from_base(base, index))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+        None => Ports::free(options.nodes)?,
+    };
+    ports
+        .into_iter()
+        .enumerate()
+        .map(|(index, ports)| {
             let name = format!("n{}", index + 1);
             let dir = root.join(&name);
             std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
                 .with_context(|| format!("chmod 0755 {}", dir.display()))?;
-            let ports = match options.base_port {
-                Some(base) => Ports::from_base(base, index)?,
-                None => Ports::free()?,
-            };
             let spec = NodeSpec { name, dir, ports };
             run_as
                 .prepare_dir(&spec.socket_dir(), 0o755)
@@ -352,7 +356,11 @@ async fn stop(nodes: &mut [DemoNode]) {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use serde_json::json;
+
+    use super::node::FREE_PORTS;
 
     use super::*;
 
@@ -474,6 +482,22 @@ mod tests {
             }
         );
         assert!(Ports::from_base(65530, 1).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn free_ports_are_distinct_and_below_the_ephemeral_range() -> anyhow::Result<()> {
+        let sets = Ports::free(3)?;
+        let ports: Vec<u16> = sets
+            .iter()
+            .flat_map(|set| [set.postgresql, set.rest, set.etcd_api, set.raft])
+            .collect();
+        assert_eq!(ports.len(), 12);
+        assert_eq!(ports.iter().collect::<BTreeSet<_>>().len(), 12, "{ports:?}");
+        assert!(
+            ports.iter().all(|port| FREE_PORTS.contains(port)),
+            "{ports:?}"
+        );
         Ok(())
     }
 }

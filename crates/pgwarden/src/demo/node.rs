@@ -48,25 +48,50 @@ impl Ports {
         })
     }
 
-    /// Four ports the kernel hands out when binding port 0 (bound together, then released, so
-    /// they differ from each other).
-    pub fn free() -> anyhow::Result<Ports> {
-        let listeners = (0..4)
-            .map(|_| TcpListener::bind("127.0.0.1:0").context("bind a free loopback port"))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let ports = listeners
+    /// Distinct free loopback ports for `count` members, all chosen in one pass. They come
+    /// from [`FREE_PORTS`], below the kernel's ephemeral range: a port released here cannot be
+    /// handed to another program's outgoing connection before the member binds it, and no
+    /// two members draw the same port (every candidate stays bound until all are chosen).
+    pub fn free(count: usize) -> anyhow::Result<Vec<Ports>> {
+        let len = FREE_PORTS.end - FREE_PORTS.start;
+        // Concurrent demos start at different points of the range.
+        let offset = u16::try_from(std::process::id() % u32::from(len)).unwrap_or(0);
+        let mut held = Vec::with_capacity(4 * count);
+        for step in 0..len {
+            if held.len() == 4 * count {
+                break;
+            }
+            let port = FREE_PORTS.start + (offset + step) % len;
+            if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+                held.push(listener);
+            }
+        }
+        anyhow::ensure!(
+            held.len() == 4 * count,
+            "only {} free ports in {}..{} for {count} members (4 each); use --base-port",
+            held.len(),
+            FREE_PORTS.start,
+            FREE_PORTS.end
+        );
+        let ports = held
             .iter()
             .map(|listener| Ok(listener.local_addr()?.port()))
             .collect::<std::io::Result<Vec<u16>>>()
             .context("read a bound port")?;
-        Ok(Ports {
-            postgresql: ports[0],
-            rest: ports[1],
-            etcd_api: ports[2],
-            raft: ports[3],
-        })
+        Ok(ports
+            .chunks_exact(4)
+            .map(|four| Ports {
+                postgresql: four[0],
+                rest: four[1],
+                etcd_api: four[2],
+                raft: four[3],
+            })
+            .collect())
     }
 }
+
+/// Where [`Ports::free`] looks: below Linux's default ephemeral range (32768–60999).
+pub const FREE_PORTS: std::ops::Range<u16> = 10_000..20_000;
 
 /// A member's name, directory and ports.
 #[derive(Debug, Clone)]
