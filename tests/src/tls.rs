@@ -36,12 +36,16 @@ pub struct TestCertificates {
     pub ca_pem: String,
     /// Every member's client and peer certificate.
     pub member: CertifiedKey,
+    /// What a rotation puts in place of `member`: another key and certificate from the same CA.
+    pub rotated_member: CertifiedKey,
     /// A client certificate with Common Name `root`, signed by the CA.
     pub client: CertifiedKey,
     /// A CA the members do not trust.
     pub other_ca_pem: String,
     /// A client certificate (Common Name `root`) signed by the untrusted CA.
     pub other_client: CertifiedKey,
+    /// A member certificate signed by the untrusted CA (for a rotation to that CA).
+    pub other_member: CertifiedKey,
 }
 
 /// Where [`TestCertificates::write`] put the files.
@@ -64,9 +68,11 @@ impl TestCertificates {
         Ok(TestCertificates {
             ca_pem,
             member: leaf(&ca, "member", true)?,
+            rotated_member: leaf(&ca, "member-rotated", true)?,
             client: leaf(&ca, "root", false)?,
             other_ca_pem,
             other_client: leaf(&other_ca, "root", false)?,
+            other_member: leaf(&other_ca, "member", true)?,
         })
     }
 

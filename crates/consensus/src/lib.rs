@@ -44,6 +44,7 @@ mod reads;
 mod server;
 mod status;
 pub mod tls;
+mod tls_transport;
 
 /// Generated peer-transport types (`proto/pgwarden/peer.proto`).
 #[allow(clippy::all, missing_docs)]
@@ -55,4 +56,6 @@ pub use config::{DEFAULT_REQUEST_TIMEOUT, InitialClusterState, MemberId, NodeCon
 pub use error::ConsensusError;
 pub use node::RaftNode;
 pub use storage::{AppliedEvents, LogHistograms};
-pub use tls::{PeerTls, TlsError, TlsFiles, TlsSettingError, TlsSettingNames, TlsSettings};
+pub use tls::{
+    PeerTls, TlsError, TlsFiles, TlsSettingError, TlsSettingNames, TlsSettings, TlsSources,
+};

@@ -16,10 +16,11 @@ use openraft::raft::{
     TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::type_config::alias::VoteOf;
+use reloading::Reloading;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use storage::{MemberNode, Snapshot, TypeConfig};
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, Endpoint};
 
 use crate::error::ConsensusError;
 use crate::pb;
@@ -38,8 +39,9 @@ pub(crate) struct PeerChannels {
     /// Guarded by a std mutex: only map lookups happen under it.
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     connect_timeout: Duration,
-    /// How `https://` peer URLs are dialed; `None`: this member has no peer TLS and refuses them.
-    tls: Option<ClientTlsConfig>,
+    /// How `https://` peer URLs are dialed (re-read when its files change); `None`: this member
+    /// has no peer TLS and refuses them.
+    tls: Option<Arc<Reloading<rustls::ClientConfig>>>,
 }
 
 impl PeerChannels {
@@ -52,8 +54,8 @@ impl PeerChannels {
     }
 
     /// Dials `https://` peer URLs with `tls` (plain `http://` URLs stay plaintext).
-    pub(crate) fn with_tls(mut self, tls: Option<ClientTlsConfig>) -> PeerChannels {
-        self.tls = tls;
+    pub(crate) fn with_tls(mut self, tls: Option<Reloading<rustls::ClientConfig>>) -> PeerChannels {
+        self.tls = tls.map(Arc::new);
         self
     }
 
@@ -74,24 +76,35 @@ impl PeerChannels {
                 PeerClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES)
             );
         }
-        let mut endpoint = Endpoint::from_shared(url.clone())
-            .map_err(|e| ConsensusError::Internal(format!("bad peer URL {url}: {e}")))?;
-        if url.to_ascii_lowercase().starts_with("https://") {
+        let https = url
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+        // tonic gets a plain endpoint for an https URL: the connector below hands it a
+        // connection already through the handshake, made with the current configuration.
+        let endpoint_url = if https {
+            format!("http://{}", &url[8..])
+        } else {
+            url.clone()
+        };
+        let endpoint = Endpoint::from_shared(endpoint_url)
+            .map_err(|e| ConsensusError::Internal(format!("bad peer URL {url}: {e}")))?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5));
+        let channel = if https {
             let tls = self.tls.clone().ok_or_else(|| {
                 ConsensusError::Internal(format!(
                     "peer URL {url} needs TLS, but this member has no peer certificate"
                 ))
             })?;
-            endpoint = endpoint
-                .tls_config(tls)
-                .map_err(|e| ConsensusError::Internal(format!("peer TLS for {url}: {e}")))?;
-        }
-        let channel = endpoint
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .connect_lazy();
+            let connect_timeout = self.connect_timeout;
+            endpoint.connect_with_connector_lazy(tower::service_fn(move |uri| {
+                crate::tls_transport::connect(uri, tls.clone(), connect_timeout)
+            }))
+        } else {
+            endpoint.connect_lazy()
+        };
         channels.insert(url.clone(), channel.clone());
         Ok(PeerClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES))
     }

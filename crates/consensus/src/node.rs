@@ -239,15 +239,13 @@ impl RaftNode {
         tls: PeerTls,
     ) -> Result<RaftNode, ConsensusError> {
         // Built before anything starts, so unusable TLS material fails the start cleanly.
-        let mut peer_server = tonic::transport::Server::builder();
-        if let Some(server_tls) = tls
+        let peer_server_tls = tls
             .server_config()
             .map_err(|e| ConsensusError::Internal(format!("peer TLS: {e}")))?
-        {
-            peer_server = peer_server
-                .tls_config(server_tls)
-                .map_err(|e| ConsensusError::Internal(format!("peer TLS: {e}")))?;
-        }
+            .map(Arc::new);
+        let peer_client_tls = tls
+            .client_config()
+            .map_err(|e| ConsensusError::Internal(format!("peer TLS: {e}")))?;
         let data_dir = config.data_dir.clone();
         let storage = tokio::task::spawn_blocking(move || {
             Storage::open(&data_dir, storage::DEFAULT_EVENT_CAPACITY)
@@ -256,7 +254,7 @@ impl RaftNode {
         .map_err(|e| ConsensusError::Internal(format!("open storage: {e}")))?
         .map_err(|e| ConsensusError::Internal(format!("open storage: {e}")))?;
         let channels = PeerChannels::new(config.election_timeout.min(Duration::from_secs(1)))
-            .with_tls(tls.client_config());
+            .with_tls(peer_client_tls);
         let plan = bootstrap::plan(&config, &storage.db, &channels, &peer_listener).await?;
         let raft_config = Arc::new(raft_config(&config)?);
         let network = Network {
@@ -295,26 +293,42 @@ impl RaftNode {
         let service = PeerServer::new(PeerService { core: core.clone() })
             .max_decoding_message_size(64 * 1024 * 1024)
             .max_encoding_message_size(64 * 1024 * 1024);
-        // tonic ignores `tcp_nodelay` for a listener of our own: set it on every connection, or
-        // a follower's small replies wait behind Nagle for the leader's delayed ACK (40 ms
-        // stalls of every write, several times a second under load).
-        let incoming = futures::StreamExt::map(
-            tokio_stream::wrappers::TcpListenerStream::new(peer_listener),
-            |accepted: std::io::Result<tokio::net::TcpStream>| {
-                accepted.inspect(|stream| {
-                    if let Err(error) = stream.set_nodelay(true) {
-                        tracing::warn!(%error, "set TCP_NODELAY on a peer connection");
-                    }
-                })
-            },
-        );
         let cancel = core.cancel.clone();
+        let router = tonic::transport::Server::builder().add_service(service);
+        let served = match peer_server_tls {
+            Some(config) => {
+                let incoming = crate::tls_transport::accept(
+                    peer_listener,
+                    config,
+                    &core.tasks,
+                    cancel.clone(),
+                );
+                futures::future::Either::Left(
+                    router.serve_with_incoming_shutdown(incoming, cancel.cancelled_owned()),
+                )
+            }
+            None => {
+                // tonic ignores `tcp_nodelay` for a listener of our own: set it on every
+                // connection, or a follower's small replies wait behind Nagle for the
+                // leader's delayed ACK (40 ms stalls of every write, several times a second
+                // under load).
+                let incoming = futures::StreamExt::map(
+                    tokio_stream::wrappers::TcpListenerStream::new(peer_listener),
+                    |accepted: std::io::Result<tokio::net::TcpStream>| {
+                        accepted.inspect(|stream| {
+                            if let Err(error) = stream.set_nodelay(true) {
+                                tracing::warn!(%error, "set TCP_NODELAY on a peer connection");
+                            }
+                        })
+                    },
+                );
+                futures::future::Either::Right(
+                    router.serve_with_incoming_shutdown(incoming, cancel.cancelled_owned()),
+                )
+            }
+        };
         core.tasks.spawn(async move {
-            let served = peer_server
-                .add_service(service)
-                .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
-                .await;
-            if let Err(error) = served {
+            if let Err(error) = served.await {
                 tracing::error!(%error, "peer server failed");
             }
         });

@@ -3,19 +3,20 @@
 //!
 //! [`TlsFiles::check`] parses everything up front, so a bad file is refused at start with an
 //! error that says which part is at fault ([`TlsError`]), never at the first connection.
-//! The same material builds the peer transport's tonic configurations ([`PeerTls`]) and a
-//! rustls server configuration for other listeners ([`TlsFiles::rustls_server_config`]).
+//! The same material builds the rustls configurations of the peer transport ([`PeerTls`]) and
+//! of other listeners ([`TlsFiles::rustls_server_config`]); listeners take them through
+//! [`TlsFiles::watch`], so rotated files are used from the next handshake on, as etcd does.
 //! The crypto provider is always ring: one provider for the whole process.
 
 use std::io::Cursor;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use reloading::Reloading;
 use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 /// Which part of the TLS material is unusable, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +30,9 @@ pub enum TlsError {
     /// The trusted CA PEM holds no certificate usable as a trust anchor.
     #[error("no usable PEM CA certificate: {0}")]
     TrustedCa(String),
+    /// A file named by a setting cannot be read or used (the message names setting and path).
+    #[error("{0}")]
+    Files(String),
 }
 
 /// PEM contents of one side's TLS setup (etcd's `--cert-file`, `--key-file`, `--trusted-ca-file`,
@@ -42,6 +46,18 @@ pub struct TlsFiles {
     pub trusted_ca_pem: Option<Vec<u8>>,
     /// The other side must present a certificate signed by `trusted_ca_pem` (refused at the handshake otherwise).
     pub client_cert_auth: bool,
+    /// Where the material was read from, so a listener re-reads it when the files change
+    /// ([`TlsFiles::watch`]); `None` for material given in memory.
+    pub sources: Option<TlsSources>,
+}
+
+/// The files a [`TlsFiles`] was read from, and what the operator calls them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSources {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub trusted_ca: Option<PathBuf>,
+    pub names: TlsSettingNames,
 }
 
 impl std::fmt::Debug for TlsFiles {
@@ -52,6 +68,7 @@ impl std::fmt::Debug for TlsFiles {
             .field("cert_pem_bytes", &self.cert_pem.len())
             .field("trusted_ca", &self.trusted_ca_pem.is_some())
             .field("client_cert_auth", &self.client_cert_auth)
+            .field("sources", &self.sources)
             .finish_non_exhaustive()
     }
 }
@@ -59,7 +76,7 @@ impl std::fmt::Debug for TlsFiles {
 /// What one side's TLS settings are called where the operator gave them — `pgwarden etcd`'s
 /// flags (`cert-file`, shown as `--cert-file`) or `pgwarden run`'s keys (`raft.cert_file`) —
 /// so that [`TlsSettings`] errors name the setting at fault in the operator's own words.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TlsSettingNames {
     pub cert: &'static str,
     pub key: &'static str,
@@ -172,10 +189,16 @@ impl TlsSettings<'_> {
                 .map(|path| read(names.trusted_ca, path))
                 .transpose()?,
             client_cert_auth: self.client_cert_auth,
+            sources: Some(TlsSources {
+                cert: cert.to_path_buf(),
+                key: key.to_path_buf(),
+                trusted_ca: self.trusted_ca.map(Path::to_path_buf),
+                names: *names,
+            }),
         };
         files.check().map_err(|error| {
             let (setting, path) = match &error {
-                TlsError::Certificate(_) => (names.cert, cert),
+                TlsError::Certificate(_) | TlsError::Files(_) => (names.cert, cert),
                 TlsError::Key(_) => (names.key, key),
                 TlsError::TrustedCa(_) => (names.trusted_ca, self.trusted_ca.unwrap_or(cert)),
             };
@@ -199,6 +222,45 @@ impl TlsFiles {
     /// Parses every part and checks that the key belongs to the certificate.
     pub fn check(&self) -> Result<(), TlsError> {
         self.rustls_server_config().map(|_| ())
+    }
+
+    /// What `build` makes of this material, rebuilt from the files whenever they change (see
+    /// [`reloading`]): a listener asks for the current value at each handshake, so a rotated
+    /// certificate, key or CA is used by the next connection, while files that cannot be used
+    /// (half written, mismatched) leave the previous material in place. Material given in
+    /// memory is fixed. The first value is built from the files as they are now; an error
+    /// names the setting and file at fault.
+    pub fn watch<T: 'static>(
+        &self,
+        what: &str,
+        build: impl Fn(&TlsFiles) -> Result<T, TlsError> + Send + Sync + 'static,
+    ) -> Result<Reloading<T>, TlsError> {
+        let Some(sources) = self.sources.clone() else {
+            return Ok(Reloading::fixed(what, build(self)?));
+        };
+        let mut paths = vec![sources.cert.clone(), sources.key.clone()];
+        paths.extend(sources.trusted_ca.clone());
+        let client_cert_auth = self.client_cert_auth;
+        Reloading::new(what, paths, move || {
+            let settings = TlsSettings {
+                cert: Some(&sources.cert),
+                key: Some(&sources.key),
+                trusted_ca: sources.trusted_ca.as_deref(),
+                client_cert_auth,
+            };
+            match settings.load(&sources.names) {
+                Ok(Some(files)) => build(&files).map_err(|error| {
+                    format!(
+                        "{} {}: {error}",
+                        sources.names.shown(sources.names.cert),
+                        sources.cert.display()
+                    )
+                }),
+                Ok(None) => Err("no certificate".to_owned()),
+                Err(error) => Err(error.to_string()),
+            }
+        })
+        .map_err(TlsError::Files)
     }
 
     fn certificates(&self) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -254,6 +316,23 @@ impl TlsFiles {
     }
 }
 
+impl TlsFiles {
+    /// A rustls client configuration for dialing peers: their certificate must chain to
+    /// `trusted_ca_pem` (no CA: every handshake fails), and this certificate is presented as
+    /// the client certificate. Offers `h2` only (the peer transport is gRPC).
+    pub fn rustls_client_config(&self) -> Result<rustls::ClientConfig, TlsError> {
+        let roots = self.trusted_roots()?.unwrap_or_else(RootCertStore::empty);
+        let mut config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|error| TlsError::Certificate(error.to_string()))?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(self.certificates()?, self.key()?)
+            .map_err(|error| TlsError::Key(error.to_string()))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(config)
+    }
+}
+
 /// The trust anchors of a CA PEM: at least one certificate, each usable as a root. Also the
 /// check of a CA given without a certificate of this side's own (a client that only verifies
 /// its server).
@@ -285,38 +364,26 @@ pub struct PeerTls {
 }
 
 impl PeerTls {
-    /// The peer server's tonic TLS configuration, if it serves TLS.
-    pub(crate) fn server_config(&self) -> Result<Option<ServerTlsConfig>, TlsError> {
-        let Some(files) = &self.server else {
-            return Ok(None);
-        };
-        files.check()?;
-        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(
-            files.cert_pem.clone(),
-            files.key_pem.clone(),
-        ));
-        if files.client_cert_auth {
-            let ca = files.trusted_ca_pem.clone().ok_or_else(|| {
-                TlsError::TrustedCa("peer client certificate authentication needs a CA".to_owned())
-            })?;
-            config = config
-                .client_ca_root(Certificate::from_pem(ca))
-                .client_auth_optional(false);
-        }
-        Ok(Some(config))
+    /// The peer server's TLS configuration, re-read when its files change; `None` when it
+    /// serves plaintext.
+    pub(crate) fn server_config(
+        &self,
+    ) -> Result<Option<Reloading<rustls::ServerConfig>>, TlsError> {
+        self.server
+            .as_ref()
+            .map(|files| files.watch("peer port TLS", TlsFiles::rustls_server_config))
+            .transpose()
     }
 
-    /// The tonic TLS configuration for dialing `https://` peers, if this member has one.
-    pub(crate) fn client_config(&self) -> Option<ClientTlsConfig> {
-        let files = self.client.as_ref()?;
-        let mut config = ClientTlsConfig::new().identity(Identity::from_pem(
-            files.cert_pem.clone(),
-            files.key_pem.clone(),
-        ));
-        if let Some(ca) = &files.trusted_ca_pem {
-            config = config.ca_certificate(Certificate::from_pem(ca.clone()));
-        }
-        Some(config)
+    /// The TLS configuration for dialing `https://` peers, re-read when its files change;
+    /// `None` when this member has no peer certificate.
+    pub(crate) fn client_config(
+        &self,
+    ) -> Result<Option<Reloading<rustls::ClientConfig>>, TlsError> {
+        self.client
+            .as_ref()
+            .map(|files| files.watch("peer client TLS", TlsFiles::rustls_client_config))
+            .transpose()
     }
 }
 

@@ -25,6 +25,7 @@ use axum::response::Response;
 use axum::serve::IncomingStream;
 use consensus::TlsError;
 use consensus::TlsFiles;
+use reloading::Reloading;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -41,22 +42,25 @@ pub const CERT_USER_HEADER: &str = "pgwarden-tls-cert-user";
 /// The TLS side of a client listener.
 #[derive(Clone)]
 pub struct ClientTls {
-    acceptor: TlsAcceptor,
+    config: Arc<Reloading<tokio_rustls::rustls::ServerConfig>>,
 }
 
 impl ClientTls {
     /// A TLS acceptor from etcd's `--cert-file`, `--key-file`, `--trusted-ca-file` and
-    /// `--client-cert-auth` contents.
+    /// `--client-cert-auth`: the files are read again at the first handshake after one of
+    /// them changed, as etcd does (a rotated certificate needs no restart).
     pub fn new(files: &TlsFiles) -> Result<ClientTls, TlsError> {
-        let config = files.rustls_server_config()?;
+        let config = files.watch("client port TLS", TlsFiles::rustls_server_config)?;
         Ok(ClientTls {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+            config: Arc::new(config),
         })
     }
 
-    /// Runs the server side of the handshake on an accepted connection, bounded by [`HANDSHAKE_TIMEOUT`].
+    /// Runs the server side of the handshake on an accepted connection with the current
+    /// configuration, bounded by [`HANDSHAKE_TIMEOUT`].
     pub async fn handshake(&self, stream: TcpStream) -> io::Result<ClientStream> {
-        let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(stream))
+        let acceptor = TlsAcceptor::from(self.config.current());
+        let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
         Ok(ClientStream::Tls(Box::new(accepted)))

@@ -17,6 +17,10 @@ pub struct Certificates {
     pub ca_pem: String,
     pub member_cert_pem: String,
     pub member_key_pem: String,
+    /// A second CA, and a member certificate it signed (for a rotation to that CA).
+    pub other_ca_pem: String,
+    pub other_member_cert_pem: String,
+    pub other_member_key_pem: String,
 }
 
 /// Where [`Certificates::write`] put the PEM files.
@@ -27,43 +31,56 @@ pub struct CertificateFiles {
     pub key: PathBuf,
 }
 
+/// A self-signed CA named `name`: its PEM and the issuer of member certificates.
+fn certificate_authority(name: &str) -> anyhow::Result<(String, Issuer<'static, KeyPair>)> {
+    let ca_key = KeyPair::generate().context("generate the CA key")?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, name);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = ca_params.self_signed(&ca_key).context("self-sign the CA")?;
+    Ok((ca.pem(), Issuer::new(ca_params, ca_key)))
+}
+
+/// A member certificate (server and client use, loopback SANs) and its key, in PEM.
+fn member_certificate(issuer: &Issuer<'static, KeyPair>) -> anyhow::Result<(String, String)> {
+    let member_key = KeyPair::generate().context("generate the member key")?;
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress([127, 0, 0, 1].into()));
+    params.distinguished_name.push(DnType::CommonName, "member");
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let member = params
+        .signed_by(&member_key, issuer)
+        .context("sign the member certificate")?;
+    Ok((member.pem(), member_key.serialize_pem()))
+}
+
 impl Certificates {
     pub fn generate() -> anyhow::Result<Certificates> {
-        let ca_key = KeyPair::generate().context("generate the CA key")?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "pgwarden test CA");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca = ca_params.self_signed(&ca_key).context("self-sign the CA")?;
-        let issuer = Issuer::new(ca_params, ca_key);
-
-        let member_key = KeyPair::generate().context("generate the member key")?;
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress([127, 0, 0, 1].into()));
-        params.distinguished_name.push(DnType::CommonName, "member");
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let member = params
-            .signed_by(&member_key, &issuer)
-            .context("sign the member certificate")?;
+        let (ca_pem, issuer) = certificate_authority("pgwarden test CA")?;
+        let (member_cert_pem, member_key_pem) = member_certificate(&issuer)?;
+        let (other_ca_pem, other_issuer) = certificate_authority("pgwarden second test CA")?;
+        let (other_member_cert_pem, other_member_key_pem) = member_certificate(&other_issuer)?;
         Ok(Certificates {
-            ca_pem: ca.pem(),
-            member_cert_pem: member.pem(),
-            member_key_pem: member_key.serialize_pem(),
+            ca_pem,
+            member_cert_pem,
+            member_key_pem,
+            other_ca_pem,
+            other_member_cert_pem,
+            other_member_key_pem,
         })
     }
 

@@ -8,7 +8,8 @@
 //! certificate; both members publish `https://` api_urls; and `pgwarden ctl switchover` moves
 //! the primary: ctl posts to the leader over https with the member certificate (the `restapi:`
 //! certificate, as Patroni falls back to it without `ctl:` keys), and the candidate's leader
-//! race asks its peer's `/patroni` over https the same way.
+//! race asks its peer's `/patroni` over https the same way. A certificate rotated on disk
+//! serves the next connection without a restart.
 
 use std::time::Duration;
 
@@ -146,5 +147,34 @@ async fn members_serve_and_call_each_other_over_https() -> anyhow::Result<()> {
     })
     .await
     .with_context(|| format!("{candidate} did not become primary:\n{}", cluster.logs()))?;
+
+    // Phase 5: the certificate and key rotated on disk (renamed into place) serve the next
+    // connection without a restart: a client trusting only the new certificate's CA gets
+    // answers, one trusting only the old CA no longer does. Client certificates are still
+    // verified against the unchanged `cafile`.
+    let rotated = cluster.nodes[primary].rest_address();
+    for (path, pem) in [
+        (&files.cert, &certificates.other_member_cert_pem),
+        (&files.key, &certificates.other_member_key_pem),
+    ] {
+        let staged = path.with_extension("staged");
+        std::fs::write(&staged, pem)?;
+        std::fs::rename(&staged, path)?;
+    }
+    let new_ca = ServerVerification::TrustedCa(certificates.other_ca_pem.as_bytes());
+    let new_ca_client = RestClient::new(Some(ClientTls::new(new_ca, Some(&identity))?));
+    let rotated_url = format!("https://{rotated}/patroni");
+    eventually(Duration::from_secs(10), || async {
+        code(&new_ca_client, &rotated_url, "/patroni")
+            .await
+            .filter(|code| *code == 200)
+    })
+    .await
+    .context("the rotated certificate is not served")?;
+    assert_eq!(
+        code(&member_client, &rotated_url, "/patroni").await,
+        None,
+        "the previous certificate is still served"
+    );
     Ok(())
 }

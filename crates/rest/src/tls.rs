@@ -11,7 +11,8 @@
 //! [`ClientAddress`] (Patroni's 403 `client certificate required` on unsafe methods).
 //!
 //! This module only takes PEM bytes: reading and checking the files is the caller's (the
-//! agent's configuration does it at load). The crypto provider is ring, as everywhere else.
+//! agent's configuration does it at load, and hands [`ServerTls::reloading`] a configuration
+//! that re-reads them when they change). The crypto provider is ring, as everywhere else.
 
 use std::io::{self, Cursor};
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
 use axum::serve::IncomingStream;
+use reloading::Reloading;
 use rustls::RootCertStore;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
@@ -107,53 +109,76 @@ fn roots(ca_pem: &[u8]) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
+/// The server configuration presenting `identity`; with `verify_client` optional or required,
+/// client certificates are verified against `ca_pem` (which must be given then).
+pub fn server_config(
+    identity: &PemIdentity,
+    ca_pem: Option<&[u8]>,
+    verify_client: VerifyClient,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|error| TlsError::Certificate(error.to_string()))?;
+    let builder = if verify_client == VerifyClient::None {
+        builder.with_no_client_auth()
+    } else {
+        let ca_pem = ca_pem.ok_or_else(|| {
+            TlsError::TrustedCa("verifying client certificates needs a CA".to_owned())
+        })?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider());
+        let verifier = if verify_client == VerifyClient::Optional {
+            verifier.allow_unauthenticated()
+        } else {
+            verifier
+        };
+        let verifier = verifier
+            .build()
+            .map_err(|error| TlsError::TrustedCa(error.to_string()))?;
+        builder.with_client_cert_verifier(verifier)
+    };
+    let mut config = builder
+        .with_single_cert(
+            certificates(&identity.cert_pem)?,
+            private_key(&identity.key_pem)?,
+        )
+        .map_err(|error| TlsError::Key(error.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 /// The server side: the API's certificate and how clients are verified.
 #[derive(Clone)]
 pub struct ServerTls {
-    acceptor: TlsAcceptor,
+    /// Taken at each handshake: the caller may have it re-read files that changed.
+    config: Arc<Reloading<rustls::ServerConfig>>,
     verify_client: VerifyClient,
 }
 
 impl ServerTls {
-    /// A TLS acceptor presenting `identity`; with `verify_client` optional or required,
-    /// client certificates are verified against `ca_pem` (which must be given then).
+    /// A fixed configuration from [`server_config`].
     pub fn new(
         identity: &PemIdentity,
         ca_pem: Option<&[u8]>,
         verify_client: VerifyClient,
     ) -> Result<ServerTls, TlsError> {
-        let builder = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|error| TlsError::Certificate(error.to_string()))?;
-        let builder = if verify_client == VerifyClient::None {
-            builder.with_no_client_auth()
-        } else {
-            let ca_pem = ca_pem.ok_or_else(|| {
-                TlsError::TrustedCa("verifying client certificates needs a CA".to_owned())
-            })?;
-            let verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider());
-            let verifier = if verify_client == VerifyClient::Optional {
-                verifier.allow_unauthenticated()
-            } else {
-                verifier
-            };
-            let verifier = verifier
-                .build()
-                .map_err(|error| TlsError::TrustedCa(error.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
-        };
-        let mut config = builder
-            .with_single_cert(
-                certificates(&identity.cert_pem)?,
-                private_key(&identity.key_pem)?,
-            )
-            .map_err(|error| TlsError::Key(error.to_string()))?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(ServerTls {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+        let config = server_config(identity, ca_pem, verify_client)?;
+        Ok(ServerTls::reloading(
+            Reloading::fixed("REST API TLS", config),
             verify_client,
-        })
+        ))
+    }
+
+    /// TLS whose configuration (built with `verify_client`) is taken from `config` at each
+    /// handshake, so files re-read there serve the next connection.
+    pub fn reloading(
+        config: Reloading<rustls::ServerConfig>,
+        verify_client: VerifyClient,
+    ) -> ServerTls {
+        ServerTls {
+            config: Arc::new(config),
+            verify_client,
+        }
     }
 
     /// Whether unsafe methods need a verified client certificate (`optional` or `required`).
@@ -230,8 +255,8 @@ impl axum::serve::Listener for TlsListener {
             tokio::select! {
                 accepted = self.tcp.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        self.handshakes
-                            .spawn(handshake(self.tls.acceptor.clone(), stream, peer));
+                        let acceptor = TlsAcceptor::from(self.tls.config.current());
+                        self.handshakes.spawn(handshake(acceptor, stream, peer));
                     }
                     Err(error) => {
                         // As axum's own listener: out of descriptors and the like pass.

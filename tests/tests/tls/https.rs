@@ -141,3 +141,30 @@ pub async fn expect_refused(
     .await
     .context("the refusal did not come in time")?
 }
+
+/// The leaf certificate (DER) the server on `port` presents to this client.
+pub async fn presented_certificate(
+    port: u16,
+    ca_pem: &str,
+    identity: Option<&CertifiedKey>,
+) -> anyhow::Result<Vec<u8>> {
+    tokio::time::timeout(REQUEST_TIMEOUT, async {
+        let stream = connect(port, ca_pem, identity).await?;
+        let (_, connection) = stream.get_ref();
+        let leaf = connection
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .context("the server presented no certificate")?;
+        Ok(leaf.as_ref().to_vec())
+    })
+    .await
+    .context("handshake timed out")?
+}
+
+/// The first certificate of a PEM, as DER.
+pub fn der(pem: &str) -> anyhow::Result<Vec<u8>> {
+    let certificate = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()
+        .context("no certificate in the PEM")??;
+    Ok(certificate.as_ref().to_vec())
+}

@@ -10,10 +10,12 @@
 //! certificate, a client whose certificate comes from another CA, on the client and on the peer
 //! port. With auth enabled, a request without a token acts as the user its certificate names.
 //! `pgwarden etcd` flag errors (https without certificates, unreadable or invalid PEM files)
-//! exit 2 naming the flag and the file.
+//! exit 2 naming the flag and the file. Certificates rotated on disk serve the next connection
+//! (`rotation`).
 
 mod flags;
 mod https;
+mod rotation;
 
 use std::time::Duration;
 

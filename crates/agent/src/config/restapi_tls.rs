@@ -146,7 +146,8 @@ impl RunConfig {
 
     /// The REST API's TLS (`None`: plain HTTP). Reads and parses `restapi.certfile`,
     /// `keyfile` and `cafile`; an unreadable file or unusable PEM is refused naming its key
-    /// and path.
+    /// and path. The files are read again at the first handshake after one changed (a
+    /// rotated certificate needs no restart; files that cannot be used keep the previous).
     pub fn rest_server_tls(&self) -> Result<Option<ServerTls>, ConfigError> {
         self.validate_rest_tls()?;
         let Some(files) = self
@@ -156,13 +157,18 @@ impl RunConfig {
         else {
             return Ok(None);
         };
-        ServerTls::new(
-            &identity(&files),
-            files.trusted_ca_pem.as_deref(),
-            self.restapi.verify_client,
-        )
-        .map(Some)
-        .map_err(|error| RunConfig::invalid(RESTAPI_KEYS.cert, error.to_string()))
+        let verify_client = self.restapi.verify_client;
+        let config = files
+            .watch("REST API TLS", move |files| {
+                rest::tls::server_config(
+                    &identity(files),
+                    files.trusted_ca_pem.as_deref(),
+                    verify_client,
+                )
+                .map_err(|error| consensus::TlsError::Files(error.to_string()))
+            })
+            .map_err(|error| RunConfig::invalid(RESTAPI_KEYS.cert, error.to_string()))?;
+        Ok(Some(ServerTls::reloading(config, verify_client)))
     }
 
     /// The REST client for the other members: `https://` members are verified against
