@@ -118,6 +118,9 @@ pub struct Agent<B: KvBackend> {
     /// Restart, reload and reinitialize requests from the REST API ([`crate::AgentControl`]
     /// holds the sender); run between cycles. `None` when no REST API is wired.
     pub(crate) commands: Option<crate::commands::CommandReceiver>,
+    /// The configuration file, read again on `POST /reload` and SIGHUP (`None`: nothing to
+    /// re-read, as in tests that build the configuration in memory).
+    pub(crate) config_file: Option<std::path::PathBuf>,
     pub(crate) watchdog: crate::watchdog::NodeWatchdog,
     /// Asks the other members `GET /patroni` in the leader race (http, or https with the
     /// `ctl:`/`restapi:` TLS of [`RunConfig::rest_client`]); plain http until
@@ -183,9 +186,16 @@ impl<B: KvBackend> Agent<B> {
             sync: crate::sync::SyncState::default(),
             wake_when_ready: false,
             commands: None,
+            config_file: None,
             watchdog,
             rest_client: rest::client::RestClient::default(),
         }
+    }
+
+    /// The file the configuration was loaded from: `POST /reload` reads it again.
+    pub fn with_config_file(mut self, path: std::path::PathBuf) -> Self {
+        self.config_file = Some(path);
+        self
     }
 
     /// The client the leader race asks `https://` members with ([`RunConfig::rest_client`]).

@@ -100,8 +100,18 @@ impl<B: KvBackend> Agent<B> {
         }
     }
 
-    /// `POST /reload`: PostgreSQL re-reads its configuration; the next cycle follows at once.
+    /// `POST /reload` (and SIGHUP): the configuration file is read again (see `reload`), then
+    /// PostgreSQL re-reads its configuration; the next cycle follows at once. A file that does
+    /// not load is refused and changes nothing.
     fn reload_command(&mut self) -> Result<(), ControlError> {
+        if let Some(path) = self.config_file.clone() {
+            self.reload_config_file(&path).map_err(|error| {
+                ControlError::Unavailable(format!(
+                    "configuration {} not reloaded, nothing changed: {error}",
+                    path.display()
+                ))
+            })?;
+        }
         self.pending_restart.reloaded();
         self.reload_postgres().map_err(|error| {
             ControlError::Unavailable(format!("reload failed: {}", act_error_text(error)))

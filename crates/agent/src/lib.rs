@@ -27,6 +27,7 @@ mod lease;
 mod peers;
 mod pending_restart;
 mod pg;
+mod reload;
 mod status;
 mod sync;
 mod watchdog;

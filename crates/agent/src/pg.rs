@@ -94,6 +94,19 @@ impl LocalPg {
         }
     }
 
+    /// This PostgreSQL with what `config` (a reloaded configuration) may change while it
+    /// runs: the local parameters, `pg_hba` and the replica creation methods. Where it runs,
+    /// its socket and its credentials stay as they are.
+    pub fn reloaded(&self, config: &RunConfig) -> Self {
+        let fresh = LocalPg::new(config, self.tools.run_as.clone());
+        Self {
+            local_parameters: fresh.local_parameters,
+            hba: fresh.hba,
+            methods: fresh.methods,
+            ..self.clone()
+        }
+    }
+
     /// The superuser over the local unix socket.
     pub fn local_target(&self) -> ConnectTarget {
         ConnectTarget {

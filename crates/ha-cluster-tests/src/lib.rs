@@ -336,6 +336,11 @@ impl Node {
             .and_then(|child| i32::try_from(child.id()).ok())
     }
 
+    /// SIGHUP to the agent: it reads its configuration file again.
+    pub fn hangup(&self) -> bool {
+        self.signal_agent(Signal::SIGHUP)
+    }
+
     /// SIGCONT to the agent after [`Node::freeze`].
     pub fn thaw(&self) -> bool {
         self.signal_agent(Signal::SIGCONT)

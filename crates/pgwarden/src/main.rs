@@ -133,7 +133,7 @@ fn run_command(path: &std::path::Path) -> ExitCode {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    match runtime.block_on(run::run(config)) {
+    match runtime.block_on(run::run(config, path.to_path_buf())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");

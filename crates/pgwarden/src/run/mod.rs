@@ -15,7 +15,7 @@
 
 mod store;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent::{Agent, RunConfig};
@@ -33,8 +33,9 @@ pub fn load(path: &Path) -> anyhow::Result<RunConfig> {
     RunConfig::load(path).with_context(|| format!("configuration {}", path.display()))
 }
 
-/// Runs until a signal or a fatal agent error.
-pub async fn run(config: RunConfig) -> anyhow::Result<()> {
+/// Runs until SIGINT, SIGTERM or a fatal agent error; SIGHUP reads `config_file` again (as
+/// `POST /reload` does).
+pub async fn run(config: RunConfig, config_file: PathBuf) -> anyhow::Result<()> {
     let run_as = postgres::RunAs::configured(&config.postgresql.os_user)
         .context("resolve postgresql.os_user")?;
     if run_as.switches_user() {
@@ -65,7 +66,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             store_leader: Some(store.raft_leader_probe()),
         };
         let outcome = serving
-            .run_until_stopped(store.backend(), config, run_as)
+            .run_until_stopped(store.backend(), config, config_file, run_as)
             .await;
         let _ = placement.await;
         tokio::time::timeout(STORE_SHUTDOWN_GRACE, store.shutdown())
@@ -94,7 +95,9 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         shutdown,
         store_leader: None,
     };
-    let outcome = serving.run_until_stopped(backend, config, run_as).await;
+    let outcome = serving
+        .run_until_stopped(backend, config, config_file, run_as)
+        .await;
     tracing::info!("stopped");
     outcome
 }
@@ -119,6 +122,7 @@ impl Serving {
         self,
         backend: B,
         config: RunConfig,
+        config_file: PathBuf,
         run_as: postgres::RunAs,
     ) -> anyhow::Result<()> {
         let Serving {
@@ -135,6 +139,7 @@ impl Serving {
         let rest_tls = config.rest_server_tls().context("restapi TLS")?;
         let rest_client = config.rest_client().context("ctl TLS")?;
         let (control, commands) = agent::AgentControl::new(backend.clone(), &config);
+        let reloader = control.clone();
         let api = rest::Api {
             status: status_rx,
             control,
@@ -147,6 +152,7 @@ impl Serving {
         });
         let agent = Agent::new(backend, config, run_as, status_tx)
             .with_commands(commands)
+            .with_config_file(config_file)
             .with_rest_client(rest_client);
         let agent_stop = shutdown.child_token();
         let mut agent_task = tokio::spawn(agent.run(agent_stop.clone()));
@@ -156,16 +162,33 @@ impl Serving {
             signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
         let mut terminate =
             signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
+        // SIGHUP reloads, as for Patroni (`systemctl reload`); left at its default it would
+        // end the process and leave PostgreSQL running without its supervisor.
+        let mut hangup = signal(SignalKind::hangup()).context("install the SIGHUP handler")?;
         let mut agent_done = false;
-        let outcome = tokio::select! {
-            _ = interrupt.recv() => { tracing::info!("SIGINT received; shutting down"); Ok(()) }
-            _ = terminate.recv() => { tracing::info!("SIGTERM received; shutting down"); Ok(()) }
-            joined = &mut agent_task => {
-                agent_done = true;
-                match joined {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(error)) => Err(anyhow::Error::new(error)),
-                    Err(error) => Err(anyhow::Error::new(error).context("the agent task failed")),
+        let outcome = loop {
+            tokio::select! {
+                _ = hangup.recv() => {
+                    tracing::info!("SIGHUP received; reloading the configuration");
+                    if let Err(error) = rest::ClusterControl::reload(&reloader).await {
+                        tracing::error!("reload on SIGHUP: {error}");
+                    }
+                }
+                _ = interrupt.recv() => {
+                    tracing::info!("SIGINT received; shutting down");
+                    break Ok(());
+                }
+                _ = terminate.recv() => {
+                    tracing::info!("SIGTERM received; shutting down");
+                    break Ok(());
+                }
+                joined = &mut agent_task => {
+                    agent_done = true;
+                    break match joined {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(error)) => Err(anyhow::Error::new(error)),
+                        Err(error) => Err(anyhow::Error::new(error).context("the agent task failed")),
+                    };
                 }
             }
         };
