@@ -427,7 +427,7 @@ impl RunConfig {
             path: path.to_owned(),
             source,
         })?;
-        let config = Self::parse(&text)?;
+        let config = Self::parse_with_environment(&text, std::env::vars())?;
         if let Some(raft) = &config.raft {
             raft.load_tls()?;
         }
@@ -441,15 +441,29 @@ impl RunConfig {
 
     /// Parses and validates the YAML text.
     pub fn parse(text: &str) -> Result<RunConfig, ConfigError> {
+        Self::parse_with_environment(text, std::iter::empty())
+    }
+
+    /// Parses the YAML text, applies Patroni's `PATRONI_*` variables found in `environment`
+    /// over it ([`environment`]), and validates the result; a refused key that a variable set
+    /// names the variable too.
+    pub fn parse_with_environment(
+        text: &str,
+        environment: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<RunConfig, ConfigError> {
         // YAML → a JSON value first, so the typed pass can name the key path of a refusal.
-        let value: serde_json::Value =
+        let mut value: serde_json::Value =
             serde_saphyr::from_str(text).map_err(|error| ConfigError::Yaml(error.to_string()))?;
-        let config: RunConfig =
-            serde_path_to_error::deserialize(value).map_err(|error| ConfigError::Invalid {
+        let applied = environment::apply(&mut value, environment)?;
+        let config: RunConfig = serde_path_to_error::deserialize(value)
+            .map_err(|error| ConfigError::Invalid {
                 path: error.path().to_string(),
                 reason: error.inner().to_string(),
-            })?;
-        config.validate()?;
+            })
+            .map_err(|error| environment::name_the_variable(error, &applied))?;
+        config
+            .validate()
+            .map_err(|error| environment::name_the_variable(error, &applied))?;
         Ok(config)
     }
 
@@ -667,6 +681,7 @@ pub fn parameter_text(value: &serde_json::Value) -> String {
     }
 }
 
+pub mod environment;
 pub mod etcd3;
 pub mod etcd3_tls;
 pub mod raft_tls;

@@ -624,3 +624,54 @@ fn restapi_access_keys() {
         .unwrap_err();
     assert!(reason.contains("10.0.0.0/99"), "{reason}");
 }
+
+#[test]
+fn patroni_environment_variables_override_the_file_and_are_named_when_refused() {
+    let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    };
+    let config = RunConfig::parse_with_environment(
+        ISSUE_EXAMPLE,
+        env(&[
+            ("PATRONI_NAME", "n7"),
+            ("PATRONI_RESTAPI_LISTEN", "0.0.0.0:8010"),
+            ("PATRONI_REPLICATION_PASSWORD", "from-env"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.name, "n7");
+    assert_eq!(config.restapi.listen.port(), 8010);
+    assert_eq!(
+        config
+            .postgresql
+            .authentication
+            .replication
+            .password
+            .as_deref(),
+        Some("from-env")
+    );
+
+    let refused = RunConfig::parse_with_environment(
+        ISSUE_EXAMPLE,
+        env(&[("PATRONI_RESTAPI_LISTEN", "nowhere")]),
+    );
+    match refused {
+        Err(ConfigError::Invalid { path, reason }) => {
+            assert_eq!(path, "restapi.listen");
+            assert!(reason.contains("(from PATRONI_RESTAPI_LISTEN)"), "{reason}");
+        }
+        other => panic!("accepted: {other:?}"),
+    }
+    let refused =
+        RunConfig::parse_with_environment(ISSUE_EXAMPLE, env(&[("PATRONI_SCOPE", "a/b")]));
+    match refused {
+        Err(ConfigError::Invalid { path, reason }) => {
+            assert_eq!(path, "scope");
+            assert!(reason.contains("(from PATRONI_SCOPE)"), "{reason}");
+        }
+        other => panic!("accepted: {other:?}"),
+    }
+}

@@ -25,8 +25,13 @@ pub enum Command {
     Etcd(EtcdFlags),
     /// Supervise the local PostgreSQL with the embedded store, configured by a patroni.yml-like file.
     Run {
-        /// The configuration file (patroni.yml layout with a `raft:` section).
+        /// The configuration file (patroni.yml layout with a `raft:` section); `PATRONI_*`
+        /// environment variables override it as in Patroni.
         config: std::path::PathBuf,
+        /// Check the configuration (keys, values, TLS files; environment applied) and exit:
+        /// 0 when it would start, 2 naming the key at fault (Patroni's `--validate-config`).
+        #[arg(long)]
+        validate_config: bool,
     },
     /// Operate a cluster: list, switchover, failover, restart, pause, edit-config, ... (patronictl's commands).
     Ctl(ctl::CtlArgs),

@@ -71,7 +71,20 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run { config } => {
+        Command::Run {
+            config,
+            validate_config: true,
+        } => match run::load(&config) {
+            Ok(_) => {
+                println!("configuration {} is valid", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
+        Command::Run { config, .. } => {
             init_logging();
             run_command(&config)
         }
