@@ -314,9 +314,7 @@ impl TlsFiles {
         config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
         Ok(config)
     }
-}
 
-impl TlsFiles {
     /// A rustls client configuration for dialing peers: their certificate must chain to
     /// `trusted_ca_pem` (no CA: every handshake fails), and this certificate is presented as
     /// the client certificate. Offers `h2` only (the peer transport is gRPC).
