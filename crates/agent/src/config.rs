@@ -419,15 +419,12 @@ fn seconds(value: Option<f64>, default: Duration) -> Duration {
 }
 
 impl RunConfig {
-    /// Reads and validates a configuration file, including the TLS files of `raft:` or
-    /// `etcd3:`, `restapi:` and `ctl:` (read and parsed, so a missing or unusable file is
-    /// refused here, naming its key and path).
+    /// Reads and validates a configuration file (or a directory of YAML files merged in name
+    /// order, see `files`) with the `PATRONI_*` environment over it, including the TLS files of
+    /// `raft:` or `etcd3:`, `restapi:` and `ctl:` (read and parsed, so a missing or unusable
+    /// file is refused here, naming its key and path).
     pub fn load(path: &Path) -> Result<RunConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let config = Self::parse_with_environment(&text, std::env::vars())?;
+        let config = Self::from_value(files::read(path)?, std::env::vars())?;
         if let Some(raft) = &config.raft {
             raft.load_tls()?;
         }
@@ -452,8 +449,16 @@ impl RunConfig {
         environment: impl IntoIterator<Item = (String, String)>,
     ) -> Result<RunConfig, ConfigError> {
         // YAML → a JSON value first, so the typed pass can name the key path of a refusal.
-        let mut value: serde_json::Value =
+        let value: serde_json::Value =
             serde_saphyr::from_str(text).map_err(|error| ConfigError::Yaml(error.to_string()))?;
+        Self::from_value(value, environment)
+    }
+
+    /// [`RunConfig::parse_with_environment`] of YAML already parsed.
+    fn from_value(
+        mut value: serde_json::Value,
+        environment: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<RunConfig, ConfigError> {
         let applied = environment::apply(&mut value, environment)?;
         let config: RunConfig = serde_path_to_error::deserialize(value)
             .map_err(|error| ConfigError::Invalid {
@@ -684,6 +689,7 @@ pub fn parameter_text(value: &serde_json::Value) -> String {
 pub mod environment;
 pub mod etcd3;
 pub mod etcd3_tls;
+mod files;
 pub mod raft_tls;
 pub mod restapi_tls;
 
