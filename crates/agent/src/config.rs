@@ -419,6 +419,15 @@ fn seconds(value: Option<f64>, default: Duration) -> Duration {
 }
 
 impl RunConfig {
+    /// The Basic credentials `pgwarden ctl` sends: `ctl.authentication`, else
+    /// `restapi.authentication` (as patronictl).
+    pub fn ctl_credentials(&self) -> Option<&RestApiAuthentication> {
+        self.ctl
+            .authentication
+            .as_ref()
+            .or(self.restapi.authentication.as_ref())
+    }
+
     /// Reads and validates a configuration file (or a directory of YAML files merged in name
     /// order, see `files`) with the `PATRONI_*` environment over it, including the TLS files of
     /// `raft:` or `etcd3:`, `restapi:` and `ctl:` (read and parsed, so a missing or unusable

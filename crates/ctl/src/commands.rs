@@ -217,12 +217,11 @@ fn prompt(text: &str) -> Result<String> {
     Ok(answer.trim().to_owned())
 }
 
-/// Basic-auth credentials for the members' unsafe endpoints (`restapi.authentication`).
+/// Basic-auth credentials for the members' unsafe endpoints (`ctl.authentication`, else
+/// `restapi.authentication`).
 fn credentials(ctx: &Context) -> Option<(String, String)> {
     ctx.config
-        .restapi
-        .authentication
-        .as_ref()
+        .ctl_credentials()
         .map(|auth| (auth.username.clone(), auth.password.clone()))
 }
 

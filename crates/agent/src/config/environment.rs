@@ -78,6 +78,16 @@ const VARIABLES: &[(&str, &[&str], Kind)] = &[
         Kind::Bool,
     ),
     ("PATRONI_CTL_INSECURE", &["ctl", "insecure"], Kind::Bool),
+    (
+        "PATRONI_CTL_USERNAME",
+        &["ctl", "authentication", "username"],
+        Kind::Text,
+    ),
+    (
+        "PATRONI_CTL_PASSWORD",
+        &["ctl", "authentication", "password"],
+        Kind::Text,
+    ),
     ("PATRONI_CTL_CACERT", &["ctl", "cacert"], Kind::Text),
     ("PATRONI_CTL_CERTFILE", &["ctl", "certfile"], Kind::Text),
     ("PATRONI_CTL_KEYFILE", &["ctl", "keyfile"], Kind::Text),

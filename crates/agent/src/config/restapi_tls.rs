@@ -53,6 +53,10 @@ pub struct CtlConfig {
     /// Do not verify the members' certificates.
     #[serde(default)]
     pub insecure: bool,
+    /// HTTP Basic credentials `pgwarden ctl` sends to the unsafe endpoints; default
+    /// `restapi.authentication`.
+    #[serde(default)]
+    pub authentication: Option<crate::config::RestApiAuthentication>,
 }
 
 const RESTAPI_KEYS: TlsSettingNames = TlsSettingNames {

@@ -269,3 +269,31 @@ fn tls_files_are_read_at_load_and_unusable_ones_refused_naming_key_and_file() {
         assert!(message.contains(file), "{restapi:?} {extra:?}: {message}");
     }
 }
+
+#[test]
+fn ctl_sends_its_own_credentials_else_the_rest_apis() {
+    let rest_auth = "  authentication: {username: api, password: a}";
+    let cases = [
+        // (restapi lines, top-level lines, the user ctl sends)
+        ("", "", None),
+        (rest_auth, "", Some("api")),
+        (
+            rest_auth,
+            "ctl:\n  authentication: {username: operator, password: o}",
+            Some("operator"),
+        ),
+        (
+            "",
+            "ctl:\n  authentication: {username: operator, password: o}",
+            Some("operator"),
+        ),
+    ];
+    for (restapi, extra, expected) in cases {
+        let config = parse(restapi, extra).unwrap();
+        assert_eq!(
+            config.ctl_credentials().map(|auth| auth.username.as_str()),
+            expected,
+            "{restapi:?} {extra:?}"
+        );
+    }
+}
