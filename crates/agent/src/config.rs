@@ -131,6 +131,20 @@ pub struct RestApiConfig {
     /// Accepted by the parser only to be refused with a clear message.
     #[serde(default)]
     pub ciphers: Option<String>,
+    /// Headers added to every response (Patroni's `http_extra_headers`).
+    #[serde(default)]
+    pub http_extra_headers: BTreeMap<String, String>,
+    /// Headers added to every response when the API serves HTTPS, after
+    /// `http_extra_headers` (Patroni's `https_extra_headers`, e.g. HSTS).
+    #[serde(default)]
+    pub https_extra_headers: BTreeMap<String, String>,
+    /// The `Server` header: `original` (default) and `minimal` send `pgwarden/<version>`,
+    /// `productonly` sends `pgwarden` (Patroni's `server_tokens`).
+    #[serde(default)]
+    pub server_tokens: Option<String>,
+    /// Accepted for compatibility: the listen backlog is the operating system's default.
+    #[serde(default)]
+    pub request_queue_size: Option<u32>,
 }
 
 /// `restapi.authentication`.
@@ -419,6 +433,48 @@ fn seconds(value: Option<f64>, default: Duration) -> Duration {
 }
 
 impl RunConfig {
+    /// The headers every REST API response carries: the `Server` header of `server_tokens`,
+    /// then `http_extra_headers`, then (HTTPS only) `https_extra_headers`; a header name or
+    /// value HTTP does not allow is refused naming its key.
+    pub fn rest_response_headers(&self) -> Result<rest::ResponseHeaders, ConfigError> {
+        let restapi = &self.restapi;
+        let version = concat!("pgwarden/", env!("CARGO_PKG_VERSION"));
+        let server = match restapi
+            .server_tokens
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+        {
+            None => version,
+            Some(tokens) if tokens == "original" || tokens == "minimal" => version,
+            Some(tokens) if tokens == "productonly" => "pgwarden",
+            Some(tokens) => {
+                return Err(Self::invalid(
+                    "restapi.server_tokens",
+                    format!("{tokens:?}: expected original, minimal or productonly"),
+                ));
+            }
+        };
+        let mut headers = rest::ResponseHeaders::default();
+        let mut checked = rest::ResponseHeaders::default();
+        headers
+            .push("server", server)
+            .map_err(|reason| Self::invalid("restapi.server_tokens", reason))?;
+        let https = restapi.certfile.is_some();
+        let sections = [
+            ("http_extra_headers", &restapi.http_extra_headers, true),
+            ("https_extra_headers", &restapi.https_extra_headers, https),
+        ];
+        for (section, extra, applies) in sections {
+            for (name, value) in extra {
+                let target = if applies { &mut headers } else { &mut checked };
+                target.push(name, value).map_err(|reason| {
+                    Self::invalid(&format!("restapi.{section}.{name}"), reason)
+                })?;
+            }
+        }
+        Ok(headers)
+    }
+
     /// The Basic credentials `pgwarden ctl` sends: `ctl.authentication`, else
     /// `restapi.authentication` (as patronictl).
     pub fn ctl_credentials(&self) -> Option<&RestApiAuthentication> {
@@ -489,6 +545,7 @@ impl RunConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.rest_response_headers()?;
         if self.scope.is_empty() || self.scope.contains('/') {
             return Err(Self::invalid(
                 "scope",

@@ -38,6 +38,24 @@ pub struct Api<C> {
     /// Whether this member's embedded store leads Raft (`pgwarden_store_leader`); `None` when
     /// the store is external.
     pub store_leader: Option<StoreLeaderProbe>,
+    /// Headers set on every response (Patroni's `http_extra_headers`, `https_extra_headers`,
+    /// `server_tokens`).
+    pub headers: ResponseHeaders,
+}
+
+/// Headers set on every response, replacing a header of the same name the handler set.
+#[derive(Debug, Clone, Default)]
+pub struct ResponseHeaders(pub Vec<(header::HeaderName, HeaderValue)>);
+
+impl ResponseHeaders {
+    /// Adds `name: value`; the reason when HTTP does not allow the name or the value.
+    pub fn push(&mut self, name: &str, value: &str) -> Result<(), &'static str> {
+        let name = header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| "not a valid HTTP header name")?;
+        let value = HeaderValue::from_str(value).map_err(|_| "not a valid HTTP header value")?;
+        self.0.push((name, value));
+        Ok(())
+    }
 }
 
 /// Answers whether this member's embedded store is the Raft leader right now.
@@ -57,6 +75,7 @@ type AppState<C> = State<Arc<Shared<C>>>;
 /// certificate (the server adds it; a request without one is outside any allowlist and has
 /// no certificate).
 pub fn router<C: ClusterControl>(api: Api<C>) -> Router {
+    let headers = Arc::new(api.headers);
     let shared = Arc::new(Shared {
         status: api.status,
         control: api.control,
@@ -86,6 +105,15 @@ pub fn router<C: ClusterControl>(api: Api<C>) -> Router {
             shared.clone(),
             check_access::<C>,
         ))
+        .layer(middleware::map_response(move |mut response: Response| {
+            let headers = headers.clone();
+            async move {
+                for (name, value) in &headers.0 {
+                    response.headers_mut().insert(name.clone(), value.clone());
+                }
+                response
+            }
+        }))
         .with_state(shared)
 }
 

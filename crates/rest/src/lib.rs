@@ -29,7 +29,7 @@ pub mod tls;
 use std::future::Future;
 use std::net::SocketAddr;
 
-pub use api::{Api, StoreLeaderProbe, router};
+pub use api::{Api, ResponseHeaders, StoreLeaderProbe, router};
 pub use auth::{AccessPolicy, Credentials, IpNetwork};
 pub use control::{
     ClusterControl, ClusterInfo, ClusterMember, ControlError, RestartOutcome, RestartRequest,

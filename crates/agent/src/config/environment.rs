@@ -73,6 +73,11 @@ const VARIABLES: &[(&str, &[&str], Kind)] = &[
         Kind::List,
     ),
     (
+        "PATRONI_RESTAPI_SERVER_TOKENS",
+        &["restapi", "server_tokens"],
+        Kind::Text,
+    ),
+    (
         "PATRONI_RESTAPI_ALLOWLIST_INCLUDE_MEMBERS",
         &["restapi", "allowlist_include_members"],
         Kind::Bool,

@@ -297,3 +297,51 @@ fn ctl_sends_its_own_credentials_else_the_rest_apis() {
         );
     }
 }
+
+#[test]
+fn response_headers_follow_server_tokens_and_the_extra_headers() {
+    let names = |restapi: &str, extra: &str| -> Vec<(String, String)> {
+        let config = parse(restapi, extra).unwrap();
+        config
+            .rest_response_headers()
+            .unwrap()
+            .0
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    value.to_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let version = concat!("pgwarden/", env!("CARGO_PKG_VERSION"));
+    assert_eq!(names("", ""), [("server".to_owned(), version.to_owned())]);
+    assert_eq!(names("  server_tokens: ProductOnly", "")[0].1, "pgwarden");
+    let extra = "  http_extra_headers: {X-Frame-Options: SAMEORIGIN}\n  https_extra_headers: {Strict-Transport-Security: max-age=31536000}";
+    // Plain HTTP: the https headers are checked but not sent.
+    assert_eq!(
+        names(extra, ""),
+        [
+            ("server".to_owned(), version.to_owned()),
+            ("x-frame-options".to_owned(), "SAMEORIGIN".to_owned())
+        ]
+    );
+    let https = format!("{extra}\n  certfile: /c.pem\n  keyfile: /k.pem");
+    assert_eq!(names(&https, "").len(), 3);
+
+    for (restapi, key) in [
+        ("  server_tokens: everything", "restapi.server_tokens"),
+        (
+            "  http_extra_headers: {\"Bad Name\": x}",
+            "restapi.http_extra_headers.Bad Name",
+        ),
+        (
+            "  https_extra_headers: {X-Ok: \"line\\nbreak\"}",
+            "restapi.https_extra_headers.X-Ok",
+        ),
+    ] {
+        let (path, _) = refusal(parse(restapi, ""));
+        assert_eq!(path, key, "{restapi}");
+    }
+}

@@ -145,6 +145,7 @@ impl Serving {
             control,
             access,
             store_leader,
+            headers: config.rest_response_headers()?,
         };
         let rest_stop = shutdown.clone();
         let rest = tokio::spawn(async move {

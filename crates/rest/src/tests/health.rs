@@ -1,6 +1,6 @@
 //! Health checks: codes by role, HEAD/OPTIONS, query filters.
 
-use axum::http::{Method, StatusCode};
+use axum::http::{Method, StatusCode, header};
 
 use super::*;
 
@@ -207,5 +207,32 @@ async fn quorum_and_sync_standby_metrics_and_status() {
             "{body}"
         );
         assert!(!body.contains(r#""sync_standby":false"#), "{body}");
+    }
+}
+
+/// The configured headers (here `Server: pgwarden-test`) are on every answer: a health check,
+/// a HEAD, a refused unsafe request, a cluster view.
+#[tokio::test]
+async fn every_answer_carries_the_configured_headers() {
+    let client = new_client(
+        primary(),
+        AccessPolicy {
+            allowlist: IpNetwork::parse_entry("10.0.0.1").expect("address"),
+            ..AccessPolicy::default()
+        },
+        FakeControl::default(),
+    );
+    for (method, uri) in [
+        (Method::GET, "/primary"),
+        (Method::HEAD, "/replica"),
+        (Method::POST, "/restart"),
+        (Method::GET, "/cluster"),
+    ] {
+        let headers = client.headers(method.clone(), uri).await;
+        assert_eq!(
+            headers.get(header::SERVER).map(|value| value.as_bytes()),
+            Some(&b"pgwarden-test"[..]),
+            "{method} {uri}"
+        );
     }
 }

@@ -195,6 +195,10 @@ pub(super) fn new_client(
         control: control.clone(),
         access,
         store_leader: Some(Arc::new(|| true)),
+        headers: ResponseHeaders(vec![(
+            axum::http::header::SERVER,
+            axum::http::HeaderValue::from_static("pgwarden-test"),
+        )]),
     });
     Client { router, control }
 }
@@ -225,6 +229,22 @@ impl Client {
             .await
             .unwrap_or_default();
         (code, has_type, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// The headers of the answer to `method uri` from loopback.
+    pub(super) async fn headers(&self, method: Method, uri: &str) -> axum::http::HeaderMap {
+        let Ok(mut request) = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+        else {
+            panic!("bad test request {uri}");
+        };
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        let Ok(response) = self.router.clone().oneshot(request).await;
+        response.headers().clone()
     }
 
     pub(super) async fn get(&self, uri: &str) -> StatusCode {

@@ -85,6 +85,7 @@ async fn serve_https(
             ..AccessPolicy::default()
         },
         store_leader: None,
+        headers: crate::ResponseHeaders::default(),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(crate::serve(listener, api, Some(tls), async move {
