@@ -388,6 +388,18 @@ pub struct PostgresqlConfig {
     /// The OS user PostgreSQL runs as when pgwarden runs as root (PostgreSQL refuses root).
     #[serde(default = "default_os_user")]
     pub os_user: String,
+    /// Accepted for compatibility with Patroni files: pgwarden always reaches its own
+    /// PostgreSQL over the Unix socket (`use_unix_socket`) and replicates over TCP
+    /// (`use_unix_socket_repl`), bounds start and stop itself (`pg_ctl_timeout`), and does not
+    /// publish a connection pooler's address (`proxy_address`).
+    #[serde(default)]
+    pub use_unix_socket: Option<bool>,
+    #[serde(default)]
+    pub use_unix_socket_repl: Option<bool>,
+    #[serde(default)]
+    pub pg_ctl_timeout: Option<u64>,
+    #[serde(default)]
+    pub proxy_address: Option<String>,
     /// Custom replica methods by name (`<name>: {command: ..., no_leader: ...}`), as Patroni
     /// puts them directly under `postgresql:`; only sections named in
     /// `create_replica_methods` are read.

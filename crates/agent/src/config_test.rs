@@ -675,3 +675,14 @@ fn patroni_environment_variables_override_the_file_and_are_named_when_refused() 
         other => panic!("accepted: {other:?}"),
     }
 }
+
+#[test]
+fn patroni_postgresql_keys_pgwarden_does_not_need_are_accepted() {
+    let text = ISSUE_EXAMPLE.replace(
+        "  pg_hba:",
+        "  use_unix_socket: true\n  use_unix_socket_repl: false\n  pg_ctl_timeout: 60\n  proxy_address: 127.0.0.1:6432\n  pg_hba:",
+    );
+    let config = RunConfig::parse(&text).unwrap();
+    assert_eq!(config.postgresql.pg_ctl_timeout, Some(60));
+    assert!(config.postgresql.method_sections.is_empty());
+}
