@@ -558,6 +558,7 @@ impl RunConfig {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.rest_response_headers()?;
+        self.initdb_options()?;
         if self.scope.is_empty() || self.scope.contains('/') {
             return Err(Self::invalid(
                 "scope",
@@ -658,6 +659,77 @@ impl RunConfig {
             ));
         }
         Ok(())
+    }
+
+    /// `bootstrap.initdb` as initdb long options, in order: `- data-checksums` (a bare word)
+    /// is `--data-checksums`, `- encoding: UTF8` (a one-key mapping) is `--encoding=UTF8`.
+    /// Options pgwarden sets itself (`pgdata`, `username`, `pwfile`) or that would leave an
+    /// unusable cluster (`nosync`, `sync-only`, `version`, …) are refused naming the entry.
+    pub fn initdb_options(&self) -> Result<Vec<(String, Option<String>)>, ConfigError> {
+        const REFUSED: [&str; 10] = [
+            "pgdata",
+            "D",
+            "username",
+            "U",
+            "pwfile",
+            "pwprompt",
+            "W",
+            "nosync",
+            "sync-only",
+            "version",
+        ];
+        let entries = self
+            .bootstrap
+            .as_ref()
+            .map(|bootstrap| bootstrap.initdb.as_slice())
+            .unwrap_or_default();
+        let mut options = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.iter().enumerate() {
+            let key = format!("bootstrap.initdb[{index}]");
+            let (name, value) = match entry {
+                serde_json::Value::String(flag) => (flag.clone(), None),
+                serde_json::Value::Object(map) if map.len() == 1 => {
+                    let Some((name, value)) = map.iter().next() else {
+                        continue;
+                    };
+                    let value = match value {
+                        serde_json::Value::String(text) => text.clone(),
+                        serde_json::Value::Number(number) => number.to_string(),
+                        serde_json::Value::Bool(flag) => flag.to_string(),
+                        _ => {
+                            return Err(Self::invalid(
+                                &key,
+                                "the value must be a string or a number",
+                            ));
+                        }
+                    };
+                    (name.clone(), Some(value))
+                }
+                _ => {
+                    return Err(Self::invalid(
+                        &key,
+                        "expected an option name (`- data-checksums`) or a one-key mapping (`- encoding: UTF8`)",
+                    ));
+                }
+            };
+            let bare = name.trim_start_matches('-');
+            if bare.is_empty() || bare.contains(char::is_whitespace) {
+                return Err(Self::invalid(
+                    &key,
+                    format!("{name:?} is not an initdb option"),
+                ));
+            }
+            if REFUSED.contains(&bare) {
+                return Err(Self::invalid(
+                    &key,
+                    format!(
+                        "{bare} is set by pgwarden (data_dir, the superuser) or would leave an unusable cluster"
+                    ),
+                ));
+            }
+            options.push((bare.to_owned(), value));
+        }
+        Ok(options)
     }
 
     /// `bootstrap.dcs`, if given.

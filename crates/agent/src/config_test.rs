@@ -686,3 +686,38 @@ fn patroni_postgresql_keys_pgwarden_does_not_need_are_accepted() {
     assert_eq!(config.postgresql.pg_ctl_timeout, Some(60));
     assert!(config.postgresql.method_sections.is_empty());
 }
+
+#[test]
+fn bootstrap_initdb_entries_become_initdb_options_or_are_refused_by_entry() {
+    let with = |initdb: &str| {
+        RunConfig::parse(
+            &ISSUE_EXAMPLE.replace("bootstrap:\n", &format!("bootstrap:\n  initdb: {initdb}\n")),
+        )
+    };
+    let options = with("[data-checksums, {encoding: UTF8}, {locale: C}, {wal-segsize: 32}]")
+        .unwrap()
+        .initdb_options()
+        .unwrap();
+    assert_eq!(
+        options,
+        [
+            ("data-checksums".to_owned(), None),
+            ("encoding".to_owned(), Some("UTF8".to_owned())),
+            ("locale".to_owned(), Some("C".to_owned())),
+            ("wal-segsize".to_owned(), Some("32".to_owned())),
+        ]
+    );
+    for (initdb, entry) in [
+        ("[{pgdata: /x}]", "bootstrap.initdb[0]"),
+        ("[data-checksums, nosync]", "bootstrap.initdb[1]"),
+        ("[{a: 1, b: 2}]", "bootstrap.initdb[0]"),
+        ("[[nested]]", "bootstrap.initdb[0]"),
+        ("[{locale: [C]}]", "bootstrap.initdb[0]"),
+        ("[\"two words\"]", "bootstrap.initdb[0]"),
+    ] {
+        match with(initdb) {
+            Err(ConfigError::Invalid { path, .. }) => assert_eq!(path, entry, "{initdb}"),
+            other => panic!("{initdb} accepted: {other:?}"),
+        }
+    }
+}

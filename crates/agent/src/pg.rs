@@ -32,6 +32,8 @@ pub struct LocalPg {
     local_parameters: BTreeMap<String, String>,
     hba: Vec<String>,
     methods: Vec<ReplicaMethod>,
+    /// `bootstrap.initdb`, after pgwarden's own initdb options (a later option wins).
+    initdb: Vec<(String, Option<String>)>,
     log_file: PathBuf,
     /// `synchronous_standby_names` while this node is the primary in synchronous mode
     /// (`None`: the user's own setting, if any).
@@ -89,6 +91,8 @@ impl LocalPg {
             local_parameters,
             hba: postgresql.pg_hba.clone(),
             methods,
+            // Checked when the configuration loaded.
+            initdb: config.initdb_options().unwrap_or_default(),
             log_file: PathBuf::from(log_file),
             synchronous_standby_names: None,
         }
@@ -103,6 +107,7 @@ impl LocalPg {
             local_parameters: fresh.local_parameters,
             hba: fresh.hba,
             methods: fresh.methods,
+            initdb: fresh.initdb,
             ..self.clone()
         }
     }
@@ -228,7 +233,9 @@ impl LocalPg {
                 superuser: self.superuser.0.clone(),
                 pwfile: pwfile.clone(),
                 data_checksums: true,
-                extra: vec![("encoding".into(), Some("UTF8".into()))],
+                extra: std::iter::once(("encoding".to_owned(), Some("UTF8".to_owned())))
+                    .chain(self.initdb.iter().cloned())
+                    .collect(),
                 timeout,
             },
         )

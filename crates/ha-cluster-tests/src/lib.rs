@@ -221,6 +221,11 @@ impl NodeSpec {
             .lines()
             .map(|line| format!("  {line}\n"))
             .collect();
+        let bootstrap_extra: String = options
+            .bootstrap_yaml
+            .lines()
+            .map(|line| format!("  {line}\n"))
+            .collect();
         format!(
             r#"scope: demo
 name: {name}
@@ -233,7 +238,7 @@ restapi:
 {dcs_extra}    postgresql:
       parameters:
         wal_keep_size: 64MB
-{dcs_parameters}postgresql:
+{dcs_parameters}{bootstrap_extra}postgresql:
   listen: 127.0.0.1:{pg}
   connect_address: 127.0.0.1:{pg}
   data_dir: {dir}/pgdata
@@ -492,6 +497,8 @@ pub struct ClusterOptions {
     /// Extra YAML lines under every node's `restapi:` section (unindented, e.g. the TLS keys
     /// `certfile`, `keyfile`, `cafile`, `verify_client`).
     pub restapi_yaml: String,
+    /// Extra YAML lines under `bootstrap:` beside `dcs` (unindented, e.g. `initdb: [...]`).
+    pub bootstrap_yaml: String,
 }
 
 /// A cluster of `pgwarden run` members in one temporary directory.

@@ -2,21 +2,34 @@
 //! /reload` do: a member that gets SIGHUP keeps running (left at its default, the signal would
 //! end `pgwarden run` and leave PostgreSQL without its supervisor), takes a new tag and a new
 //! local PostgreSQL parameter at once, keeps the running value of a key that needs a restart
-//! (and says so in its log), and refuses a file that does not load, changing nothing.
+//! (and says so in its log), and refuses a file that does not load, changing nothing. The same
+//! member bootstraps with `bootstrap.initdb` options.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use ha_cluster_tests::{Cluster, eventually};
+use ha_cluster_tests::{Cluster, ClusterOptions, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_configuration_file() -> anyhow::Result<()> {
-    let mut cluster = Cluster::start(1)?;
+    // `bootstrap.initdb` reaches initdb: 32 MB WAL segments instead of the default 16.
+    let mut cluster = Cluster::start_with(
+        1,
+        ClusterOptions {
+            bootstrap_yaml: "initdb: [data-checksums, {wal-segsize: 32}, {locale: C}]".to_owned(),
+            ..ClusterOptions::default()
+        },
+    )?;
     cluster.wait_healthy(0, Duration::from_secs(120)).await?;
     let node = &cluster.nodes[0];
     let path = node.config_path().to_path_buf();
     let original = std::fs::read_to_string(&path)?;
     let rest = node.rest_address();
+    assert_eq!(
+        node.query("SHOW wal_segment_size").await?.as_deref(),
+        Some("32MB"),
+        "bootstrap.initdb options reach initdb"
+    );
 
     // A local parameter and a tag (live), and the REST API's connect address (needs a restart).
     let edited = original
