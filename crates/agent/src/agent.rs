@@ -361,7 +361,7 @@ impl<B: KvBackend> Agent<B> {
 
     /// One cycle; returns when the next one is due at the latest.
     async fn cycle(&mut self) -> Result<ha::Instant, AgentError> {
-        self.collect_long_task().await;
+        self.collect_long_task().await?;
         self.keep_lease_alive().await;
         let store_view = self.read_store().await;
         let (ttl, loop_wait) = (self.last_config.ttl, self.last_config.loop_wait);
@@ -408,16 +408,19 @@ impl<B: KvBackend> Agent<B> {
         Ok(wakeup)
     }
 
-    async fn collect_long_task(&mut self) {
+    /// Takes the result of a finished long action. A failed bootstrap is undone (data
+    /// directory emptied, `/initialize` claim deleted, so another member can bootstrap) and
+    /// stops the agent, as Patroni stops: the same configuration would fail again.
+    async fn collect_long_task(&mut self) -> Result<(), AgentError> {
         let finished = self
             .long_task
             .as_ref()
             .is_some_and(|task| task.handle.is_finished());
         if !finished {
-            return;
+            return Ok(());
         }
         let Some(task) = self.long_task.take() else {
-            return;
+            return Ok(());
         };
         match task.handle.await {
             Ok(Ok(postmaster)) => {
@@ -434,6 +437,18 @@ impl<B: KvBackend> Agent<B> {
                     self.fire_callback(ha::CallbackEvent::OnStart, "replica");
                 }
             }
+            Ok(Err(message)) if task.kind == LongActionKind::Bootstrap => {
+                let undone = match self.undo_bootstrap().await {
+                    Ok(()) => "the data directory was emptied and the initialize key released",
+                    Err(error) => {
+                        tracing::error!("undo the failed bootstrap: {error:?}");
+                        "undoing it failed too (see the log)"
+                    }
+                };
+                return Err(AgentError::Fatal(format!(
+                    "bootstrap failed: {message}; {undone}"
+                )));
+            }
             Ok(Err(message)) => {
                 tracing::error!("{} failed: {message}", task.kind.as_str());
                 self.last_start_failed = matches!(task.kind, LongActionKind::Restart);
@@ -441,6 +456,7 @@ impl<B: KvBackend> Agent<B> {
             Err(error) if error.is_cancelled() => {}
             Err(error) => tracing::error!("{} task failed: {error}", task.kind.as_str()),
         }
+        Ok(())
     }
 
     pub(crate) fn adopt_child(&mut self, postmaster: Postmaster) {

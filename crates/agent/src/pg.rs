@@ -245,12 +245,21 @@ impl LocalPg {
         }
         result?;
         let mut postmaster = self.start(settings)?;
-        postmaster.wait_ready(&self.local_target(), timeout).await?;
-        let probe = self.connect().await?;
-        probe
-            .ensure_replication_user(&self.replication.0, self.replication.1.as_deref())
-            .await?;
-        probe.close().await;
+        let ready = async {
+            postmaster.wait_ready(&self.local_target(), timeout).await?;
+            let probe = self.connect().await?;
+            probe
+                .ensure_replication_user(&self.replication.0, self.replication.1.as_deref())
+                .await?;
+            probe.close().await;
+            postgres::Result::Ok(())
+        }
+        .await;
+        if let Err(error) = ready {
+            // Nothing may keep running on a data directory the caller is about to empty.
+            let _ = postmaster.stop(StopMode::Immediate, timeout).await;
+            return Err(error);
+        }
         Ok(postmaster)
     }
 

@@ -236,6 +236,12 @@ impl<B: KvBackend> Agent<B> {
     /// bootstrap.
     pub(crate) async fn cancel_bootstrap(&mut self) -> ActResult {
         tracing::error!("cancelling the bootstrap: the required watchdog is not usable");
+        self.undo_bootstrap().await
+    }
+
+    /// What a cancelled or failed bootstrap leaves behind is removed: PostgreSQL stopped, the
+    /// data directory emptied, our (still empty) `/initialize` claim deleted.
+    pub(crate) async fn undo_bootstrap(&mut self) -> ActResult {
         self.stop_postgres(StopMode::Immediate).await?;
         self.watchdog.disarm();
         postgres::files::clear_dir(&self.pg.data_dir).map_err(|error| {
