@@ -36,6 +36,9 @@ pub fn load(path: &Path) -> anyhow::Result<RunConfig> {
 /// Runs until SIGINT, SIGTERM or a fatal agent error; SIGHUP reads `config_file` again (as
 /// `POST /reload` does).
 pub async fn run(config: RunConfig, config_file: PathBuf) -> anyhow::Result<()> {
+    // First of all: from here on SIGHUP no longer ends the process (its default), even while
+    // the store starts; it is acted on once the agent runs.
+    let hangup = signal(SignalKind::hangup()).context("install the SIGHUP handler")?;
     let run_as = postgres::RunAs::configured(&config.postgresql.os_user)
         .context("resolve postgresql.os_user")?;
     if run_as.switches_user() {
@@ -66,7 +69,7 @@ pub async fn run(config: RunConfig, config_file: PathBuf) -> anyhow::Result<()> 
             store_leader: Some(store.raft_leader_probe()),
         };
         let outcome = serving
-            .run_until_stopped(store.backend(), config, config_file, run_as)
+            .run_until_stopped(store.backend(), config, config_file, hangup, run_as)
             .await;
         let _ = placement.await;
         tokio::time::timeout(STORE_SHUTDOWN_GRACE, store.shutdown())
@@ -96,7 +99,7 @@ pub async fn run(config: RunConfig, config_file: PathBuf) -> anyhow::Result<()> 
         store_leader: None,
     };
     let outcome = serving
-        .run_until_stopped(backend, config, config_file, run_as)
+        .run_until_stopped(backend, config, config_file, hangup, run_as)
         .await;
     tracing::info!("stopped");
     outcome
@@ -123,6 +126,7 @@ impl Serving {
         backend: B,
         config: RunConfig,
         config_file: PathBuf,
+        mut hangup: tokio::signal::unix::Signal,
         run_as: postgres::RunAs,
     ) -> anyhow::Result<()> {
         let Serving {
@@ -165,7 +169,6 @@ impl Serving {
             signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
         // SIGHUP reloads, as for Patroni (`systemctl reload`); left at its default it would
         // end the process and leave PostgreSQL running without its supervisor.
-        let mut hangup = signal(SignalKind::hangup()).context("install the SIGHUP handler")?;
         let mut agent_done = false;
         let outcome = loop {
             tokio::select! {
