@@ -665,23 +665,32 @@ impl<B: KvBackend> Agent<B> {
     }
 
     /// The settings PostgreSQL runs with now: a replica's (standby.signal present) following
-    /// its current upstream, or a primary's.
-    pub(crate) fn current_settings(&self) -> postgres::config::ServerSettings {
-        let recovery = crate::pg::has_standby_signal(&self.pg.data_dir).then(|| {
-            self.pg.recovery(
-                self.upstream
-                    .as_ref()
-                    .and_then(|up| self.member_conninfo(up, true)),
-            )
-        });
-        self.pg.settings(&self.dynamic_parameters(), recovery)
+    /// its current upstream, or a primary's; `None` while the upstream's address is unknown.
+    pub(crate) fn current_settings(&self) -> Option<postgres::config::ServerSettings> {
+        let recovery = if crate::pg::has_standby_signal(&self.pg.data_dir) {
+            // A replica whose upstream's address is not in this cycle's view (its member key
+            // gone with an expired lease, until it republishes it): writing now would drop
+            // `primary_conninfo` while the agent goes on believing it follows its upstream,
+            // and PostgreSQL would stay in archive recovery for good.
+            let conninfo = match &self.upstream {
+                Some(upstream) => Some(self.member_conninfo(upstream, true)?),
+                None => None,
+            };
+            Some(self.pg.recovery(conninfo))
+        } else {
+            None
+        };
+        Some(self.pg.settings(&self.dynamic_parameters(), recovery))
     }
 
     /// Reloads PostgreSQL when `/config`'s parameters changed since it was configured, then
     /// finds the parameters whose new value waits for a restart (`pending_restart`).
     pub(crate) async fn apply_dynamic_parameters(&mut self) {
         let parameters = self.dynamic_parameters();
-        let settings = self.current_settings();
+        let Some(settings) = self.current_settings() else {
+            // The upstream's address is missing from this cycle's view: a later cycle applies.
+            return;
+        };
         if parameters != self.applied_parameters {
             match self
                 .pg

@@ -106,9 +106,17 @@ impl<B: KvBackend> Agent<B> {
         self.config = merged;
         tracing::info!(file = %path.display(), "configuration reloaded");
         if postgres_files_changed && (self.postmaster.is_some() || self.adopted.is_some()) {
-            let settings = self.current_settings();
-            if let Err(error) = self.pg.write_config(&settings) {
-                tracing::warn!("write PostgreSQL's configuration after the reload: {error}");
+            match self.current_settings() {
+                Some(settings) => {
+                    if let Err(error) = self.pg.write_config(&settings) {
+                        tracing::warn!(
+                            "write PostgreSQL's configuration after the reload: {error}"
+                        );
+                    }
+                }
+                // Not now (see `current_settings`): the next cycle that can writes and
+                // reloads, as for a changed `/config`.
+                None => self.applied_parameters.clear(),
             }
         }
         Ok(())

@@ -219,7 +219,11 @@ impl<B: KvBackend> Agent<B> {
             return Ok(());
         }
         self.pg.synchronous_standby_names = value;
-        let settings = self.current_settings();
+        let settings = self.current_settings().ok_or_else(|| {
+            ActError::Failed(
+                "write synchronous_standby_names: the upstream's address is not known".to_owned(),
+            )
+        })?;
         self.pg.write_config(&settings).map_err(|error| {
             ActError::Failed(format!("write synchronous_standby_names: {error}"))
         })?;

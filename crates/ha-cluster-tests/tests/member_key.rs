@@ -109,3 +109,69 @@ async fn replica_started_without_its_leaders_address_streams_once_the_key_is_bac
     );
     Ok(())
 }
+
+/// `/config` changes while the leader's member key is missing: the replica must not write a
+/// configuration without `primary_conninfo` (it would stop streaming while its agent goes on
+/// believing it follows the leader, for good). It applies the change once the address is
+/// back, and streams throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_change_while_the_leaders_address_is_missing_keeps_the_replica_streaming()
+-> anyhow::Result<()> {
+    let etcd = EtcdCluster::start(1, Duration::from_secs(30)).await?;
+    let cluster = Cluster::start_with(
+        2,
+        ClusterOptions {
+            etcd3_hosts: Some(etcd.hosts()),
+            // A long lease: the primary's agent stays frozen while the replica cycles.
+            dcs_yaml: "ttl: 30".to_owned(),
+            ..ClusterOptions::default()
+        },
+    )?;
+    let primary = cluster.wait_healthy(1, Duration::from_secs(120)).await?;
+    let replica = 1 - primary;
+    let primary_name = cluster.nodes[primary].spec.name.clone();
+    let mut client = etcd.client().await?;
+
+    anyhow::ensure!(
+        cluster.nodes[primary].freeze(),
+        "the primary's agent is not running"
+    );
+    client
+        .delete(format!("{MEMBERS}{primary_name}"), None)
+        .await
+        .context("delete the primary's member key")?;
+    // A cluster-wide parameter changes while the address is unknown; the replica's next
+    // cycles see it.
+    let (exit, stdout, stderr) = ha_cluster_tests::ctl(
+        cluster.nodes[replica].config_path(),
+        &["edit-config", "-p", "work_mem=5MB", "--force"],
+    )?;
+    if exit != 0 {
+        cluster.nodes[primary].thaw();
+        bail!("edit-config: {stdout}{stderr}");
+    }
+    // A few of the replica's cycles pass with the address missing.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    anyhow::ensure!(
+        !member_key_present(&mut client, &primary_name).await?,
+        "the frozen primary's member key came back by itself"
+    );
+    cluster.nodes[primary].thaw();
+
+    cluster
+        .wait_streaming(replica, Duration::from_secs(30))
+        .await
+        .with_context(|| format!("the replica stopped streaming:\n{}", cluster.logs()))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let work_mem = cluster.nodes[replica].query("SHOW work_mem").await?;
+        if work_mem.as_deref() == Some("5MB") {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("work_mem on the replica: {work_mem:?}\n{}", cluster.logs());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
