@@ -96,7 +96,7 @@ fn default_namespace() -> String {
     "/service".to_owned()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestApiConfig {
     pub listen: SocketAddr,
@@ -148,7 +148,7 @@ pub struct RestApiConfig {
 }
 
 /// `restapi.authentication`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestApiAuthentication {
     pub username: String,
@@ -182,7 +182,7 @@ impl RestApiConfig {
 /// TLS uses etcd's names without the dashes (see [`crate::config::raft_tls`]): `cert_file`,
 /// `key_file`, `trusted_ca_file`, `client_cert_auth` for the etcd API, and their `peer_`
 /// forms for the Raft port. Paths are PEM files; all are optional and TLS is off without them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RaftConfig {
     pub data_dir: PathBuf,
@@ -222,7 +222,7 @@ pub struct RaftConfig {
 /// An external etcd cluster, as Patroni's `etcd3:` section: the endpoints (`proxy`, `url`,
 /// `hosts` or `host`, see [`crate::config::etcd3`]), the `protocol` (`http` or `https`), etcd
 /// auth credentials, and for https Patroni's TLS keys (see [`crate::config::etcd3_tls`]).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Etcd3Config {
     #[serde(default)]
@@ -266,7 +266,7 @@ pub struct Etcd3Config {
 }
 
 /// `hosts:` as a list or a comma-separated string (Patroni accepts both).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum HostList {
     List(Vec<String>),
@@ -415,7 +415,7 @@ fn default_os_user() -> String {
     "postgres".to_owned()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Authentication {
     pub superuser: Credentials,
@@ -424,7 +424,7 @@ pub struct Authentication {
     pub rewind: Option<Credentials>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     pub username: String,

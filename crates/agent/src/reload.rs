@@ -34,21 +34,16 @@ pub(crate) fn merge(running: &RunConfig, new: RunConfig) -> (RunConfig, Vec<&'st
     live.basebackup = fresh.basebackup.clone();
     live.method_sections = fresh.method_sections.clone();
 
-    // Sections compared by their debug form: every configuration type derives it, and a
-    // difference there is a difference in value.
-    fn differs<T: std::fmt::Debug>(a: &T, b: &T) -> bool {
-        format!("{a:?}") != format!("{b:?}")
-    }
     let (old, new_pg) = (&merged.postgresql, &new.postgresql);
     let candidates: [(&'static str, bool); 19] = [
         ("scope", merged.scope != new.scope),
         ("namespace", merged.namespace != new.namespace),
         ("name", merged.name != new.name),
-        ("restapi", differs(&merged.restapi, &new.restapi)),
-        ("ctl", differs(&merged.ctl, &new.ctl)),
-        ("raft", differs(&merged.raft, &new.raft)),
-        ("etcd3", differs(&merged.etcd3, &new.etcd3)),
-        ("watchdog", differs(&merged.watchdog, &new.watchdog)),
+        ("restapi", merged.restapi != new.restapi),
+        ("ctl", merged.ctl != new.ctl),
+        ("raft", merged.raft != new.raft),
+        ("etcd3", merged.etcd3 != new.etcd3),
+        ("watchdog", merged.watchdog != new.watchdog),
         ("postgresql.listen", old.listen != new_pg.listen),
         (
             "postgresql.connect_address",
@@ -60,7 +55,7 @@ pub(crate) fn merge(running: &RunConfig, new: RunConfig) -> (RunConfig, Vec<&'st
         ("postgresql.pgpass", old.pgpass != new_pg.pgpass),
         (
             "postgresql.authentication",
-            differs(&old.authentication, &new_pg.authentication),
+            old.authentication != new_pg.authentication,
         ),
         (
             "postgresql.use_pg_rewind",
@@ -99,8 +94,8 @@ impl<B: KvBackend> Agent<B> {
                 waiting.join(", ")
             );
         }
-        let postgres_files_changed = format!("{:?}", merged.postgresql.parameters)
-            != format!("{:?}", self.config.postgresql.parameters)
+        let postgres_files_changed = merged.postgresql.parameters
+            != self.config.postgresql.parameters
             || merged.postgresql.pg_hba != self.config.postgresql.pg_hba;
         self.pg = self.pg.reloaded(&merged);
         self.config = merged;

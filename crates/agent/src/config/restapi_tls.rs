@@ -34,7 +34,7 @@ use crate::config::ConfigError;
 use crate::config::RunConfig;
 
 /// Patroni's `ctl:` section: how this member and `pgwarden ctl` reach `https://` members.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CtlConfig {
     /// CA certificates (PEM) the members' certificates are verified against; default
