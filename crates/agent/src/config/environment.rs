@@ -268,27 +268,17 @@ fn boolean(text: &str) -> Option<bool> {
 /// Sets `path` in `config`, making the sections on the way (a section that is not a mapping
 /// is replaced: the environment wins).
 fn set(config: &mut Value, path: &[&str], value: Value) {
-    let Some((last, sections)) = path.split_last() else {
-        return;
-    };
     let mut here = config;
-    for section in sections {
+    for key in path {
         if !here.is_object() {
             *here = Value::Object(Map::new());
         }
         let Value::Object(map) = here else {
             return;
         };
-        here = map
-            .entry((*section).to_owned())
-            .or_insert_with(|| Value::Object(Map::new()));
+        here = map.entry((*key).to_owned()).or_insert(Value::Null);
     }
-    if !here.is_object() {
-        *here = Value::Object(Map::new());
-    }
-    if let Value::Object(map) = here {
-        map.insert((*last).to_owned(), value);
-    }
+    *here = value;
 }
 
 #[cfg(test)]
