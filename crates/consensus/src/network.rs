@@ -98,9 +98,8 @@ impl PeerChannels {
                     "peer URL {url} needs TLS, but this member has no peer certificate"
                 ))
             })?;
-            let connect_timeout = self.connect_timeout;
             endpoint.connect_with_connector_lazy(tower::service_fn(move |uri| {
-                crate::tls_transport::connect(uri, tls.clone(), connect_timeout)
+                crate::tls_transport::connect(uri, tls.clone())
             }))
         } else {
             endpoint.connect_lazy()

@@ -83,11 +83,11 @@ pub(crate) fn accept(
 }
 
 /// Dials `uri`'s host and port and runs the client handshake with the current configuration,
-/// verifying the peer's certificate for that host.
+/// verifying the peer's certificate for that host. The channel's connect timeout bounds the
+/// whole call, handshake included (tonic wraps the connector in it).
 pub(crate) async fn connect(
     uri: Uri,
     config: Arc<Reloading<rustls::ClientConfig>>,
-    connect_timeout: Duration,
 ) -> io::Result<TokioIo<client::TlsStream<TcpStream>>> {
     let invalid =
         |what: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{what} in {uri}"));
@@ -99,20 +99,10 @@ pub(crate) async fn connect(
         .to_owned();
     let port = uri.port_u16().ok_or_else(|| invalid("no port"))?;
     let server_name = ServerName::try_from(host.clone()).map_err(|_| invalid("bad host"))?;
-    let dial = async {
-        let tcp = TcpStream::connect((host.as_str(), port)).await?;
-        tcp.set_nodelay(true)?;
-        TlsConnector::from(config.current())
-            .connect(server_name, tcp)
-            .await
-    };
-    let stream = tokio::time::timeout(connect_timeout, dial)
-        .await
-        .map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("connect to {uri} timed out"),
-            )
-        })??;
+    let tcp = TcpStream::connect((host.as_str(), port)).await?;
+    tcp.set_nodelay(true)?;
+    let stream = TlsConnector::from(config.current())
+        .connect(server_name, tcp)
+        .await?;
     Ok(TokioIo::new(stream))
 }
