@@ -67,6 +67,10 @@ impl Store {
             .partition_point(|change| change.revision <= revision);
         self.changes.drain(..replayable);
         self.compact_revision = revision;
+        // Every window still readable starts above `revision`: the log holds all of it again.
+        if self.changes_from <= revision + 1 {
+            self.changes_from = 0;
+        }
     }
 
     /// Events with revision in `[from, to]` for keys selected by (`key`, `range_end`) (etcd range
@@ -78,7 +82,8 @@ impl Store {
     ///
     /// Cost: one key lookup for a single key; for a range, the cheaper of walking the window's
     /// changes in the revision log (one lookup each) and scanning the range's keys (one binary
-    /// search each), chosen by comparing the window's change count with the index size.
+    /// search each), chosen by comparing the window's change count with the index size; a window
+    /// older than the revision log's newest changes is always a scan.
     pub fn events(
         &self,
         key: &[u8],
@@ -98,7 +103,7 @@ impl Store {
             .changes
             .partition_point(|change| change.revision < from);
         let last = self.changes.partition_point(|change| change.revision <= to);
-        if range_end.is_empty() || last - first > self.keys.len() {
+        if range_end.is_empty() || from < self.changes_from || last - first > self.keys.len() {
             return Ok(self.events_by_key_scan(key, range_end, from, to));
         }
         Ok(self.events_by_revision_log(key, range_end, first..last))

@@ -2,18 +2,19 @@
 //!
 //! Memory layout (the hot structure for 1M keys): a `BTreeMap<Bytes, KeyHistory>` where a history
 //! is a `Vec<Entry>` of 72-byte entries in (revision, sub-revision) order, grown one slot at a time.
-//! A key with one live version costs: its B-tree slot (56 bytes, ≈75 with node slack), one 72-byte
-//! heap block for its history (+ allocator overhead), the key and value bytes (+ allocator overhead),
-//! and one 24-byte reference-count header each for key and value once they are shared with an event
-//! or a response: ≈ 270 bytes + key + value.
-//! Measured (`examples/bench.rs`, fresh process, resident set, 37-byte keys, 100-byte values):
-//! 461 bytes per key right after loading 1M keys, of which 48 are the revision log entry of each
-//! put (see below; dropped by compaction, leaving ≈ 413), against 271 for a plain
-//! `BTreeMap<Vec<u8>, Vec<u8>>` of the same data: 1M such keys take ≈ 415–460 MB.
-//! Every superseded version kept until the next compaction adds ≈ 72 bytes + its value + 48 bytes
-//! of revision log, and a key with history also sits in the compactable set (≈ 45 bytes).
+//! A key with one live version costs: its B-tree slot (56 bytes, ≈75–95 with node slack), one
+//! 72-byte heap block for its history (+ allocator overhead) and the key bytes (+ a 24-byte
+//! reference-count header once shared with an event or a response). Values are `Bytes`: a member
+//! points the values of its latest snapshot at a read-only mapping of the snapshot file
+//! ([`crate::Store::share_value`], [`crate::Store::decode_snapshot_sharing`]), so only values
+//! written since then are in its heap. Measured for 1M keys of 15 bytes with 256-byte values
+//! (`cargo run --release -p storage --example state_memory`): 524 MiB resident with every value
+//! in memory, 269 MiB once a snapshot holds them.
+//! Every superseded version kept until the next compaction adds ≈ 72 bytes + its value, and a
+//! key with history also sits in the compactable set (≈ 45 bytes).
 //! Watch replay is reconstructed from these histories; the only second structure is the revision
-//! log of changed keys since the compact revision (48 bytes per change, keys shared, no values).
+//! log of the newest changes (48 bytes each, keys shared, no values; at most
+//! `REVISION_LOG_CAPACITY`), which lets a replay visit only a window's changes.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map;

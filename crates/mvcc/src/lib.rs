@@ -50,7 +50,9 @@ pub use auth::{ROOT_ROLE, ROOT_USER, UserView};
 pub use auth_check::{Access, Caller};
 pub use keyspace::prefix_range_end;
 pub use leases::{LeaseView, MAX_LEASE_TTL};
-pub use snapshot::{SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC, SnapshotError};
+pub use snapshot::{
+    SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC, SnapshotError, SnapshotValue, SnapshotValues,
+};
 pub use store::{Applied, Store};
 pub use validate::{
     is_read_only_txn, validate_delete_range, validate_put, validate_range, validate_txn,

@@ -50,6 +50,25 @@ pub enum SnapshotError {
 
 struct Reader<'a> {
     bytes: &'a [u8],
+    /// Where decoded values go: copied out, or shared from a mapping of the same bytes.
+    values: Values<'a>,
+}
+
+/// How [`Reader::value`] hands out values.
+#[derive(Clone, Copy)]
+enum Values<'a> {
+    /// Each value is copied into its own buffer.
+    Copied,
+    /// `mapped` holds the same bytes as `encoded`; a value at `encoded[range]` is `mapped.slice(range)`.
+    Shared {
+        encoded: &'a [u8],
+        mapped: &'a Bytes,
+    },
+}
+
+/// Position of `part` inside `whole` (`part` is a subslice of it).
+fn offset_in(whole: &[u8], part: &[u8]) -> usize {
+    part.as_ptr() as usize - whole.as_ptr() as usize
 }
 
 impl<'a> Reader<'a> {
@@ -95,8 +114,36 @@ impl<'a> Reader<'a> {
     }
 
     fn blob(&mut self) -> Result<Bytes, SnapshotError> {
+        Ok(Bytes::copy_from_slice(self.slice()?))
+    }
+
+    /// A length-prefixed byte string, borrowed.
+    fn slice(&mut self) -> Result<&'a [u8], SnapshotError> {
         let length = self.u32()? as usize;
-        Ok(Bytes::copy_from_slice(self.take(length)?))
+        self.take(length)
+    }
+
+    /// A length-prefixed value: copied, or a slice of the mapped bytes.
+    fn value(&mut self) -> Result<Bytes, SnapshotError> {
+        let value = self.slice()?;
+        Ok(match self.values {
+            Values::Copied => Bytes::copy_from_slice(value),
+            Values::Shared { encoded, mapped } => {
+                let start = offset_in(encoded, value);
+                mapped.slice(start..start + value.len())
+            }
+        })
+    }
+
+    /// One version's fields after its key: (revision, sub, create_revision, version, lease).
+    fn version_fields(&mut self) -> Result<(i64, u32, i64, i64, i64), SnapshotError> {
+        Ok((
+            self.i64()?,
+            self.u32()?,
+            self.i64()?,
+            self.i64()?,
+            self.i64()?,
+        ))
     }
 
     /// A count that cannot exceed what the remaining bytes could hold, so a corrupt count cannot
@@ -119,7 +166,22 @@ fn put_blob(out: &mut Vec<u8>, blob: &[u8]) {
 impl Store {
     /// A versioned, self-checking binary encoding of the whole state (see the module docs).
     pub fn encode_snapshot(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.keys.len() * 64);
+        // Sized before writing: growing a buffer of hundreds of megabytes by doubling would copy
+        // it several times and leave the allocator twice its size to give back.
+        let keys: usize = self
+            .keys
+            .iter()
+            .map(|(key, history)| {
+                8 + key.len()
+                    + history
+                        .entries
+                        .iter()
+                        .map(|entry| 40 + entry.value.len())
+                        .sum::<usize>()
+            })
+            .sum();
+        let mut out =
+            Vec::with_capacity(keys + 64 * 1024 + self.leases.len() * 16 + self.alarms.len() * 12);
         out.extend_from_slice(SNAPSHOT_MAGIC);
         out.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&self.revision.to_le_bytes());
@@ -235,33 +297,35 @@ impl Store {
 
     /// Rebuilds a store from [`Store::encode_snapshot`] bytes; refuses another format version, a
     /// checksum mismatch, truncation, and contents that break the store's invariants.
+    /// Every value is copied out of `bytes`.
     pub fn decode_snapshot(bytes: &[u8]) -> Result<Store, SnapshotError> {
-        if bytes.len() < SNAPSHOT_MAGIC.len() || &bytes[..SNAPSHOT_MAGIC.len()] != SNAPSHOT_MAGIC {
-            return Err(SnapshotError::BadMagic);
+        Store::decode(bytes, Values::Copied)
+    }
+
+    /// [`Store::decode_snapshot`] whose values are not copied but shared from `mapped`, which holds
+    /// the same bytes as `bytes` (typically a read-only mapping of the file they were read from):
+    /// the store then keeps only its key index in memory and the values stay in the page cache.
+    /// Reading `bytes`, not `mapped`, leaves the mapping's pages untouched until a value is read.
+    pub fn decode_snapshot_sharing(bytes: &[u8], mapped: &Bytes) -> Result<Store, SnapshotError> {
+        if mapped.len() != bytes.len() {
+            return Err(SnapshotError::Malformed(
+                "mapped bytes differ in length from the snapshot",
+            ));
         }
-        let mut header = Reader {
-            bytes: &bytes[SNAPSHOT_MAGIC.len()..],
-        };
-        let found = header.u32()?;
-        if !(OLDEST_READABLE_VERSION..=SNAPSHOT_FORMAT_VERSION).contains(&found) {
-            return Err(SnapshotError::UnsupportedVersion {
-                found,
-                supported: SNAPSHOT_FORMAT_VERSION,
-            });
-        }
-        if bytes.len() < SNAPSHOT_MAGIC.len() + 8 {
-            return Err(SnapshotError::Truncated);
-        }
-        let (body, trailer) = bytes.split_at(bytes.len() - 4);
-        let mut stored = [0u8; 4];
-        stored.copy_from_slice(trailer);
-        let stored = u32::from_le_bytes(stored);
-        let computed = crc32fast::hash(body);
-        if stored != computed {
-            return Err(SnapshotError::Checksum { stored, computed });
-        }
+        Store::decode(
+            bytes,
+            Values::Shared {
+                encoded: bytes,
+                mapped,
+            },
+        )
+    }
+
+    fn decode(bytes: &[u8], values: Values<'_>) -> Result<Store, SnapshotError> {
+        let (found, body) = checked_body(bytes)?;
         let mut reader = Reader {
             bytes: &body[SNAPSHOT_MAGIC.len() + 4..],
+            values,
         };
         let mut store = Store::new();
         store.revision = reader.i64()?;
@@ -281,7 +345,7 @@ impl Store {
         let mut attachments: Vec<(i64, Bytes)> = Vec::new();
         let mut previous_key: Option<Bytes> = None;
         for _ in 0..key_count {
-            let key = reader.blob()?;
+            let key = Bytes::copy_from_slice(reader.slice()?);
             if key.is_empty()
                 || previous_key
                     .as_ref()
@@ -301,13 +365,14 @@ impl Store {
                 entries: Vec::with_capacity(entry_count),
             };
             for _ in 0..entry_count {
+                let (revision, sub, create_revision, version, lease) = reader.version_fields()?;
                 let entry = Entry {
-                    revision: reader.i64()?,
-                    sub: reader.u32()?,
-                    create_revision: reader.i64()?,
-                    version: reader.i64()?,
-                    lease: reader.i64()?,
-                    value: reader.blob()?,
+                    revision,
+                    sub,
+                    create_revision,
+                    version,
+                    lease,
+                    value: reader.value()?,
                 };
                 let ordered = history
                     .entries
@@ -355,6 +420,12 @@ impl Store {
                 "two changes share a revision and sub-revision",
             ));
         }
+        // The live store's log keeps only its newest changes; so does the decoded one.
+        let dropped = changes.len().saturating_sub(store.revision_log_capacity);
+        if let Some(last_dropped) = dropped.checked_sub(1).map(|index| &changes[index]) {
+            store.changes_from = last_dropped.revision + 1;
+        }
+        changes.drain(..dropped);
         store.changes = changes.into();
         store.keys = keys.into_iter().collect::<KeyIndex>();
 
@@ -397,5 +468,138 @@ impl Store {
             return Err(SnapshotError::Malformed("trailing bytes"));
         }
         Ok(store)
+    }
+}
+
+/// Checks magic, format version and checksum of [`Store::encode_snapshot`] bytes; returns the
+/// format version and the bytes before the checksum.
+fn checked_body(bytes: &[u8]) -> Result<(u32, &[u8]), SnapshotError> {
+    if bytes.len() < SNAPSHOT_MAGIC.len() || &bytes[..SNAPSHOT_MAGIC.len()] != SNAPSHOT_MAGIC {
+        return Err(SnapshotError::BadMagic);
+    }
+    let mut header = Reader {
+        bytes: &bytes[SNAPSHOT_MAGIC.len()..],
+        values: Values::Copied,
+    };
+    let found = header.u32()?;
+    if !(OLDEST_READABLE_VERSION..=SNAPSHOT_FORMAT_VERSION).contains(&found) {
+        return Err(SnapshotError::UnsupportedVersion {
+            found,
+            supported: SNAPSHOT_FORMAT_VERSION,
+        });
+    }
+    if bytes.len() < SNAPSHOT_MAGIC.len() + 8 {
+        return Err(SnapshotError::Truncated);
+    }
+    let (body, trailer) = bytes.split_at(bytes.len() - 4);
+    let mut stored = [0u8; 4];
+    stored.copy_from_slice(trailer);
+    let stored = u32::from_le_bytes(stored);
+    let computed = crc32fast::hash(body);
+    if stored != computed {
+        return Err(SnapshotError::Checksum { stored, computed });
+    }
+    Ok((found, body))
+}
+
+/// Where one stored version's value sits in snapshot bytes, as listed by [`SnapshotValues`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotValue<'a> {
+    pub key: &'a [u8],
+    pub revision: i64,
+    pub sub: u32,
+    /// The value's byte range in the snapshot bytes.
+    pub value: std::ops::Range<usize>,
+}
+
+/// Lists where every version's value sits in [`Store::encode_snapshot`] bytes, in key order, so
+/// the caller can point the store's values at a mapping of those bytes with
+/// [`Store::share_value`], a batch at a time. Stops at the first malformed record.
+pub struct SnapshotValues<'a> {
+    encoded: &'a [u8],
+    reader: Reader<'a>,
+    keys_left: usize,
+    key: &'a [u8],
+    versions_left: usize,
+}
+
+impl<'a> SnapshotValues<'a> {
+    /// Checks `bytes` whole (magic, version, checksum) and positions before the first key.
+    pub fn new(bytes: &'a [u8]) -> Result<SnapshotValues<'a>, SnapshotError> {
+        let (_, body) = checked_body(bytes)?;
+        let mut reader = Reader {
+            bytes: &body[SNAPSHOT_MAGIC.len() + 4..],
+            values: Values::Copied,
+        };
+        reader.i64()?;
+        reader.i64()?;
+        let keys_left = reader.count(8)?;
+        Ok(SnapshotValues {
+            encoded: bytes,
+            reader,
+            keys_left,
+            key: &[],
+            versions_left: 0,
+        })
+    }
+
+    fn step(&mut self) -> Result<Option<SnapshotValue<'a>>, SnapshotError> {
+        while self.versions_left == 0 {
+            if self.keys_left == 0 {
+                return Ok(None);
+            }
+            self.keys_left -= 1;
+            self.key = self.reader.slice()?;
+            self.versions_left = self.reader.u32()? as usize;
+        }
+        self.versions_left -= 1;
+        let (revision, sub, ..) = self.reader.version_fields()?;
+        let value = self.reader.slice()?;
+        let start = offset_in(self.encoded, value);
+        Ok(Some(SnapshotValue {
+            key: self.key,
+            revision,
+            sub,
+            value: start..start + value.len(),
+        }))
+    }
+}
+
+impl<'a> Iterator for SnapshotValues<'a> {
+    type Item = Result<SnapshotValue<'a>, SnapshotError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let step = self.step();
+        if step.is_err() {
+            self.keys_left = 0;
+            self.versions_left = 0;
+        }
+        step.transpose()
+    }
+}
+
+impl Store {
+    /// Replaces the value of `key`'s version at (`revision`, `sub`) with `value`, an equal copy
+    /// held elsewhere (a slice of a snapshot file's mapping, see [`SnapshotValues`]), so the
+    /// store's own copy can be freed. A version never changes once written, so the same
+    /// (key, revision, sub) always names the same value; a version no longer stored (compacted,
+    /// or the store replaced) or of another length is left alone. Returns whether it was replaced.
+    pub fn share_value(&mut self, key: &[u8], revision: i64, sub: u32, value: Bytes) -> bool {
+        let Some(history) = self.keys.get_mut(key) else {
+            return false;
+        };
+        let Ok(index) = history
+            .entries
+            .binary_search_by(|entry| (entry.revision, entry.sub).cmp(&(revision, sub)))
+        else {
+            return false;
+        };
+        let entry = &mut history.entries[index];
+        if entry.value.len() != value.len() {
+            return false;
+        }
+        debug_assert!(entry.value == value, "a stored version changed");
+        entry.value = value;
+        true
     }
 }

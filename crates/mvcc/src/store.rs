@@ -38,9 +38,15 @@ pub struct Store {
     /// newest version is a tombstone. Compaction visits only these, so its cost follows the keys
     /// written since the last one, not the size of the keyspace.
     pub(crate) compactable: BTreeSet<Bytes>,
-    /// Every change above the compact revision in (revision, sub-revision) order: the revision log
-    /// watch replay walks when a window holds fewer changes than the range holds keys.
+    /// The newest changes above the compact revision (at most `revision_log_capacity`) in
+    /// (revision, sub-revision) order: the revision log watch replay walks when a window holds
+    /// fewer changes than the range holds keys.
     pub(crate) changes: VecDeque<Change>,
+    /// The log holds every change with revision >= this (above the compact revision); older
+    /// windows are replayed by scanning keys. 0 while nothing was dropped for want of room.
+    pub(crate) changes_from: i64,
+    /// How many changes the revision log keeps ([`REVISION_LOG_CAPACITY`] outside tests).
+    pub(crate) revision_log_capacity: usize,
     /// Users, roles, the enabled flag and the auth revision.
     pub(crate) auth: AuthState,
 }
@@ -90,6 +96,10 @@ pub(crate) fn error_response(error: EtcdError) -> RaftResponse {
     }
 }
 
+/// Changes the revision log keeps: 48 bytes each, so ≈ 3 MiB. A watch starting further back is
+/// replayed from the key histories instead (same events, cost following the range's keys).
+pub(crate) const REVISION_LOG_CAPACITY: usize = 64 * 1024;
+
 impl Default for Store {
     fn default() -> Self {
         Self::new()
@@ -108,7 +118,19 @@ impl Store {
             live_keys: 0,
             compactable: BTreeSet::new(),
             changes: VecDeque::new(),
+            changes_from: 0,
+            revision_log_capacity: REVISION_LOG_CAPACITY,
             auth: AuthState::default(),
+        }
+    }
+
+    /// Appends to the revision log, dropping its oldest change when full.
+    fn log_change(&mut self, change: Change) {
+        self.changes.push_back(change);
+        while self.changes.len() > self.revision_log_capacity {
+            if let Some(dropped) = self.changes.pop_front() {
+                self.changes_from = dropped.revision + 1;
+            }
         }
     }
 
@@ -306,7 +328,7 @@ impl Store {
         let kv = entry.to_key_value(&stored_key);
         history.entries.push(entry);
         let has_history = history.entries.len() > 1;
-        self.changes.push_back(Change {
+        self.log_change(Change {
             revision: pending.main,
             sub: pending.sub,
             key: stored_key.clone(),
@@ -407,7 +429,7 @@ impl Store {
         let kv = tombstone.to_key_value(key);
         history.entries.push(tombstone);
         self.compactable.insert(key.clone());
-        self.changes.push_back(Change {
+        self.log_change(Change {
             revision: pending.main,
             sub: pending.sub,
             key: key.clone(),

@@ -3,6 +3,7 @@
 mod helpers;
 mod model;
 mod properties;
+mod revision_log;
 mod rules_auth;
 mod rules_kv;
 mod rules_lease;

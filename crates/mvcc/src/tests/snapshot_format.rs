@@ -102,6 +102,79 @@ fn format_version_1_still_decodes() {
     );
 }
 
+/// Whether every stored value of `store` lies inside `mapped`'s bytes.
+fn values_inside(store: &Store, mapped: &bytes::Bytes) -> bool {
+    let range = mapped.as_ptr() as usize..mapped.as_ptr() as usize + mapped.len() + 1;
+    store.keys.values().all(|history| {
+        history
+            .entries
+            .iter()
+            .all(|entry| entry.value.is_empty() || range.contains(&(entry.value.as_ptr() as usize)))
+    })
+}
+
+#[test]
+fn decoding_sharing_a_mapping_gives_the_same_store_with_values_in_the_mapping() {
+    let store = fixture_store_v2();
+    let encoded = store.encode_snapshot();
+    let mapped = bytes::Bytes::from(encoded.clone());
+    let shared = Store::decode_snapshot_sharing(&encoded, &mapped).expect("decode");
+    assert_eq!(shared, store);
+    assert!(values_inside(&shared, &mapped));
+    assert!(!values_inside(
+        &Store::decode_snapshot(&encoded).expect("decode"),
+        &mapped
+    ));
+    let shorter = mapped.slice(1..);
+    assert!(Store::decode_snapshot_sharing(&encoded, &shorter).is_err());
+}
+
+#[test]
+fn values_listed_from_a_snapshot_replace_the_stores_own_copies() {
+    let mut store = fixture_store_v2();
+    let before = store.clone();
+    let encoded = store.encode_snapshot();
+    let mapped = bytes::Bytes::from(encoded.clone());
+    let mut versions = 0;
+    for listed in crate::SnapshotValues::new(&encoded).expect("list") {
+        let listed = listed.expect("well-formed");
+        assert!(store.share_value(
+            listed.key,
+            listed.revision,
+            listed.sub,
+            mapped.slice(listed.value)
+        ));
+        versions += 1;
+    }
+    let stored: usize = store
+        .keys
+        .values()
+        .map(|history| history.entries.len())
+        .sum();
+    assert_eq!(versions, stored);
+    assert_eq!(store, before, "sharing changes no value");
+    assert!(values_inside(&store, &mapped));
+    // A version written after the snapshot keeps its own copy; unknown versions are left alone.
+    store.apply(&alarm(AlarmAction::Deactivate, 3, AlarmType::Nospace));
+    do_put(&mut store, put("a", "newer")).expect("put");
+    assert!(!store.share_value(
+        b"a",
+        store.revision + 1,
+        0,
+        bytes::Bytes::from_static(b"newer")
+    ));
+    assert!(!store.share_value(b"a", store.revision, 0, bytes::Bytes::from_static(b"lo")));
+    assert!(!store.share_value(b"missing", 2, 0, bytes::Bytes::new()));
+    assert_eq!(
+        store
+            .keys
+            .get(b"a".as_slice())
+            .and_then(|history| history.latest_live())
+            .map(|entry| entry.value.clone()),
+        Some(bytes::Bytes::from_static(b"newer"))
+    );
+}
+
 mod damaged {
     use proptest::prelude::*;
 
@@ -144,11 +217,18 @@ mod damaged {
                 check_invariants(&store);
             }
             // Resealed: the structural checks alone must hold the line.
-            if let Ok(store) = Store::decode_snapshot(&reseal(bytes)) {
+            if let Ok(store) = Store::decode_snapshot(&reseal(bytes.clone())) {
                 check_invariants(&store);
                 let _ = store.events(b"\0", b"\0", 0, i64::MAX);
                 let _ = store.hash_kv(0);
                 let _ = store.encode_snapshot();
+            }
+            // Listing value positions stops at the first malformed record and stays in bounds.
+            let resealed = reseal(bytes.clone());
+            if let Ok(listed) = crate::SnapshotValues::new(&resealed) {
+                for value in listed.flatten() {
+                    assert!(value.value.end <= resealed.len());
+                }
             }
         }
     }
