@@ -34,6 +34,13 @@ pub(crate) type RaftInstance = Raft<TypeConfig, StateMachine>;
 
 /// How many proposals may wait for the proposer before `propose` pushes back.
 const PROPOSAL_QUEUE: usize = 64 * 1024;
+/// A snapshot is also taken once this many bytes of values were applied since the last one,
+/// however few log entries carried them (one entry is a whole batch of writes, so `snapshot_count`
+/// entries can be millions of puts): values move to the snapshot file when it is written, so
+/// this bounds the values the member holds in memory.
+const SNAPSHOT_VALUE_BYTES: u64 = 64 * 1024 * 1024;
+/// How often the applied value bytes are compared with [`SNAPSHOT_VALUE_BYTES`].
+const SNAPSHOT_VALUE_CHECK: Duration = Duration::from_secs(1);
 
 /// Why the leader-side half of a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -353,6 +360,7 @@ impl RaftNode {
         core.tasks.spawn(proposer::run(core.clone(), proposals_rx));
         core.tasks.spawn(reads::run(core.clone(), reads_rx));
         core.tasks.spawn(status::run(core.clone()));
+        core.tasks.spawn(snapshot_when_values_pile_up(core.clone()));
         core.tasks
             .spawn(crate::membership::publish_self(core.clone()));
         if plan.promote_self {
@@ -511,7 +519,7 @@ impl RaftNode {
     /// A point-in-time copy of the state machine (for Maintenance.Snapshot).
     pub async fn snapshot_bytes(&self) -> Result<Vec<u8>, ConsensusError> {
         let shared = self.core.shared.clone();
-        tokio::task::spawn_blocking(move || shared.read().store.encode_snapshot())
+        tokio::task::spawn_blocking(move || shared.encode_snapshot().1)
             .await
             .map_err(|e| ConsensusError::Internal(format!("snapshot: {e}")))
     }
@@ -539,3 +547,22 @@ impl RaftNode {
 
 /// The initial membership's nodes, identical on every initial member.
 pub(crate) type InitialMembers = BTreeMap<u64, MemberNode>;
+
+/// Asks openraft for a snapshot whenever [`SNAPSHOT_VALUE_BYTES`] of values were applied since the
+/// last one (openraft ignores the request while a snapshot is being built).
+async fn snapshot_when_values_pile_up(core: Arc<Core>) {
+    let mut check = tokio::time::interval(SNAPSHOT_VALUE_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = core.cancel.cancelled() => break,
+            _ = check.tick() => {}
+        }
+        if core.shared.unsnapshotted_value_bytes() >= SNAPSHOT_VALUE_BYTES
+            && core.raft.trigger().snapshot().await.is_err()
+        {
+            // openraft stopped; the member is shutting down or failed and says so elsewhere.
+            break;
+        }
+    }
+}

@@ -5,7 +5,8 @@
 //! type configuration ([`TypeConfig`]), the Raft log store ([`LogStore`]: entries, vote,
 //! committed id, purge point) and the state machine ([`StateMachine`]) with its snapshots.
 //!
-//! Durability model: the etcd keyspace (`mvcc::Store`) lives in memory. It is durable through the
+//! Durability model: the etcd keyspace (`mvcc::Store`) lives in memory, its values mostly as slices
+//! of a read-only mapping of the latest snapshot file (see [`StateMachine`]). It is durable through the
 //! Raft log (every entry fdatasynced in the write-ahead log before openraft is told it is written) plus snapshots
 //! (the store's encoded bytes, the last applied log id and the membership, in one file beside the
 //! redb file, replaced atomically). On restart the member loads the latest snapshot and openraft re-applies the
@@ -41,6 +42,24 @@ pub use state_machine::{
 };
 pub use types::{AppliedEvents, MemberIdentity, MemberNode, RaftReply, RaftRequest, TypeConfig};
 pub use wal::{SEGMENT_BYTES, SEGMENT_MAGIC, WAL_DIR};
+
+/// What the process runs after a snapshot freed the store's copies of its values (they now live
+/// in the snapshot file), so the allocator can hand the memory back to the OS; set once by the
+/// binary, which alone knows its allocator.
+static RELEASE_FREED_MEMORY: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets the hook run after a snapshot freed memory (see [`RELEASE_FREED_MEMORY`]); the first call
+/// wins.
+pub fn on_memory_freed(release: fn()) {
+    let _ = RELEASE_FREED_MEMORY.set(release);
+}
+
+/// Runs the hook set with [`on_memory_freed`], if any.
+pub(crate) fn release_freed_memory() {
+    if let Some(release) = RELEASE_FREED_MEMORY.get() {
+        release();
+    }
+}
 
 /// Default capacity of the applied-events channel: how far a watcher may fall behind before it
 /// is told it lagged.

@@ -11,10 +11,18 @@
 //! Crash safety: a snapshot is written to [`SNAPSHOT_TEMP_NAME`], fsynced, renamed over the
 //! previous one and the directory fsynced, so the file is always either the old snapshot or the
 //! new one, whole. A leftover temp file from a crash is ignored and overwritten.
+//!
+//! Values in place: [`write`] and [`read_mapped`] also hand back a read-only mapping of the file's
+//! state-machine bytes, which the state machine's values are slices of (so they stay in the page
+//! cache, not in the member's heap). A snapshot file is never written again once renamed into
+//! place — a new one is a new file (inode) renamed over it — so a mapping never sees its bytes
+//! change or shrink; a replaced file lives on, unnamed, until its last value is dropped.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
 
 use crate::error::StorageError;
 use crate::state_machine::{Snapshot, SnapshotMeta};
@@ -28,8 +36,9 @@ pub const SNAPSHOT_FILE_MAGIC: &[u8; 8] = b"PGWSNAP\0";
 /// Version of the layout described in this module.
 pub const SNAPSHOT_FILE_VERSION: u32 = 1;
 
-/// Writes `meta` and `data` as the member's snapshot in `dir`, durably and atomically.
-pub(crate) fn write(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
+/// Writes `meta` and `data` as the member's snapshot in `dir`, durably and atomically; returns a
+/// read-only mapping of the written file's copy of `data`.
+pub(crate) fn write(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> Result<Bytes, StorageError> {
     let temp = dir.join(SNAPSHOT_TEMP_NAME);
     let path = dir.join(SNAPSHOT_FILE_NAME);
     let meta = serde_json::to_vec(meta)
@@ -42,6 +51,7 @@ pub(crate) fn write(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> Result<(), 
         source,
     };
     let file = OpenOptions::new()
+        .read(true)
         .write(true)
         .create(true)
         .truncate(true)
@@ -59,16 +69,40 @@ pub(crate) fn write(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> Result<(), 
         file.sync_all()?;
         Ok(file)
     })();
-    drop(written.map_err(|e| io_error("write", &temp, e))?);
+    let file = written.map_err(|e| io_error("write", &temp, e))?;
     std::fs::rename(&temp, &path).map_err(|e| io_error("rename into place", &path, e))?;
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_error("fsync the directory of", &path, e))?;
-    Ok(())
+    let data_start = SNAPSHOT_FILE_MAGIC.len() + 8 + meta.len() + 4;
+    map_data(&file, data_start).map_err(|e| io_error("map", &path, e))
+}
+
+/// A read-only mapping of `file` from `data_start` to its end (see the module docs for why the
+/// bytes cannot change under it).
+#[allow(
+    unsafe_code,
+    reason = "mapping a file is unsafe only if the file changes; snapshot files never do"
+)]
+fn map_data(file: &File, data_start: usize) -> io::Result<Bytes> {
+    // SAFETY: the file is a renamed-into-place snapshot, which pgwarden never writes, truncates
+    // or reopens for writing (module docs); nothing else is meant to write a member's data dir.
+    let map = unsafe { memmap2::Mmap::map(file) }?;
+    if map.len() < data_start {
+        return Err(io::Error::other(
+            "the snapshot file is shorter than its header",
+        ));
+    }
+    Ok(Bytes::from_owner(map).slice(data_start..))
 }
 
 /// Reads the member's snapshot from `dir`; `None` when there is none yet.
 pub(crate) fn read(dir: &Path) -> Result<Option<Snapshot>, StorageError> {
+    Ok(read_mapped(dir)?.map(|(snapshot, _)| snapshot))
+}
+
+/// [`read`], plus a read-only mapping of the file's state-machine bytes (equal to the snapshot's).
+pub(crate) fn read_mapped(dir: &Path) -> Result<Option<(Snapshot, Bytes)>, StorageError> {
     let path = dir.join(SNAPSHOT_FILE_NAME);
     let mut file = match File::open(&path) {
         Ok(file) => file,
@@ -88,9 +122,25 @@ pub(crate) fn read(dir: &Path) -> Result<Option<Snapshot>, StorageError> {
             path: path.clone(),
             source,
         })?;
-    decode(bytes)
-        .map(Some)
-        .map_err(|reason| StorageError::SnapshotCorrupt { path, reason })
+    let file_len = bytes.len();
+    let snapshot = decode(bytes).map_err(|reason| StorageError::SnapshotCorrupt {
+        path: path.clone(),
+        reason,
+    })?;
+    let mapped = map_data(&file, file_len - snapshot.snapshot.len()).map_err(|source| {
+        StorageError::SnapshotIo {
+            what: "map".to_string(),
+            path,
+            source,
+        }
+    })?;
+    if mapped.len() != snapshot.snapshot.len() {
+        return Err(StorageError::SnapshotCorrupt {
+            path: dir.join(SNAPSHOT_FILE_NAME),
+            reason: "the file changed while it was read".to_string(),
+        });
+    }
+    Ok(Some((snapshot, mapped)))
 }
 
 /// Splits a snapshot file's bytes into meta and state-machine bytes (reusing the buffer for the
@@ -176,9 +226,14 @@ mod tests {
         assert!(read(dir.path()).unwrap().is_none());
         write(dir.path(), &meta(), b"first").unwrap();
         write(dir.path(), &meta(), b"second state").unwrap();
-        let snapshot = read(dir.path()).unwrap().unwrap();
+        let (snapshot, mapped) = read_mapped(dir.path()).unwrap().unwrap();
         assert_eq!(snapshot.meta.last_log_id, meta().last_log_id);
         assert_eq!(snapshot.snapshot, b"second state");
+        assert_eq!(mapped, b"second state".as_slice());
+        // The mapping of a replaced file keeps its bytes.
+        let third = write(dir.path(), &meta(), b"third").unwrap();
+        assert_eq!(mapped, b"second state".as_slice());
+        assert_eq!(third, b"third".as_slice());
         assert!(!dir.path().join(SNAPSHOT_TEMP_NAME).exists());
     }
 

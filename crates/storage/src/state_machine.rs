@@ -5,9 +5,18 @@
 //! entry's responder with one response per command, then publishes each command's watch events
 //! in log order. Readers take the read lock for a consistent point in time.
 //! On restart the latest snapshot is loaded and openraft re-applies the committed log after it.
+//!
+//! Values live in the snapshot file: a loaded snapshot's values are slices of a read-only mapping
+//! of the file, and after a snapshot is built or installed, the store's values it holds are
+//! pointed at the new file a batch at a time ([`share_values`]). Only values written since the
+//! latest snapshot (at most `snapshot_count` entries' worth) are in the member's heap.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
 
 use etcd_proto::raftcmd::RaftBatchResponse;
 use futures::{Stream, StreamExt};
@@ -39,7 +48,17 @@ pub struct SharedState {
     events: broadcast::Sender<Arc<AppliedEvents>>,
     /// The last applied log index, for waiters (read barrier, forwarded proposals).
     applied_index: watch::Sender<u64>,
+    /// Encodings of the whole store under way, each holding the read lock (up to seconds for
+    /// millions of keys): while any runs, apply waits for the lock without blocking its thread and without queueing as a
+    /// writer, which with std's writer-preferring lock would stall every reader behind it.
+    encoding: AtomicUsize,
+    /// Bytes of values applied since the last snapshot was encoded: what the store holds in
+    /// memory rather than in the snapshot file.
+    unsnapshotted: AtomicU64,
 }
+
+/// How often an apply that finds the store being encoded looks again.
+const ENCODING_POLL: Duration = Duration::from_millis(1);
 
 /// The store and how far the log has been applied to it.
 pub struct AppliedState {
@@ -64,6 +83,45 @@ impl SharedState {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Bytes of values applied since the last snapshot (held in memory until the next one).
+    pub fn unsnapshotted_value_bytes(&self) -> u64 {
+        self.unsnapshotted.load(Ordering::Relaxed)
+    }
+
+    /// The whole store's snapshot encoding and what it covers, taken under the read lock with
+    /// apply told to wait without blocking (see `encoding`). Blocks for as long as the encoding
+    /// takes: call it from a blocking thread.
+    pub fn encode_snapshot(&self) -> (SnapshotMeta, Vec<u8>) {
+        self.encoding.fetch_add(1, Ordering::SeqCst);
+        let encoded = {
+            let state = self.read();
+            self.unsnapshotted.store(0, Ordering::Relaxed);
+            let meta = SnapshotMeta {
+                last_log_id: state.last_applied,
+                last_membership: state.membership.clone(),
+            };
+            (meta, state.store.encode_snapshot())
+        };
+        self.encoding.fetch_sub(1, Ordering::SeqCst);
+        encoded
+    }
+
+    /// The write lock for apply: at once when free; while a snapshot is being encoded, polled
+    /// without blocking the thread; otherwise waited for.
+    async fn write_for_apply(&self) -> RwLockWriteGuard<'_, AppliedState> {
+        loop {
+            match self.state.try_write() {
+                Ok(guard) => return guard,
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+            if self.encoding.load(Ordering::SeqCst) == 0 {
+                return self.write();
+            }
+            tokio::time::sleep(ENCODING_POLL).await;
+        }
+    }
+
     /// Applied events in log order. A receiver that falls behind gets `Lagged`.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<AppliedEvents>> {
         self.events.subscribe()
@@ -86,22 +144,25 @@ impl StateMachine {
     /// Loads the latest snapshot (or an empty store) from `db`'s directory.
     pub(crate) fn open(db: Db, event_capacity: usize) -> Result<StateMachine, StorageError> {
         snapshot_file::remove_leftover(db.dir())?;
-        let (store, last_applied, membership) = match snapshot_file::read(db.dir())? {
-            Some(snapshot) => {
-                let store = Store::decode_snapshot(&snapshot.snapshot).map_err(|e| {
-                    StorageError::SnapshotCorrupt {
-                        path: db.dir().join(snapshot_file::SNAPSHOT_FILE_NAME),
-                        reason: e.to_string(),
-                    }
-                })?;
-                (
-                    store,
-                    snapshot.meta.last_log_id,
-                    snapshot.meta.last_membership,
-                )
-            }
-            None => (Store::new(), None, StoredMembership::default()),
-        };
+        let (store, last_applied, membership) =
+            match snapshot_file::read_mapped(db.dir())? {
+                Some((snapshot, mapped)) => {
+                    let store = Store::decode_snapshot_sharing(&snapshot.snapshot, &mapped)
+                        .map_err(|e| StorageError::SnapshotCorrupt {
+                            path: db.dir().join(snapshot_file::SNAPSHOT_FILE_NAME),
+                            reason: e.to_string(),
+                        })?;
+                    (
+                        store,
+                        snapshot.meta.last_log_id,
+                        snapshot.meta.last_membership,
+                    )
+                }
+                None => (Store::new(), None, StoredMembership::default()),
+            };
+        // The snapshot's bytes were read into the heap to be decoded; the store's values are
+        // slices of the file's mapping instead.
+        crate::release_freed_memory();
         let applied = last_applied.as_ref().map(|id| id.index).unwrap_or(0);
         let (events, _) = broadcast::channel(event_capacity.max(1));
         Ok(StateMachine {
@@ -114,6 +175,8 @@ impl StateMachine {
                 }),
                 events,
                 applied_index: watch::Sender::new(applied),
+                encoding: AtomicUsize::new(0),
+                unsnapshotted: AtomicU64::new(0),
             }),
         })
     }
@@ -122,17 +185,29 @@ impl StateMachine {
         self.shared.clone()
     }
 
-    /// Writes the snapshot file durably (see [`snapshot_file`]) and hands the bytes back.
-    async fn save_snapshot(
-        &self,
-        meta: &SnapshotMeta,
-        data: Vec<u8>,
-    ) -> Result<Vec<u8>, io::Error> {
+    /// Writes the snapshot file durably (see [`snapshot_file`]), then points the store's values
+    /// at the file's copy of them ([`share_values`]), drops the encoded bytes and lets the
+    /// allocator give what was freed back to the OS.
+    async fn save_snapshot(&self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<(), io::Error> {
         let meta = meta.clone();
         let dir = self.db.dir().to_path_buf();
-        tokio::task::spawn_blocking(move || -> Result<Vec<u8>, StorageError> {
-            snapshot_file::write(&dir, &meta, &data)?;
-            Ok(data)
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), StorageError> {
+            let mapped = snapshot_file::write(&dir, &meta, &data)?;
+            let shared_values = share_values(&shared, &data, &mapped);
+            drop(data);
+            match shared_values {
+                Ok(count) => {
+                    tracing::debug!(values = count, "values moved to the snapshot file");
+                    crate::release_freed_memory();
+                }
+                // The store keeps its own copies: correct, only larger.
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "the store's values stay in memory: the snapshot just written does not list them"
+                ),
+            }
+            Ok(())
         })
         .await
         .map_err(|e| io::Error::other(format!("snapshot task failed: {e}")))?
@@ -140,28 +215,64 @@ impl StateMachine {
     }
 }
 
+/// Values pointed at the snapshot file per hold of the write lock, so applies and reads keep
+/// running while a large store is walked.
+const SHARE_BATCH: usize = 4096;
+
+/// Replaces the store's copy of every value `encoded` (a snapshot's bytes) holds with the slice of
+/// `mapped` (the saved file's copy of the same bytes) at the same place, a batch at a time; values
+/// written or compacted since the snapshot was taken are left alone. Returns how many were
+/// replaced.
+fn share_values(
+    shared: &SharedState,
+    encoded: &[u8],
+    mapped: &Bytes,
+) -> Result<usize, mvcc::SnapshotError> {
+    let mut listed = mvcc::SnapshotValues::new(encoded)?;
+    let mut replaced = 0;
+    loop {
+        let batch: Vec<mvcc::SnapshotValue<'_>> = listed
+            .by_ref()
+            .take(SHARE_BATCH)
+            .collect::<Result<_, _>>()?;
+        if batch.is_empty() {
+            return Ok(replaced);
+        }
+        let mut state = shared.write();
+        for value in batch {
+            let slice = mapped.slice(value.value);
+            if state
+                .store
+                .share_value(value.key, value.revision, value.sub, slice)
+            {
+                replaced += 1;
+            }
+        }
+    }
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     type SnapshotData = Vec<u8>;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        let (meta, data) = {
-            let state = self.shared.read();
-            let meta = SnapshotMeta {
-                last_log_id: state.last_applied,
-                last_membership: state.membership.clone(),
-            };
-            (meta, state.store.encode_snapshot())
-        };
-        let data = self.save_snapshot(&meta, data).await?;
-        let snapshot = Snapshot {
-            meta,
-            snapshot: data,
-        };
+        let shared = self.shared.clone();
+        let (meta, data) = tokio::task::spawn_blocking(move || shared.encode_snapshot())
+            .await
+            .map_err(|e| io::Error::other(format!("snapshot task failed: {e}")))?;
+        let bytes = data.len();
+        self.save_snapshot(&meta, data).await?;
         tracing::info!(
-            last_log_index = ?snapshot.meta.last_log_id.map(|id| id.index),
-            bytes = snapshot.snapshot.len(),
+            last_log_index = ?meta.last_log_id.map(|id| id.index),
+            bytes,
             "built snapshot"
         );
+        // openraft keeps only the meta of a snapshot it had built; the bytes are in the snapshot
+        // file, where `get_current_snapshot` reads them when a follower needs them. Handing them
+        // back would keep hundreds of megabytes alive until openraft dropped them.
+        let snapshot = Snapshot {
+            meta,
+            snapshot: Vec::new(),
+        };
         Ok(snapshot)
     }
 }
@@ -184,14 +295,21 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut published = Vec::new();
             let mut responses = RaftBatchResponse::default();
             let index = entry.log_id.index;
+            let mut value_bytes = 0;
             let revision = {
-                let mut state = self.shared.write();
+                let mut state = self.shared.write_for_apply().await;
                 match entry.payload {
                     EntryPayload::Blank => {}
                     EntryPayload::Normal(request) => {
                         responses.responses.reserve(request.0.commands.len());
                         for command in &request.0.commands {
                             let applied = state.store.apply(command);
+                            value_bytes += applied
+                                .events
+                                .iter()
+                                .filter_map(|event| event.kv.as_ref())
+                                .map(|kv| kv.value.len() as u64)
+                                .sum::<u64>();
                             if !applied.events.is_empty() {
                                 published.push(Arc::new(AppliedEvents {
                                     revision: applied.revision,
@@ -208,6 +326,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 state.last_applied = Some(entry.log_id);
                 state.store.revision()
             };
+            self.shared
+                .unsnapshotted
+                .fetch_add(value_bytes, Ordering::Relaxed);
             for events in published {
                 // No receiver is fine: nobody watches yet.
                 let _ = self.shared.events.send(events);
@@ -232,7 +353,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), io::Error> {
         let store = Store::decode_snapshot(&snapshot)
             .map_err(|e| io::Error::other(format!("snapshot: {e}")))?;
-        drop(self.save_snapshot(meta, snapshot).await?);
         let index = meta.last_log_id.as_ref().map(|id| id.index).unwrap_or(0);
         {
             let mut state = self.shared.write();
@@ -240,6 +360,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             state.last_applied = meta.last_log_id;
             state.membership = meta.last_membership.clone();
         }
+        // Saved after the store is in place, so the values it holds move to the file.
+        self.save_snapshot(meta, snapshot).await?;
         self.shared.applied_index.send_replace(index);
         tracing::info!(db = %self.db.path().display(), last_log_index = ?meta.last_log_id.map(|id| id.index), "installed snapshot");
         Ok(())

@@ -457,3 +457,116 @@ async fn format_2_log_moves_to_the_write_ahead_log() {
         schema::FORMAT_VERSION.to_be_bytes()
     );
 }
+
+/// Address ranges of this process's mappings of files named `snapshot` (a replaced one shows as
+/// `snapshot (deleted)`).
+fn snapshot_mappings() -> Vec<std::ops::Range<usize>> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines()
+        .filter(|line| {
+            let line = line.trim_end_matches(" (deleted)");
+            line.ends_with(&format!("/{SNAPSHOT_FILE_NAME}"))
+        })
+        .map(|line| {
+            let range = line.split_whitespace().next().unwrap();
+            let (start, end) = range.split_once('-').unwrap();
+            usize::from_str_radix(start, 16).unwrap()..usize::from_str_radix(end, 16).unwrap()
+        })
+        .collect()
+}
+
+/// Every key's current value, and whether it lies in a mapping of a snapshot file.
+fn values_and_places(storage: &Storage) -> Vec<(String, String, bool)> {
+    let mappings = snapshot_mappings();
+    let state = storage.shared.read();
+    let response = state
+        .store
+        .range(&etcd_proto::etcdserverpb::RangeRequest {
+            key: b"\0".to_vec().into(),
+            range_end: b"\0".to_vec().into(),
+            ..Default::default()
+        })
+        .unwrap();
+    response
+        .kvs
+        .iter()
+        .map(|kv| {
+            let at = kv.value.as_ptr() as usize;
+            (
+                String::from_utf8(kv.key.to_vec()).unwrap(),
+                String::from_utf8(kv.value.to_vec()).unwrap(),
+                mappings.iter().any(|mapping| mapping.contains(&at)),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn values_move_to_the_snapshot_file_and_stay_readable_when_it_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let value = |key: &str, round: u32| format!("{key} value of round {round}, long enough");
+    let apply = |index: u64, key: &str, round: u32| {
+        Ok((normal(index, vec![put(key, &value(key, round))]), None))
+    };
+    let row = |key: &str, round: u32, mapped: bool| (key.to_string(), value(key, round), mapped);
+    {
+        let mut storage = Storage::open(dir.path(), 16).unwrap();
+        let first = vec![
+            Ok((membership_entry(1), None)),
+            apply(2, "a", 1),
+            apply(3, "b", 1),
+            apply(4, "c", 1),
+        ];
+        storage
+            .state_machine
+            .apply(stream::iter(first))
+            .await
+            .unwrap();
+        storage.state_machine.build_snapshot().await.unwrap();
+        assert_eq!(
+            values_and_places(&storage),
+            vec![row("a", 1, true), row("b", 1, true), row("c", 1, true)]
+        );
+        // Written after the snapshot: in memory until the next one, which replaces the file.
+        let second = vec![apply(5, "b", 2), apply(6, "d", 2)];
+        storage
+            .state_machine
+            .apply(stream::iter(second))
+            .await
+            .unwrap();
+        assert_eq!(
+            values_and_places(&storage),
+            vec![
+                row("a", 1, true),
+                row("b", 2, false),
+                row("c", 1, true),
+                row("d", 2, false)
+            ]
+        );
+        storage.state_machine.build_snapshot().await.unwrap();
+        assert_eq!(
+            values_and_places(&storage),
+            vec![
+                row("a", 1, true),
+                row("b", 2, true),
+                row("c", 1, true),
+                row("d", 2, true)
+            ]
+        );
+        // Nothing refers to the replaced file any more, so it is no longer mapped.
+        let dir_maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let own = format!("{}/{SNAPSHOT_FILE_NAME} (deleted)", dir.path().display());
+        assert!(!dir_maps.contains(&own), "{dir_maps}");
+    }
+    // A restart maps the file again instead of copying its values.
+    let storage = Storage::open(dir.path(), 16).unwrap();
+    assert_eq!(
+        values_and_places(&storage),
+        vec![
+            row("a", 1, true),
+            row("b", 2, true),
+            row("c", 1, true),
+            row("d", 2, true)
+        ]
+    );
+}
