@@ -14,7 +14,8 @@
 //!
 //! Values in place: [`write`] and [`read_mapped`] also hand back a read-only mapping of the file's
 //! state-machine bytes, which the state machine's values are slices of (so they stay in the page
-//! cache, not in the member's heap). A snapshot file is never written again once renamed into
+//! cache, not in the member's heap). A file that cannot be mapped (a filesystem without mmap)
+//! costs only memory: a warning, and the values stay in the heap. A snapshot file is never written again once renamed into
 //! place — a new one is a new file (inode) renamed over it — so a mapping never sees its bytes
 //! change or shrink; a replaced file lives on, unnamed, until its last value is dropped.
 
@@ -37,8 +38,12 @@ pub const SNAPSHOT_FILE_MAGIC: &[u8; 8] = b"PGWSNAP\0";
 pub const SNAPSHOT_FILE_VERSION: u32 = 1;
 
 /// Writes `meta` and `data` as the member's snapshot in `dir`, durably and atomically; returns a
-/// read-only mapping of the written file's copy of `data`.
-pub(crate) fn write(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> Result<Bytes, StorageError> {
+/// read-only mapping of the written file's copy of `data` when the file can be mapped.
+pub(crate) fn write(
+    dir: &Path,
+    meta: &SnapshotMeta,
+    data: &[u8],
+) -> Result<Option<Bytes>, StorageError> {
     let temp = dir.join(SNAPSHOT_TEMP_NAME);
     let path = dir.join(SNAPSHOT_FILE_NAME);
     let meta = serde_json::to_vec(meta)
@@ -75,7 +80,22 @@ pub(crate) fn write(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> Result<Byte
         .and_then(|d| d.sync_all())
         .map_err(|e| io_error("fsync the directory of", &path, e))?;
     let data_start = SNAPSHOT_FILE_MAGIC.len() + 8 + meta.len() + 4;
-    map_data(&file, data_start).map_err(|e| io_error("map", &path, e))
+    Ok(mapping(&file, data_start, &path))
+}
+
+/// [`map_data`], or `None` with a warning: the caller then keeps its values in the heap.
+fn mapping(file: &File, data_start: usize, path: &Path) -> Option<Bytes> {
+    match map_data(file, data_start) {
+        Ok(mapped) => Some(mapped),
+        Err(error) => {
+            tracing::warn!(
+                path = %path.display(),
+                %error,
+                "cannot map the snapshot file; its values stay in memory"
+            );
+            None
+        }
+    }
 }
 
 /// A read-only mapping of `file` from `data_start` to its end (see the module docs for why the
@@ -98,11 +118,29 @@ fn map_data(file: &File, data_start: usize) -> io::Result<Bytes> {
 
 /// Reads the member's snapshot from `dir`; `None` when there is none yet.
 pub(crate) fn read(dir: &Path) -> Result<Option<Snapshot>, StorageError> {
-    Ok(read_mapped(dir)?.map(|(snapshot, _)| snapshot))
+    Ok(load(dir)?.map(|(snapshot, _)| snapshot))
 }
 
-/// [`read`], plus a read-only mapping of the file's state-machine bytes (equal to the snapshot's).
-pub(crate) fn read_mapped(dir: &Path) -> Result<Option<(Snapshot, Bytes)>, StorageError> {
+/// [`read`], plus a read-only mapping of the file's state-machine bytes (equal to the snapshot's)
+/// when the file can be mapped.
+pub(crate) fn read_mapped(dir: &Path) -> Result<Option<(Snapshot, Option<Bytes>)>, StorageError> {
+    let Some((snapshot, file)) = load(dir)? else {
+        return Ok(None);
+    };
+    let path = dir.join(SNAPSHOT_FILE_NAME);
+    let data_len = snapshot.snapshot.len();
+    let mapped = file
+        .metadata()
+        .ok()
+        .and_then(|metadata| usize::try_from(metadata.len()).ok())
+        .and_then(|file_len| file_len.checked_sub(data_len))
+        .and_then(|data_start| mapping(&file, data_start, &path))
+        .filter(|mapped| mapped.len() == data_len);
+    Ok(Some((snapshot, mapped)))
+}
+
+/// The snapshot in `dir` and its open file, checked (see [`decode`]).
+fn load(dir: &Path) -> Result<Option<(Snapshot, File)>, StorageError> {
     let path = dir.join(SNAPSHOT_FILE_NAME);
     let mut file = match File::open(&path) {
         Ok(file) => file,
@@ -122,25 +160,9 @@ pub(crate) fn read_mapped(dir: &Path) -> Result<Option<(Snapshot, Bytes)>, Stora
             path: path.clone(),
             source,
         })?;
-    let file_len = bytes.len();
-    let snapshot = decode(bytes).map_err(|reason| StorageError::SnapshotCorrupt {
-        path: path.clone(),
-        reason,
-    })?;
-    let mapped = map_data(&file, file_len - snapshot.snapshot.len()).map_err(|source| {
-        StorageError::SnapshotIo {
-            what: "map".to_string(),
-            path,
-            source,
-        }
-    })?;
-    if mapped.len() != snapshot.snapshot.len() {
-        return Err(StorageError::SnapshotCorrupt {
-            path: dir.join(SNAPSHOT_FILE_NAME),
-            reason: "the file changed while it was read".to_string(),
-        });
-    }
-    Ok(Some((snapshot, mapped)))
+    let snapshot =
+        decode(bytes).map_err(|reason| StorageError::SnapshotCorrupt { path, reason })?;
+    Ok(Some((snapshot, file)))
 }
 
 /// Splits a snapshot file's bytes into meta and state-machine bytes (reusing the buffer for the
@@ -227,11 +249,12 @@ mod tests {
         write(dir.path(), &meta(), b"first").unwrap();
         write(dir.path(), &meta(), b"second state").unwrap();
         let (snapshot, mapped) = read_mapped(dir.path()).unwrap().unwrap();
+        let mapped = mapped.unwrap();
         assert_eq!(snapshot.meta.last_log_id, meta().last_log_id);
         assert_eq!(snapshot.snapshot, b"second state");
         assert_eq!(mapped, b"second state".as_slice());
         // The mapping of a replaced file keeps its bytes.
-        let third = write(dir.path(), &meta(), b"third").unwrap();
+        let third = write(dir.path(), &meta(), b"third").unwrap().unwrap();
         assert_eq!(mapped, b"second state".as_slice());
         assert_eq!(third, b"third".as_slice());
         assert!(!dir.path().join(SNAPSHOT_TEMP_NAME).exists());

@@ -144,22 +144,24 @@ impl StateMachine {
     /// Loads the latest snapshot (or an empty store) from `db`'s directory.
     pub(crate) fn open(db: Db, event_capacity: usize) -> Result<StateMachine, StorageError> {
         snapshot_file::remove_leftover(db.dir())?;
-        let (store, last_applied, membership) =
-            match snapshot_file::read_mapped(db.dir())? {
-                Some((snapshot, mapped)) => {
-                    let store = Store::decode_snapshot_sharing(&snapshot.snapshot, &mapped)
-                        .map_err(|e| StorageError::SnapshotCorrupt {
-                            path: db.dir().join(snapshot_file::SNAPSHOT_FILE_NAME),
-                            reason: e.to_string(),
-                        })?;
-                    (
-                        store,
-                        snapshot.meta.last_log_id,
-                        snapshot.meta.last_membership,
-                    )
-                }
-                None => (Store::new(), None, StoredMembership::default()),
-            };
+        let (store, last_applied, membership) = match snapshot_file::read_mapped(db.dir())? {
+            Some((snapshot, mapped)) => {
+                let decoded = match &mapped {
+                    Some(mapped) => Store::decode_snapshot_sharing(&snapshot.snapshot, mapped),
+                    None => Store::decode_snapshot(&snapshot.snapshot),
+                };
+                let store = decoded.map_err(|e| StorageError::SnapshotCorrupt {
+                    path: db.dir().join(snapshot_file::SNAPSHOT_FILE_NAME),
+                    reason: e.to_string(),
+                })?;
+                (
+                    store,
+                    snapshot.meta.last_log_id,
+                    snapshot.meta.last_membership,
+                )
+            }
+            None => (Store::new(), None, StoredMembership::default()),
+        };
         // The snapshot's bytes were read into the heap to be decoded; the store's values are
         // slices of the file's mapping instead.
         crate::release_freed_memory();
@@ -193,7 +195,9 @@ impl StateMachine {
         let dir = self.db.dir().to_path_buf();
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || -> Result<(), StorageError> {
-            let mapped = snapshot_file::write(&dir, &meta, &data)?;
+            let Some(mapped) = snapshot_file::write(&dir, &meta, &data)? else {
+                return Ok(());
+            };
             let shared_values = share_values(&shared, &data, &mapped);
             drop(data);
             match shared_values {

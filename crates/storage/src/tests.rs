@@ -509,6 +509,12 @@ async fn values_move_to_the_snapshot_file_and_stay_readable_when_it_is_replaced(
         Ok((normal(index, vec![put(key, &value(key, round))]), None))
     };
     let row = |key: &str, round: u32, mapped: bool| (key.to_string(), value(key, round), mapped);
+    let all_in_the_file = vec![
+        row("a", 1, true),
+        row("b", 2, true),
+        row("c", 1, true),
+        row("d", 2, true),
+    ];
     {
         let mut storage = Storage::open(dir.path(), 16).unwrap();
         let first = vec![
@@ -544,15 +550,7 @@ async fn values_move_to_the_snapshot_file_and_stay_readable_when_it_is_replaced(
             ]
         );
         storage.state_machine.build_snapshot().await.unwrap();
-        assert_eq!(
-            values_and_places(&storage),
-            vec![
-                row("a", 1, true),
-                row("b", 2, true),
-                row("c", 1, true),
-                row("d", 2, true)
-            ]
-        );
+        assert_eq!(values_and_places(&storage), all_in_the_file);
         // Nothing refers to the replaced file any more, so it is no longer mapped.
         let dir_maps = std::fs::read_to_string("/proc/self/maps").unwrap();
         let own = format!("{}/{SNAPSHOT_FILE_NAME} (deleted)", dir.path().display());
@@ -560,13 +558,5 @@ async fn values_move_to_the_snapshot_file_and_stay_readable_when_it_is_replaced(
     }
     // A restart maps the file again instead of copying its values.
     let storage = Storage::open(dir.path(), 16).unwrap();
-    assert_eq!(
-        values_and_places(&storage),
-        vec![
-            row("a", 1, true),
-            row("b", 2, true),
-            row("c", 1, true),
-            row("d", 2, true)
-        ]
-    );
+    assert_eq!(values_and_places(&storage), all_in_the_file);
 }
