@@ -15,9 +15,10 @@
 //! Values in place: [`write`] and [`read_mapped`] also hand back a read-only mapping of the file's
 //! state-machine bytes, which the state machine's values are slices of (so they stay in the page
 //! cache, not in the member's heap). A file that cannot be mapped (a filesystem without mmap)
-//! costs only memory: a warning, and the values stay in the heap. A snapshot file is never written again once renamed into
-//! place — a new one is a new file (inode) renamed over it — so a mapping never sees its bytes
-//! change or shrink; a replaced file lives on, unnamed, until its last value is dropped.
+//! costs only memory: a warning, and the values stay in the heap. A snapshot file is never
+//! written again once renamed into place — a new one is a new file (inode) renamed over it — so
+//! a mapping never sees its bytes change or shrink; a replaced file lives on, unnamed, until its
+//! last value is dropped.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
@@ -36,6 +37,9 @@ pub const SNAPSHOT_TEMP_NAME: &str = "snapshot.tmp";
 pub const SNAPSHOT_FILE_MAGIC: &[u8; 8] = b"PGWSNAP\0";
 /// Version of the layout described in this module.
 pub const SNAPSHOT_FILE_VERSION: u32 = 1;
+
+/// Bytes before the meta: magic, file format version, meta length.
+const HEADER_LEN: usize = SNAPSHOT_FILE_MAGIC.len() + 8;
 
 /// Writes `meta` and `data` as the member's snapshot in `dir`, durably and atomically; returns a
 /// read-only mapping of the written file's copy of `data` when the file can be mapped.
@@ -79,8 +83,7 @@ pub(crate) fn write(
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_error("fsync the directory of", &path, e))?;
-    let data_start = SNAPSHOT_FILE_MAGIC.len() + 8 + meta.len() + 4;
-    Ok(mapping(&file, data_start, &path))
+    Ok(mapping(&file, HEADER_LEN + meta.len() + 4, &path))
 }
 
 /// [`map_data`], or `None` with a warning: the caller then keeps its values in the heap.
@@ -118,29 +121,23 @@ fn map_data(file: &File, data_start: usize) -> io::Result<Bytes> {
 
 /// Reads the member's snapshot from `dir`; `None` when there is none yet.
 pub(crate) fn read(dir: &Path) -> Result<Option<Snapshot>, StorageError> {
-    Ok(load(dir)?.map(|(snapshot, _)| snapshot))
+    Ok(load(dir)?.map(|(snapshot, ..)| snapshot))
 }
 
 /// [`read`], plus a read-only mapping of the file's state-machine bytes (equal to the snapshot's)
 /// when the file can be mapped.
 pub(crate) fn read_mapped(dir: &Path) -> Result<Option<(Snapshot, Option<Bytes>)>, StorageError> {
-    let Some((snapshot, file)) = load(dir)? else {
+    let Some((snapshot, file, data_start)) = load(dir)? else {
         return Ok(None);
     };
-    let path = dir.join(SNAPSHOT_FILE_NAME);
-    let data_len = snapshot.snapshot.len();
-    let mapped = file
-        .metadata()
-        .ok()
-        .and_then(|metadata| usize::try_from(metadata.len()).ok())
-        .and_then(|file_len| file_len.checked_sub(data_len))
-        .and_then(|data_start| mapping(&file, data_start, &path))
-        .filter(|mapped| mapped.len() == data_len);
+    let mapped = mapping(&file, data_start, &dir.join(SNAPSHOT_FILE_NAME))
+        .filter(|mapped| mapped.len() == snapshot.snapshot.len());
     Ok(Some((snapshot, mapped)))
 }
 
-/// The snapshot in `dir` and its open file, checked (see [`decode`]).
-fn load(dir: &Path) -> Result<Option<(Snapshot, File)>, StorageError> {
+/// The snapshot in `dir`, its open file and where its state-machine bytes start in it, checked
+/// (see [`decode`]).
+fn load(dir: &Path) -> Result<Option<(Snapshot, File, usize)>, StorageError> {
     let path = dir.join(SNAPSHOT_FILE_NAME);
     let mut file = match File::open(&path) {
         Ok(file) => file,
@@ -160,15 +157,17 @@ fn load(dir: &Path) -> Result<Option<(Snapshot, File)>, StorageError> {
             path: path.clone(),
             source,
         })?;
+    let file_len = bytes.len();
     let snapshot =
         decode(bytes).map_err(|reason| StorageError::SnapshotCorrupt { path, reason })?;
-    Ok(Some((snapshot, file)))
+    let data_start = file_len - snapshot.snapshot.len();
+    Ok(Some((snapshot, file, data_start)))
 }
 
 /// Splits a snapshot file's bytes into meta and state-machine bytes (reusing the buffer for the
 /// latter), checking magic, version and the meta's checksum.
 fn decode(mut bytes: Vec<u8>) -> Result<Snapshot, String> {
-    let header = SNAPSHOT_FILE_MAGIC.len() + 8;
+    let header = HEADER_LEN;
     if bytes.len() < header || &bytes[..SNAPSHOT_FILE_MAGIC.len()] != SNAPSHOT_FILE_MAGIC {
         return Err("not a pgwarden snapshot file (bad magic or shorter than its header)".into());
     }

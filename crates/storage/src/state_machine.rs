@@ -9,7 +9,8 @@
 //! Values live in the snapshot file: a loaded snapshot's values are slices of a read-only mapping
 //! of the file, and after a snapshot is built or installed, the store's values it holds are
 //! pointed at the new file a batch at a time ([`share_values`]). Only values written since the
-//! latest snapshot (at most `snapshot_count` entries' worth) are in the member's heap.
+//! latest snapshot are in the member's heap (the member snapshots every `snapshot_count` entries
+//! and every 64 MiB of applied values).
 
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -49,8 +50,9 @@ pub struct SharedState {
     /// The last applied log index, for waiters (read barrier, forwarded proposals).
     applied_index: watch::Sender<u64>,
     /// Encodings of the whole store under way, each holding the read lock (up to seconds for
-    /// millions of keys): while any runs, apply waits for the lock without blocking its thread and without queueing as a
-    /// writer, which with std's writer-preferring lock would stall every reader behind it.
+    /// millions of keys): while any runs, apply waits for the lock without blocking its thread
+    /// and without queueing as a writer, which with std's writer-preferring lock would stall
+    /// every reader behind it.
     encoding: AtomicUsize,
     /// Bytes of values applied since the last snapshot was encoded: what the store holds in
     /// memory rather than in the snapshot file.
@@ -194,7 +196,7 @@ impl StateMachine {
         let meta = meta.clone();
         let dir = self.db.dir().to_path_buf();
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), StorageError> {
+        blocking(move || -> Result<(), StorageError> {
             let Some(mapped) = snapshot_file::write(&dir, &meta, &data)? else {
                 return Ok(());
             };
@@ -213,10 +215,18 @@ impl StateMachine {
             }
             Ok(())
         })
-        .await
-        .map_err(|e| io::Error::other(format!("snapshot task failed: {e}")))?
+        .await?
         .map_err(StorageError::into_io)
     }
+}
+
+/// Runs snapshot work (encoding, file I/O) on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, io::Error> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| io::Error::other(format!("snapshot task failed: {e}")))
 }
 
 /// Values pointed at the snapshot file per hold of the write lock, so applies and reads keep
@@ -260,9 +270,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let shared = self.shared.clone();
-        let (meta, data) = tokio::task::spawn_blocking(move || shared.encode_snapshot())
-            .await
-            .map_err(|e| io::Error::other(format!("snapshot task failed: {e}")))?;
+        let (meta, data) = blocking(move || shared.encode_snapshot()).await?;
         let bytes = data.len();
         self.save_snapshot(&meta, data).await?;
         tracing::info!(
@@ -373,9 +381,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
         let dir = self.db.dir().to_path_buf();
-        tokio::task::spawn_blocking(move || snapshot_file::read(&dir))
-            .await
-            .map_err(|e| io::Error::other(format!("snapshot task failed: {e}")))?
+        blocking(move || snapshot_file::read(&dir))
+            .await?
             .map_err(StorageError::into_io)
     }
 }
