@@ -31,7 +31,7 @@ impl Store {
         let mut emptied = Vec::new();
         let mut visit = |key: &Bytes, history: &mut KeyHistory| {
             compact_history(history, revision);
-            if history.entries.is_empty() {
+            if history.entries().is_empty() {
                 emptied.push(key.clone());
             } else if history.is_compactable() {
                 still_compactable.push(key.clone());
@@ -127,7 +127,7 @@ impl Store {
             };
             let wanted = (change.revision, change.sub);
             if let Ok(index) = history
-                .entries
+                .entries()
                 .binary_search_by(|entry| (entry.revision, entry.sub).cmp(&wanted))
             {
                 events.push(event_at(&change.key, history, index));
@@ -165,10 +165,10 @@ impl Store {
         let mut found: Vec<(i64, u32, Event)> = Vec::new();
         for (stored_key, history) in histories_in(&self.keys, key, range_end) {
             let first = history
-                .entries
+                .entries()
                 .partition_point(|entry| entry.revision < from);
-            for index in first..history.entries.len() {
-                let entry = &history.entries[index];
+            for index in first..history.entries().len() {
+                let entry = &history.entries()[index];
                 if entry.revision > to {
                     break;
                 }
@@ -204,14 +204,14 @@ impl Store {
         let mut chunk: Vec<u8> = Vec::with_capacity(HASH_CHUNK + 1024);
         for (key, history) in &self.keys {
             let upto = history
-                .entries
+                .entries()
                 .partition_point(|entry| entry.revision <= revision);
             if upto == 0 {
                 continue;
             }
             chunk.extend_from_slice(&(key.len() as u64).to_le_bytes());
             chunk.extend_from_slice(key);
-            for entry in &history.entries[..upto] {
+            for entry in &history.entries()[..upto] {
                 chunk.extend_from_slice(&entry.revision.to_le_bytes());
                 chunk.extend_from_slice(&entry.sub.to_le_bytes());
                 chunk.extend_from_slice(&entry.create_revision.to_le_bytes());
@@ -230,13 +230,13 @@ impl Store {
     }
 }
 
-/// The watch event for `history.entries[index]`: PUT with the full KeyValue or DELETE with key and
+/// The watch event for `history.entries()[index]`: PUT with the full KeyValue or DELETE with key and
 /// mod_revision, and `prev_kv` = the version just before it when that one is live.
 fn event_at(key: &bytes::Bytes, history: &KeyHistory, index: usize) -> Event {
-    let entry = &history.entries[index];
+    let entry = &history.entries()[index];
     let prev_kv = index
         .checked_sub(1)
-        .map(|previous| &history.entries[previous])
+        .map(|previous| &history.entries()[previous])
         .filter(|previous| !previous.is_tombstone())
         .map(|previous| previous.to_key_value(key));
     let event_type = if entry.is_tombstone() {
@@ -255,20 +255,15 @@ fn event_at(key: &bytes::Bytes, history: &KeyHistory, index: usize) -> Event {
 /// unless that is a tombstone, and everything above it.
 fn compact_history(history: &mut KeyHistory, revision: i64) {
     let at_or_below = history
-        .entries
+        .entries()
         .partition_point(|entry| entry.revision <= revision);
     if at_or_below == 0 {
         return;
     }
-    let drop = if history.entries[at_or_below - 1].is_tombstone() {
+    let drop = if history.entries()[at_or_below - 1].is_tombstone() {
         at_or_below
     } else {
         at_or_below - 1
     };
-    if drop > 0 {
-        history.entries.drain(..drop);
-        if history.entries.capacity() > 2 * history.entries.len() + 2 {
-            history.entries.shrink_to_fit();
-        }
-    }
+    history.drop_oldest(drop);
 }

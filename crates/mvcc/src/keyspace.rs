@@ -40,6 +40,12 @@ pub(crate) struct Entry {
     pub sub: u32,
 }
 
+impl Default for Versions {
+    fn default() -> Self {
+        Versions::Many(Vec::new())
+    }
+}
+
 impl Entry {
     pub fn is_tombstone(&self) -> bool {
         self.create_revision == 0
@@ -62,19 +68,94 @@ impl Entry {
 /// (unless that one is a tombstone). Never empty while stored in the key index.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct KeyHistory {
-    pub entries: Vec<Entry>,
+    versions: Versions,
+}
+
+/// Most keys have one version: it is held inline (the enum is no larger than an [`Entry`]), and
+/// only a key with history pays for a heap block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Versions {
+    One(Entry),
+    Many(Vec<Entry>),
 }
 
 impl KeyHistory {
+    /// An empty history with room for `count` versions.
+    pub fn with_capacity(count: usize) -> KeyHistory {
+        match count {
+            0 | 1 => KeyHistory::default(),
+            _ => KeyHistory {
+                versions: Versions::Many(Vec::with_capacity(count)),
+            },
+        }
+    }
+
+    /// The versions, oldest first.
+    pub fn entries(&self) -> &[Entry] {
+        match &self.versions {
+            Versions::One(entry) => std::slice::from_ref(entry),
+            Versions::Many(entries) => entries,
+        }
+    }
+
+    pub fn entries_mut(&mut self) -> &mut [Entry] {
+        match &mut self.versions {
+            Versions::One(entry) => std::slice::from_mut(entry),
+            Versions::Many(entries) => entries,
+        }
+    }
+
+    /// Appends the newest version. Histories grow one slot at a time up to 4 instead of Vec's
+    /// default first step of 4 slots (288 bytes): most keys keep one or two versions.
+    pub fn push(&mut self, entry: Entry) {
+        self.versions = match std::mem::take(&mut self.versions) {
+            Versions::One(first) => Versions::Many(vec![first, entry]),
+            Versions::Many(entries) if entries.is_empty() && entries.capacity() < 2 => {
+                Versions::One(entry)
+            }
+            Versions::Many(mut entries) => {
+                if entries.len() == entries.capacity() && entries.capacity() < 4 {
+                    entries.reserve_exact(1);
+                }
+                entries.push(entry);
+                Versions::Many(entries)
+            }
+        };
+    }
+
+    /// Drops the `count` oldest versions (all of them leaves the history empty).
+    pub fn drop_oldest(&mut self, count: usize) {
+        if count == 0 {
+            return;
+        }
+        self.versions = match std::mem::take(&mut self.versions) {
+            Versions::One(_) => Versions::default(),
+            Versions::Many(mut entries) => {
+                entries.drain(..count.min(entries.len()));
+                match entries.pop() {
+                    Some(last) if entries.is_empty() => Versions::One(last),
+                    Some(last) => {
+                        entries.push(last);
+                        if entries.capacity() > 2 * entries.len() + 2 {
+                            entries.shrink_to_fit();
+                        }
+                        Versions::Many(entries)
+                    }
+                    None => Versions::Many(entries),
+                }
+            }
+        };
+    }
+
     /// The newest version with revision <= `revision` (tombstones included).
     pub fn at(&self, revision: i64) -> Option<&Entry> {
-        match self.entries.last() {
+        match self.entries().last() {
             Some(last) if last.revision <= revision => Some(last),
             _ => {
                 let index = self
-                    .entries
+                    .entries()
                     .partition_point(|entry| entry.revision <= revision);
-                index.checked_sub(1).map(|index| &self.entries[index])
+                index.checked_sub(1).map(|index| &self.entries()[index])
             }
         }
     }
@@ -86,12 +167,12 @@ impl KeyHistory {
 
     /// Whether compaction may have work here: more than one version, or a tombstone as newest.
     pub fn is_compactable(&self) -> bool {
-        self.entries.len() > 1 || self.entries.last().is_some_and(Entry::is_tombstone)
+        self.entries().len() > 1 || self.entries().last().is_some_and(Entry::is_tombstone)
     }
 
     /// The key's current value, if live.
     pub fn latest_live(&self) -> Option<&Entry> {
-        self.entries.last().filter(|entry| !entry.is_tombstone())
+        self.entries().last().filter(|entry| !entry.is_tombstone())
     }
 }
 

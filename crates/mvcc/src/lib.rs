@@ -31,6 +31,7 @@
 //!   picking a lease ID when a client sent 0.
 //! - A compaction at revision <= 0 is `COMPACTED` (etcd accepts 0 on a never-compacted store).
 
+mod adopt;
 mod alarms;
 mod auth;
 mod auth_check;
@@ -46,6 +47,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use adopt::{AdoptRefused, ReplacedIndex};
 pub use auth::{ROOT_ROLE, ROOT_USER, UserView};
 pub use auth_check::{Access, Caller};
 pub use keyspace::prefix_range_end;

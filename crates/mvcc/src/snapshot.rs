@@ -15,7 +15,7 @@
 
 use std::collections::BTreeSet;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use etcd_proto::authpb::Permission;
 
@@ -157,6 +157,27 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Bytes per block that decoded keys are copied into.
+const KEY_BLOCK: usize = 4096;
+
+/// Decoded keys, copied into shared blocks of [`KEY_BLOCK`] bytes instead of a heap block (and a
+/// reference-count header) each. A block lives while any key in it does; small blocks keep what
+/// a few surviving keys pin small.
+#[derive(Default)]
+struct KeyArena {
+    block: BytesMut,
+}
+
+impl KeyArena {
+    fn copy(&mut self, key: &[u8]) -> Bytes {
+        if self.block.capacity() - self.block.len() < key.len() {
+            self.block = BytesMut::with_capacity(KEY_BLOCK.max(key.len()));
+        }
+        self.block.extend_from_slice(key);
+        self.block.split().freeze()
+    }
+}
+
 fn put_blob(out: &mut Vec<u8>, blob: &[u8]) {
     // Keys and values are bounded by the request size limit (far below 4 GiB).
     out.extend_from_slice(&(blob.len() as u32).to_le_bytes());
@@ -174,7 +195,7 @@ impl Store {
             .map(|(key, history)| {
                 8 + key.len()
                     + history
-                        .entries
+                        .entries()
                         .iter()
                         .map(|entry| 40 + entry.value.len())
                         .sum::<usize>()
@@ -189,8 +210,8 @@ impl Store {
         out.extend_from_slice(&(self.keys.len() as u64).to_le_bytes());
         for (key, history) in &self.keys {
             put_blob(&mut out, key);
-            out.extend_from_slice(&(history.entries.len() as u32).to_le_bytes());
-            for entry in &history.entries {
+            out.extend_from_slice(&(history.entries().len() as u32).to_le_bytes());
+            for entry in history.entries() {
                 out.extend_from_slice(&entry.revision.to_le_bytes());
                 out.extend_from_slice(&entry.sub.to_le_bytes());
                 out.extend_from_slice(&entry.create_revision.to_le_bytes());
@@ -344,8 +365,9 @@ impl Store {
         let mut keys: Vec<(Bytes, KeyHistory)> = Vec::with_capacity(key_count);
         let mut attachments: Vec<(i64, Bytes)> = Vec::new();
         let mut previous_key: Option<Bytes> = None;
+        let mut arena = KeyArena::default();
         for _ in 0..key_count {
-            let key = Bytes::copy_from_slice(reader.slice()?);
+            let key = arena.copy(reader.slice()?);
             if key.is_empty()
                 || previous_key
                     .as_ref()
@@ -361,9 +383,7 @@ impl Store {
                     "key without versions or bad version count",
                 ));
             }
-            let mut history = KeyHistory {
-                entries: Vec::with_capacity(entry_count),
-            };
+            let mut history = KeyHistory::with_capacity(entry_count);
             for _ in 0..entry_count {
                 let (revision, sub, create_revision, version, lease) = reader.version_fields()?;
                 let entry = Entry {
@@ -375,7 +395,7 @@ impl Store {
                     value: reader.value()?,
                 };
                 let ordered = history
-                    .entries
+                    .entries()
                     .last()
                     .is_none_or(|last| (last.revision, last.sub) < (entry.revision, entry.sub));
                 if !ordered || entry.revision > store.revision || entry.revision < 2 {
@@ -383,7 +403,7 @@ impl Store {
                         "versions out of order or out of range",
                     ));
                 }
-                history.entries.push(entry);
+                history.push(entry);
             }
             if let Some(current) = history.latest_live() {
                 store.live_keys += 1;
@@ -401,7 +421,7 @@ impl Store {
             .iter()
             .flat_map(|(key, history)| {
                 history
-                    .entries
+                    .entries()
                     .iter()
                     .filter(|entry| entry.revision > store.compact_revision)
                     .map(|entry| Change {
@@ -589,12 +609,12 @@ impl Store {
             return false;
         };
         let Ok(index) = history
-            .entries
+            .entries()
             .binary_search_by(|entry| (entry.revision, entry.sub).cmp(&(revision, sub)))
         else {
             return false;
         };
-        let entry = &mut history.entries[index];
+        let entry = &mut history.entries_mut()[index];
         if entry.value.len() != value.len() {
             return false;
         }

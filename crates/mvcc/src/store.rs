@@ -283,12 +283,7 @@ impl Store {
             None => {
                 // One copy per new key: the index must not pin the log entry's decode buffer.
                 let stored_key = Bytes::copy_from_slice(key);
-                let history = self
-                    .keys
-                    .entry(stored_key.clone())
-                    .or_insert_with(|| KeyHistory {
-                        entries: Vec::with_capacity(1),
-                    });
+                let history = self.keys.entry(stored_key.clone()).or_default();
                 (stored_key, history)
             }
         };
@@ -312,11 +307,6 @@ impl Store {
                     previous.lease,
                 )
             });
-        // Most keys keep one or two versions: grow one slot at a time up to 4 instead of Vec's
-        // default first step of 4 slots (288 bytes).
-        if history.entries.len() == history.entries.capacity() && history.entries.capacity() < 4 {
-            history.entries.reserve_exact(1);
-        }
         let entry = Entry {
             value,
             revision: pending.main,
@@ -326,8 +316,8 @@ impl Store {
             sub: pending.sub,
         };
         let kv = entry.to_key_value(&stored_key);
-        history.entries.push(entry);
-        let has_history = history.entries.len() > 1;
+        history.push(entry);
+        let has_history = history.entries().len() > 1;
         self.log_change(Change {
             revision: pending.main,
             sub: pending.sub,
@@ -427,7 +417,7 @@ impl Store {
             sub: pending.sub,
         };
         let kv = tombstone.to_key_value(key);
-        history.entries.push(tombstone);
+        history.push(tombstone);
         self.compactable.insert(key.clone());
         self.log_change(Change {
             revision: pending.main,

@@ -108,19 +108,36 @@ impl SharedState {
         encoded
     }
 
-    /// The write lock for apply: at once when free; while a snapshot is being encoded, polled
-    /// without blocking the thread; otherwise waited for.
+    /// The write lock, unless getting it means queueing as a writer behind a snapshot encoding
+    /// (which, with std's writer-preferring lock, would stall every reader behind it): at once
+    /// when free, waited for when no encoding runs, `None` while one does.
+    fn write_unless_encoding(&self) -> Option<RwLockWriteGuard<'_, AppliedState>> {
+        match self.state.try_write() {
+            Ok(guard) => return Some(guard),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => return Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => {}
+        }
+        (self.encoding.load(Ordering::SeqCst) == 0).then(|| self.write())
+    }
+
+    /// The write lock for apply; while a snapshot is being encoded, polled without blocking the
+    /// thread.
     async fn write_for_apply(&self) -> RwLockWriteGuard<'_, AppliedState> {
         loop {
-            match self.state.try_write() {
-                Ok(guard) => return guard,
-                Err(std::sync::TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) => {}
-            }
-            if self.encoding.load(Ordering::SeqCst) == 0 {
-                return self.write();
+            if let Some(guard) = self.write_unless_encoding() {
+                return guard;
             }
             tokio::time::sleep(ENCODING_POLL).await;
+        }
+    }
+
+    /// The write lock for snapshot work on a blocking thread, polled while an encoding runs.
+    fn write_beside_encodings(&self) -> RwLockWriteGuard<'_, AppliedState> {
+        loop {
+            if let Some(guard) = self.write_unless_encoding() {
+                return guard;
+            }
+            std::thread::sleep(ENCODING_POLL);
         }
     }
 
@@ -200,19 +217,22 @@ impl StateMachine {
             let Some(mapped) = snapshot_file::write(&dir, &meta, &data)? else {
                 return Ok(());
             };
-            let shared_values = share_values(&shared, &data, &mapped);
-            drop(data);
-            match shared_values {
-                Ok(count) => {
-                    tracing::debug!(values = count, "values moved to the snapshot file");
-                    crate::release_freed_memory();
+            match adopt_index(&shared, &data, &mapped) {
+                Ok(()) => tracing::debug!("the store's index now comes from the snapshot file"),
+                Err(refused) => {
+                    tracing::debug!(%refused, "index kept; moving values to the snapshot file");
+                    match share_values(&shared, &data, &mapped) {
+                        Ok(count) => tracing::debug!(values = count, "values moved to the snapshot file"),
+                        // The store keeps its own copies: correct, only larger.
+                        Err(e) => tracing::warn!(
+                            error = %e,
+                            "the store's values stay in memory: the snapshot just written does not list them"
+                        ),
+                    }
                 }
-                // The store keeps its own copies: correct, only larger.
-                Err(e) => tracing::warn!(
-                    error = %e,
-                    "the store's values stay in memory: the snapshot just written does not list them"
-                ),
             }
+            drop(data);
+            crate::release_freed_memory();
             Ok(())
         })
         .await?
@@ -227,6 +247,22 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| io::Error::other(format!("snapshot task failed: {e}")))
+}
+
+/// Swaps in the store's index decoded from the snapshot just written (`encoded`, saved and mapped
+/// as `mapped`): bulk-built, its keys in shared blocks and its values slices of the mapping. The
+/// decode runs without the lock; the write lock is held only to bring the decoded index up to
+/// date with what was applied since the encoding ([`mvcc::Store::adopt_index`]), and the old index
+/// is freed after letting go of it.
+fn adopt_index(shared: &SharedState, encoded: &[u8], mapped: &Bytes) -> Result<(), String> {
+    let decoded = Store::decode_snapshot_sharing(encoded, mapped).map_err(|e| e.to_string())?;
+    let replaced = shared
+        .write_beside_encodings()
+        .store
+        .adopt_index(decoded)
+        .map_err(|e| e.to_string())?;
+    drop(replaced);
+    Ok(())
 }
 
 /// Values pointed at the snapshot file per hold of the write lock, so applies and reads keep
@@ -252,7 +288,7 @@ fn share_values(
         if batch.is_empty() {
             return Ok(replaced);
         }
-        let mut state = shared.write();
+        let mut state = shared.write_beside_encodings();
         for value in batch {
             let slice = mapped.slice(value.value);
             if state

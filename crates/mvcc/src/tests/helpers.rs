@@ -191,17 +191,17 @@ pub fn check_invariants(store: &Store) {
     let mut compactable = BTreeSet::new();
     let mut attached: BTreeMap<i64, BTreeSet<Bytes>> = BTreeMap::new();
     for (key, history) in &store.keys {
-        assert!(!history.entries.is_empty(), "empty history for {key:?}");
+        assert!(!history.entries().is_empty(), "empty history for {key:?}");
         assert!(
             history
-                .entries
+                .entries()
                 .windows(2)
                 .all(|pair| (pair[0].revision, pair[0].sub) < (pair[1].revision, pair[1].sub)),
             "versions out of order for {key:?}"
         );
         assert!(
             history
-                .entries
+                .entries()
                 .iter()
                 .all(|entry| entry.revision <= store.revision())
         );
@@ -223,7 +223,7 @@ pub fn check_invariants(store: &Store) {
         .iter()
         .flat_map(|(key, history)| {
             history
-                .entries
+                .entries()
                 .iter()
                 .filter(|entry| entry.revision > store.compact_revision())
                 .map(|entry| (entry.revision, entry.sub, key.clone()))

@@ -382,3 +382,59 @@ proptest! {
         }
     }
 }
+
+/// Whether every version of `store` at or below `revision` with a value has it inside `mapped`.
+fn older_values_inside(store: &Store, revision: i64, mapped: &Bytes) -> bool {
+    let range = mapped.as_ptr() as usize..mapped.as_ptr() as usize + mapped.len();
+    store.keys.values().all(|history| {
+        history
+            .entries()
+            .iter()
+            .filter(|entry| entry.revision <= revision && !entry.value.is_empty())
+            .all(|entry| range.contains(&(entry.value.as_ptr() as usize)))
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(512),
+        .. ProptestConfig::default()
+    })]
+
+    /// A member swaps in the index decoded from a snapshot it took a while ago: nothing it
+    /// answers may change, and the versions the snapshot holds use its copies of their values.
+    #[test]
+    fn adopting_an_earlier_snapshots_index_changes_nothing(
+        steps in prop::collection::vec(step(), 1..40),
+        cut in 0usize..40,
+    ) {
+        let (store, commands) = run(&steps);
+        let mut earlier = Store::new();
+        for command in &commands[..cut.min(commands.len())] {
+            earlier.apply(command);
+        }
+        let encoded = earlier.encode_snapshot();
+        let mapped = Bytes::from(encoded.clone());
+        let snapshot = Store::decode_snapshot_sharing(&encoded, &mapped).expect("decode");
+        let mut adopted = store.clone();
+        let outcome = adopted.adopt_index(snapshot).map(drop);
+        prop_assert_eq!(&adopted, &store);
+        match outcome {
+            Ok(()) => {
+                prop_assert!(older_values_inside(&adopted, earlier.revision(), &mapped));
+                prop_assert_eq!(adopted.hash_kv(0), store.hash_kv(0));
+                prop_assert_eq!(adopted.events(b"\0", b"\0", 0, i64::MAX), store.events(b"\0", b"\0", 0, i64::MAX));
+                super::helpers::check_invariants(&adopted);
+                let mut original = store;
+                for command in commands.iter().rev().take(5) {
+                    prop_assert_eq!(adopted.apply(command), original.apply(command));
+                }
+                prop_assert_eq!(adopted, original);
+            }
+            Err(crate::AdoptRefused::CompactedPast) => {
+                prop_assert!(store.compact_revision() > earlier.revision());
+            }
+            Err(refused) => prop_assert!(false, "refused: {}", refused),
+        }
+    }
+}

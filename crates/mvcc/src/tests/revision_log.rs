@@ -50,3 +50,32 @@ fn a_decoded_store_keeps_the_same_log_and_compaction_makes_it_whole_again() {
     let (by_key_scan, by_revision_log) = store.events_both_ways(b"k", b"l", 0, i64::MAX);
     assert_eq!(by_key_scan, by_revision_log);
 }
+
+#[test]
+fn an_index_is_adopted_only_while_the_log_holds_every_change_since_its_snapshot() {
+    let mut store = Store::new();
+    do_put(&mut store, put("k", "v")).expect("put");
+    let early = store.encode_snapshot();
+    let store_then = store.clone();
+    let overflowing = overflowing_store();
+    let recent = Store::decode_snapshot(&overflowing.encode_snapshot()).expect("decode");
+    // Newer than the store: not an earlier state of it.
+    let mut adopting = store_then.clone();
+    assert_eq!(
+        adopting.adopt_index(recent.clone()).err(),
+        Some(crate::AdoptRefused::NotEarlier)
+    );
+    assert_eq!(adopting, store_then);
+    // The log dropped changes made since the early snapshot.
+    let mut adopting = overflowing.clone();
+    let early = Store::decode_snapshot(&early).expect("decode");
+    assert_eq!(
+        adopting.adopt_index(early).err(),
+        Some(crate::AdoptRefused::LogTooShort)
+    );
+    assert_eq!(adopting, overflowing);
+    // The latest snapshot always fits.
+    let mut adopting = overflowing.clone();
+    assert!(adopting.adopt_index(recent).is_ok());
+    assert_eq!(adopting, overflowing);
+}

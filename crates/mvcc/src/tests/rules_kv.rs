@@ -285,7 +285,7 @@ fn compaction_removes_superseded_versions_and_dead_keys() {
         "y's tombstone at or below 5 removes it"
     );
     let x = &store.keys[&b("x")];
-    let revisions: Vec<i64> = x.entries.iter().map(|entry| entry.revision).collect();
+    let revisions: Vec<i64> = x.entries().iter().map(|entry| entry.revision).collect();
     assert_eq!(
         revisions,
         vec![3, 6],
@@ -600,14 +600,14 @@ fn stored_bytes_never_pin_the_log_buffer() {
     let (key, history) = store.keys.iter().next().expect("one key");
     assert!(!inside(key), "key shares the log buffer");
     assert!(
-        !inside(&history.entries[0].value),
+        !inside(&history.entries()[0].value),
         "value shares the log buffer"
     );
     // Reads and events share the stored copy instead of copying again.
     let read = store.range(&get("xxx", "")).expect("range");
     assert_eq!(
         read.kvs[0].value.as_ptr(),
-        history.entries[0].value.as_ptr()
+        history.entries()[0].value.as_ptr()
     );
 }
 
@@ -616,4 +616,22 @@ fn store_is_shareable_across_threads() {
     fn shareable<T: Send + Sync>() {}
     shareable::<Store>();
     shareable::<crate::Applied>();
+}
+
+#[test]
+fn a_key_with_one_version_holds_it_inline() {
+    use crate::keyspace::{Entry, KeyHistory};
+    assert_eq!(size_of::<KeyHistory>(), size_of::<Entry>());
+    let mut store = Store::new();
+    do_put(&mut store, put("a", "1")).expect("put");
+    do_put(&mut store, put("a", "2")).expect("put");
+    do_put(&mut store, put("b", "1")).expect("put");
+    assert_eq!(store.keys[&b"a"[..]].entries().len(), 2);
+    store.apply(&compact(store.revision()));
+    // Back to one version after compaction; still answering the same.
+    assert_eq!(store.keys[&b"a"[..]].entries().len(), 1);
+    assert_eq!(
+        pairs(&store, "a", "c"),
+        vec![("a".into(), "2".into()), ("b".into(), "1".into())]
+    );
 }

@@ -107,7 +107,7 @@ fn values_inside(store: &Store, mapped: &bytes::Bytes) -> bool {
     let range = mapped.as_ptr() as usize..mapped.as_ptr() as usize + mapped.len() + 1;
     store.keys.values().all(|history| {
         history
-            .entries
+            .entries()
             .iter()
             .all(|entry| entry.value.is_empty() || range.contains(&(entry.value.as_ptr() as usize)))
     })
@@ -149,7 +149,7 @@ fn values_listed_from_a_snapshot_replace_the_stores_own_copies() {
     let stored: usize = store
         .keys
         .values()
-        .map(|history| history.entries.len())
+        .map(|history| history.entries().len())
         .sum();
     assert_eq!(versions, stored);
     assert_eq!(store, before, "sharing changes no value");
