@@ -1,15 +1,14 @@
 //! The key index: every key's versions since the compact revision, and etcd's key-range conventions.
 //!
 //! Memory layout (the hot structure for 1M keys): a `BTreeMap<Bytes, KeyHistory>` where a history
-//! is a `Vec<Entry>` of 72-byte entries in (revision, sub-revision) order, grown one slot at a time.
-//! A key with one live version costs: its B-tree slot (56 bytes, ≈75–95 with node slack), one
-//! 72-byte heap block for its history (+ allocator overhead) and the key bytes (+ a 24-byte
-//! reference-count header once shared with an event or a response). Values are `Bytes`: a member
-//! points the values of its latest snapshot at a read-only mapping of the snapshot file
-//! ([`crate::Store::share_value`], [`crate::Store::decode_snapshot_sharing`]), so only values
-//! written since then are in its heap. Measured for 1M keys of 15 bytes with 256-byte values
-//! (`cargo run --release -p storage --example state_memory`): 524 MiB resident with every value
-//! in memory, 269 MiB once a snapshot holds them.
+//! holds a key's single version inline (72 bytes, no heap block) and a `Vec` of 72-byte entries
+//! in (revision, sub-revision) order only once the key has history. A member rebuilds its index
+//! from each snapshot it writes ([`crate::Store::adopt_index`]): bulk-built B-tree nodes (full,
+//! where ascending inserts leave them about half full), keys copied into shared 4 KiB blocks, and
+//! values as slices of a read-only mapping of the snapshot file, so only what was written since
+//! is in its heap. Measured for 1M keys of 15 bytes with 256-byte values
+//! (`cargo run --release -p storage --example state_memory`): 548 MiB resident with every value
+//! in memory, 146 MiB once the index comes from the snapshot (≈ 140 bytes per key).
 //! Every superseded version kept until the next compaction adds ≈ 72 bytes + its value, and a
 //! key with history also sits in the compactable set (≈ 45 bytes).
 //! Watch replay is reconstructed from these histories; the only second structure is the revision

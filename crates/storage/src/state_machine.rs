@@ -7,10 +7,11 @@
 //! On restart the latest snapshot is loaded and openraft re-applies the committed log after it.
 //!
 //! Values live in the snapshot file: a loaded snapshot's values are slices of a read-only mapping
-//! of the file, and after a snapshot is built or installed, the store's values it holds are
-//! pointed at the new file a batch at a time ([`share_values`]). Only values written since the
-//! latest snapshot are in the member's heap (the member snapshots every `snapshot_count` entries
-//! and every 64 MiB of applied values).
+//! of the file, and after a snapshot is built or installed, the member decodes it that way and
+//! swaps the result in for its own index ([`adopt_index`]: a compact, bulk-built index with the
+//! file's values), or, when it cannot, points the store's values at the new file a batch at a
+//! time ([`share_values`]). Only values written since the latest snapshot are in the member's
+//! heap (the member snapshots every `snapshot_count` entries and every 32 MiB of applied values).
 
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
