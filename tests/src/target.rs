@@ -61,7 +61,7 @@ fn pgwarden_binary() -> anyhow::Result<PathBuf> {
     let binary = profile_dir.join("pgwarden");
     if !binary.exists() {
         bail!(
-            "pgwarden binary not found at {}: run `cargo build -p pgwarden` first or set PGWARDEN_BIN",
+            "pgwarden binary not found at {}: run `cargo build --workspace --bins` first or set PGWARDEN_BIN",
             binary.display()
         );
     }

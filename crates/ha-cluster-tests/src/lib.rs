@@ -23,7 +23,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Where PostgreSQL 15 lives on the test machines.
 pub const PG_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 
-/// The `pgwarden` binary: `PGWARDEN_BIN`, or the workspace's debug build (built on demand).
+/// The `pgwarden` binary: `PGWARDEN_BIN`, or the workspace's debug build, brought up to date by
+/// the build the README's test command runs first (`cargo build --workspace --bins`). The same
+/// command, not `-p pgwarden`: building one package resolves its dependencies' features apart
+/// from the workspace's, so the two builds would relink each other's binaries (minutes on a
+/// loaded 2-core machine, inside a test's time bound), and this one also builds the fake
+/// watchdog the chaos tests use.
 pub fn pgwarden_binary() -> anyhow::Result<PathBuf> {
     if let Ok(path) = std::env::var("PGWARDEN_BIN") {
         return Ok(PathBuf::from(path));
@@ -31,12 +36,12 @@ pub fn pgwarden_binary() -> anyhow::Result<PathBuf> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let status = Command::new(cargo)
-        .args(["build", "-q", "-p", "pgwarden", "--bin", "pgwarden"])
+        .args(["build", "-q", "--workspace", "--bins"])
         .current_dir(&workspace)
         .status()
-        .context("run cargo build -p pgwarden")?;
+        .context("run cargo build --workspace --bins")?;
     if !status.success() {
-        bail!("cargo build -p pgwarden failed");
+        bail!("cargo build --workspace --bins failed");
     }
     Ok(workspace.join("target/debug/pgwarden"))
 }
