@@ -381,25 +381,6 @@ proptest! {
             prop_assert_eq!(decoded.apply(command), original.apply(command));
         }
     }
-}
-
-/// Whether every version of `store` at or below `revision` with a value has it inside `mapped`.
-fn older_values_inside(store: &Store, revision: i64, mapped: &Bytes) -> bool {
-    let range = mapped.as_ptr() as usize..mapped.as_ptr() as usize + mapped.len();
-    store.keys.values().all(|history| {
-        history
-            .entries()
-            .iter()
-            .filter(|entry| entry.revision <= revision && !entry.value.is_empty())
-            .all(|entry| range.contains(&(entry.value.as_ptr() as usize)))
-    })
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(512),
-        .. ProptestConfig::default()
-    })]
 
     /// A member swaps in the index decoded from a snapshot it took a while ago: nothing it
     /// answers may change, and the versions the snapshot holds use its copies of their values.
@@ -437,4 +418,16 @@ proptest! {
             Err(refused) => prop_assert!(false, "refused: {}", refused),
         }
     }
+}
+
+/// Whether every version of `store` at or below `revision` with a value has it inside `mapped`.
+fn older_values_inside(store: &Store, revision: i64, mapped: &Bytes) -> bool {
+    let range = mapped.as_ptr() as usize..mapped.as_ptr() as usize + mapped.len();
+    store.keys.values().all(|history| {
+        history
+            .entries()
+            .iter()
+            .filter(|entry| entry.revision <= revision && !entry.value.is_empty())
+            .all(|entry| range.contains(&(entry.value.as_ptr() as usize)))
+    })
 }
