@@ -39,12 +39,6 @@ pub(crate) struct Entry {
     pub sub: u32,
 }
 
-impl Default for Versions {
-    fn default() -> Self {
-        Versions::Many(Vec::new())
-    }
-}
-
 impl Entry {
     pub fn is_tombstone(&self) -> bool {
         self.create_revision == 0
@@ -78,6 +72,13 @@ enum Versions {
     Many(Vec<Entry>),
 }
 
+/// No versions: what compaction leaves of a history whose key then leaves the index.
+impl Default for Versions {
+    fn default() -> Self {
+        Versions::Many(Vec::new())
+    }
+}
+
 impl KeyHistory {
     /// An empty history with room for `count` versions.
     pub fn with_capacity(count: usize) -> KeyHistory {
@@ -97,6 +98,7 @@ impl KeyHistory {
         }
     }
 
+    /// The versions, oldest first, for replacing a value by an equal one held elsewhere.
     pub fn entries_mut(&mut self) -> &mut [Entry] {
         match &mut self.versions {
             Versions::One(entry) => std::slice::from_mut(entry),
