@@ -44,7 +44,7 @@ impl Store {
     /// a compaction since passed the snapshot's revision (its changes left the log), or the
     /// bounded revision log dropped changes made since the snapshot.
     ///
-    /// Cost: the compaction (if any) plus one lookup per change since the snapshot; the replaced
+    /// Cost: the compaction (if any) plus a few lookups per key changed since the snapshot; the replaced
     /// index is handed back to be dropped by the caller.
     pub fn adopt_index(&mut self, mut snapshot: Store) -> Result<ReplacedIndex, AdoptRefused> {
         let taken_at = snapshot.revision;
@@ -65,31 +65,30 @@ impl Store {
         let since = self
             .changes
             .partition_point(|change| change.revision <= taken_at);
-        for change in self.changes.range(since..) {
-            let current = self.keys.get(&change.key);
-            match (keys.get_key_value(&change.key), current) {
-                (_, None) => {
-                    // Deleted and compacted away since.
-                    keys.remove(&change.key);
-                    compactable.remove(&change.key);
-                }
-                (Some((key, older)), Some(current)) => {
-                    let key = key.clone();
-                    let merged = with_values_of(current, older);
-                    if merged.is_compactable() {
-                        compactable.insert(key.clone());
-                    } else {
-                        compactable.remove(&key);
-                    }
-                    keys.insert(key, merged);
-                }
-                (None, Some(current)) => {
-                    if current.is_compactable() {
-                        compactable.insert(change.key.clone());
-                    }
-                    keys.insert(change.key.clone(), current.clone());
-                }
+        // Each changed key once: a key written many times since would otherwise have its whole
+        // history copied once per write.
+        let changed: BTreeSet<&Bytes> = self
+            .changes
+            .range(since..)
+            .map(|change| &change.key)
+            .collect();
+        for changed in changed {
+            let Some(current) = self.keys.get(changed) else {
+                // Deleted and compacted away since.
+                keys.remove(changed);
+                compactable.remove(changed);
+                continue;
+            };
+            let (key, history) = match keys.get_key_value(changed) {
+                Some((key, older)) => (key.clone(), with_values_of(current, older)),
+                None => (changed.clone(), current.clone()),
+            };
+            if history.is_compactable() {
+                compactable.insert(key.clone());
+            } else {
+                compactable.remove(&key);
             }
+            keys.insert(key, history);
         }
         Ok(ReplacedIndex {
             _keys: std::mem::replace(&mut self.keys, keys),

@@ -133,16 +133,15 @@ impl KeyHistory {
             Versions::One(_) => Versions::default(),
             Versions::Many(mut entries) => {
                 entries.drain(..count.min(entries.len()));
-                match entries.pop() {
-                    Some(last) if entries.is_empty() => Versions::One(last),
-                    Some(last) => {
-                        entries.push(last);
-                        if entries.capacity() > 2 * entries.len() + 2 {
-                            entries.shrink_to_fit();
-                        }
-                        Versions::Many(entries)
+                if entries.len() == 1
+                    && let Some(last) = entries.pop()
+                {
+                    Versions::One(last)
+                } else {
+                    if entries.capacity() > 2 * entries.len() + 2 {
+                        entries.shrink_to_fit();
                     }
-                    None => Versions::Many(entries),
+                    Versions::Many(entries)
                 }
             }
         };
