@@ -2,8 +2,10 @@
 //! member, or discover the ID a MemberAdd gave us by asking the existing members.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use reloading::Reloading;
 use storage::{Db, MemberIdentity, MemberNode};
 use tokio::time::Instant;
 
@@ -38,6 +40,7 @@ pub(crate) async fn plan(
     db: &Db,
     channels: &PeerChannels,
     peer_listener: &tokio::net::TcpListener,
+    peer_tls: Option<&Arc<Reloading<rustls::ServerConfig>>>,
 ) -> Result<StartPlan, ConsensusError> {
     if let Some(identity) = db
         .identity()
@@ -60,7 +63,7 @@ pub(crate) async fn plan(
             promote_self: false,
         },
         InitialClusterState::JoinOrNew => {
-            crate::join::plan(config, channels, peer_listener).await?
+            crate::join::plan(config, channels, peer_listener, peer_tls).await?
         }
     };
     db.save_identity(&plan.identity)

@@ -26,6 +26,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use etcd_proto::errors;
+use futures::{Stream, StreamExt};
+use reloading::Reloading;
 use storage::{MemberIdentity, MemberNode};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -81,9 +83,11 @@ pub(crate) async fn plan(
     config: &NodeConfig,
     channels: &PeerChannels,
     peer_listener: &TcpListener,
+    peer_tls: Option<&Arc<Reloading<rustls::ServerConfig>>>,
 ) -> Result<StartPlan, ConsensusError> {
     let partners = partners(config);
-    let found = answering_not_initialized(peer_listener, find_group(channels, &partners)).await;
+    let found =
+        answering_not_initialized(peer_listener, peer_tls, find_group(channels, &partners)).await;
     let Some((nodes, cluster_id)) = found else {
         tracing::info!(
             partners = partners.len(),
@@ -325,21 +329,68 @@ pub(crate) async fn promote_self(core: Arc<Core>) {
     }
 }
 
+/// Connections the stand-in accepts in parallel while their TLS handshakes run.
+const STAND_IN_HANDSHAKES: usize = 16;
+
 /// Runs `work` while a stand-in peer service on `listener` answers GetMembers with an empty
-/// membership (and every other call with UNAVAILABLE); then closes the stand-in's connections
-/// so the partners reconnect to the real peer service.
+/// membership (and every other call with UNAVAILABLE), over TLS when the peer port serves TLS
+/// (`tls`), so partners probing this member get an answer rather than a failed handshake; then
+/// closes the stand-in's connections so the partners reconnect to the real peer service.
 async fn answering_not_initialized<T>(
     listener: &TcpListener,
+    tls: Option<&Arc<Reloading<rustls::ServerConfig>>>,
     work: impl std::future::Future<Output = T>,
 ) -> T {
-    let incoming = futures::stream::unfold(listener, |listener| async move {
-        let accepted = listener.accept().await.map(|(stream, _)| {
+    let accepted = futures::stream::unfold(listener, |listener| async move {
+        let accepted = listener.accept().await.map(|(stream, peer)| {
             // Best effort: a stream without TCP_NODELAY only answers a little later.
             let _ = stream.set_nodelay(true);
-            stream
+            (stream, peer)
         });
         Some((accepted, listener))
     });
+    match tls {
+        None => {
+            serve_stand_in(
+                accepted.map(|accepted| accepted.map(|(stream, _)| stream)),
+                work,
+            )
+            .await
+        }
+        Some(config) => {
+            let config = config.clone();
+            let incoming = accepted
+                .map(move |accepted| {
+                    let handshake = accepted.map(|(stream, peer)| {
+                        crate::tls_transport::handshake(stream, peer, &config)
+                    });
+                    async move {
+                        match handshake {
+                            Ok(handshake) => handshake.await.map(Ok),
+                            Err(error) => Some(Err(error)),
+                        }
+                    }
+                })
+                .buffer_unordered(STAND_IN_HANDSHAKES)
+                .filter_map(std::future::ready);
+            serve_stand_in(incoming, work).await
+        }
+    }
+}
+
+/// Serves [`StandIn`] on `incoming` until `work` finishes, then drains it.
+async fn serve_stand_in<T, IO>(
+    incoming: impl Stream<Item = std::io::Result<IO>> + Send,
+    work: impl std::future::Future<Output = T>,
+) -> T
+where
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+{
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let serve = tonic::transport::Server::builder()
         .add_service(PeerServer::new(StandIn))
@@ -443,5 +494,66 @@ impl Peer for StandIn {
         _request: Request<pb::JsonMessage>,
     ) -> Result<Response<pb::JsonMessage>, Status> {
         not_started_yet().await
+    }
+
+    async fn forward(
+        &self,
+        _request: Request<pb::ForwardRequest>,
+    ) -> Result<Response<pb::ForwardResponse>, Status> {
+        not_started_yet().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::TlsFiles;
+
+    /// One self-signed certificate for 127.0.0.1, serving as both sides' identity and CA.
+    fn loopback_tls() -> TlsFiles {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        let certificate = params.self_signed(&key).unwrap();
+        TlsFiles {
+            cert_pem: certificate.pem().into_bytes(),
+            key_pem: key.serialize_pem().into_bytes(),
+            trusted_ca_pem: Some(certificate.pem().into_bytes()),
+            client_cert_auth: true,
+            sources: None,
+        }
+    }
+
+    /// With TLS on the peer port, a partner probing a member that is still looking for a
+    /// group gets its stand-in's answer (no membership yet) over TLS, not a failed handshake
+    /// (which would read as a silent partner and hold both starts for the probe window).
+    #[tokio::test]
+    async fn the_stand_in_answers_probes_over_peer_tls() {
+        let tls = loopback_tls();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        let server = Arc::new(
+            tls.watch("peer port TLS", TlsFiles::rustls_server_config)
+                .unwrap(),
+        );
+        let client = tls
+            .watch("peer client TLS", TlsFiles::rustls_client_config)
+            .unwrap();
+        let channels = PeerChannels::new(Duration::from_secs(2)).with_tls(Some(client));
+        let answer =
+            answering_not_initialized(&listener, Some(&server), ask(&channels, &[url])).await;
+        assert!(
+            matches!(answer, Answer::Uninitialized),
+            "{}",
+            describe(&answer)
+        );
+    }
+
+    fn describe(answer: &Answer) -> &'static str {
+        match answer {
+            Answer::Group { .. } => "a group",
+            Answer::Uninitialized => "uninitialized",
+            Answer::Refused => "refused",
+            Answer::Silent => "silent",
+        }
     }
 }

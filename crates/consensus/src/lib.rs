@@ -4,7 +4,8 @@
 //! Owns: the openraft configuration derived from etcd-style settings, member and cluster IDs,
 //! bootstrap (new cluster, restart, join), the peer gRPC service and its reconnecting clients
 //! (`proto/pgwarden/peer.proto`), the proposer that turns concurrent proposals into one log
-//! entry (one append, one fsync, one replication round), follower forwarding, the batched
+//! entry (one append, one fsync, one replication round), follower forwarding (of writes, and of
+//! the layer above's leader-only calls, opaquely), the batched
 //! read-index barrier, membership changes with etcd's errors, and the member's status.
 //!
 //! Must not know: redb or the on-disk layout (only `storage` does), the etcd client API
@@ -34,6 +35,7 @@
 mod bootstrap;
 mod config;
 mod error;
+mod forward;
 pub mod ids;
 mod join;
 mod membership;
@@ -54,6 +56,7 @@ pub(crate) mod pb {
 
 pub use config::{DEFAULT_REQUEST_TIMEOUT, InitialClusterState, MemberId, NodeConfig, RaftStatus};
 pub use error::ConsensusError;
+pub use forward::ForwardHandler;
 pub use node::RaftNode;
 pub use storage::{AppliedEvents, LogHistograms};
 pub use tls::{

@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use crate::bootstrap;
 use crate::config::{NodeConfig, RaftStatus};
 use crate::error::ConsensusError;
+use crate::forward::ForwardHandler;
 use crate::network::{Network, PeerChannels};
 use crate::pb::peer_server::PeerServer;
 use crate::proposer::{self, Proposal};
@@ -86,6 +87,9 @@ pub(crate) struct Core {
     pub(crate) status: watch::Sender<RaftStatus>,
     pub(crate) cancel: CancellationToken,
     pub(crate) tasks: TaskTracker,
+    /// Answers calls forwarded by followers (see [`crate::forward`]); set once, held weakly so
+    /// that the layer above, which holds this member, does not keep itself alive through it.
+    pub(crate) forward_handler: std::sync::OnceLock<std::sync::Weak<dyn ForwardHandler>>,
 }
 
 impl Core {
@@ -264,7 +268,14 @@ impl RaftNode {
         .map_err(|e| ConsensusError::Internal(format!("open storage: {e}")))?;
         let channels = PeerChannels::new(config.election_timeout.min(Duration::from_secs(1)))
             .with_tls(peer_client_tls);
-        let plan = bootstrap::plan(&config, &storage.db, &channels, &peer_listener).await?;
+        let plan = bootstrap::plan(
+            &config,
+            &storage.db,
+            &channels,
+            &peer_listener,
+            peer_server_tls.as_ref(),
+        )
+        .await?;
         let raft_config = Arc::new(raft_config(&config)?);
         let network = Network {
             channels: channels.clone(),
@@ -297,6 +308,7 @@ impl RaftNode {
             status: watch::Sender::new(RaftStatus::default()),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            forward_handler: std::sync::OnceLock::new(),
         });
 
         let service = PeerServer::new(PeerService { core: core.clone() })
@@ -377,6 +389,24 @@ impl RaftNode {
 
     pub fn cluster_id(&self) -> u64 {
         self.core.cluster_id
+    }
+
+    /// Lets `handler` answer the calls followers forward to this member (see
+    /// [`ForwardHandler`]) for as long as its owner keeps it alive. The first registration
+    /// stays; a later one is refused (false).
+    pub fn serve_forwarded(&self, handler: std::sync::Weak<dyn ForwardHandler>) -> bool {
+        self.core.forward_handler.set(handler).is_ok()
+    }
+
+    /// Hands a leader-only call of the layer above to the member this one believes leads, over
+    /// the peer transport (this member's own handler when it leads). No leader known, or the
+    /// leader unreachable: `Unavailable`. Unbounded in time: the caller sets the deadline.
+    pub async fn forward_to_leader(
+        &self,
+        method: &str,
+        body: bytes::Bytes,
+    ) -> Result<bytes::Bytes, tonic::Status> {
+        crate::forward::to_leader(&self.core, method, body).await
     }
 
     /// Replicates `command` (group commit: concurrent proposals share one log entry and one fsync),

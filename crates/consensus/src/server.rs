@@ -185,6 +185,14 @@ impl Peer for PeerService {
         let result = self.core.change_member_as_leader(change).await;
         Ok(json_reply(result))
     }
+
+    async fn forward(
+        &self,
+        request: Request<pb::ForwardRequest>,
+    ) -> Result<Response<pb::ForwardResponse>, Status> {
+        let body = crate::forward::serve(&self.core, request.into_inner()).await?;
+        Ok(Response::new(pb::ForwardResponse { body }))
+    }
 }
 
 /// The leader a refused request should go to, when this member knows it (0 = unknown).

@@ -7,7 +7,9 @@
 //! tonic sees a plain `http://` endpoint and gets an already encrypted connection from
 //! [`connect`].
 
+use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,20 +50,7 @@ pub(crate) fn accept(
                         if let Err(error) = stream.set_nodelay(true) {
                             tracing::warn!(%error, "set TCP_NODELAY on a peer connection");
                         }
-                        let acceptor = TlsAcceptor::from(config.current());
-                        handshakes.spawn(async move {
-                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                Ok(Ok(stream)) => Some(stream),
-                                Ok(Err(error)) => {
-                                    tracing::warn!(%peer, %error, "peer TLS handshake refused");
-                                    None
-                                }
-                                Err(_) => {
-                                    tracing::warn!(%peer, "peer TLS handshake timed out");
-                                    None
-                                }
-                            }
-                        });
+                        handshakes.spawn(handshake(stream, peer, &config));
                     }
                     Err(error) => {
                         // Out of descriptors and the like: wait a little and go on.
@@ -80,6 +69,30 @@ pub(crate) fn accept(
         }
     });
     ReceiverStream::new(receiver)
+}
+
+/// The server half of the handshake on an accepted peer connection, with the configuration
+/// current now, bounded by [`HANDSHAKE_TIMEOUT`]; a refused or slow client is logged and
+/// dropped.
+pub(crate) fn handshake(
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: &Reloading<rustls::ServerConfig>,
+) -> impl Future<Output = Option<server::TlsStream<TcpStream>>> + Send + use<> {
+    let acceptor = TlsAcceptor::from(config.current());
+    async move {
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => Some(stream),
+            Ok(Err(error)) => {
+                tracing::warn!(%peer, %error, "peer TLS handshake refused");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(%peer, "peer TLS handshake timed out");
+                None
+            }
+        }
+    }
 }
 
 /// Dials `uri`'s host and port and runs the client handshake with the current configuration,

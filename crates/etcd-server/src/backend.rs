@@ -6,7 +6,9 @@
 //! that applies commands to a real `mvcc::Store` without Raft.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
 
 use etcd_proto::etcdserverpb::Member;
 use etcd_proto::raftcmd::{RaftCommand, RaftResponse};
@@ -26,21 +28,11 @@ pub use consensus::AppliedEvents;
 pub trait StatusExt {
     /// True when this member believes it is the Raft leader.
     fn is_leader(&self) -> bool;
-    /// Client URLs of the current leader, for forwarding leader-only calls (lease keepalive).
-    fn leader_client_urls(&self) -> Option<Vec<String>>;
 }
 
 impl StatusExt for NodeStatus {
     fn is_leader(&self) -> bool {
         self.leader == Some(self.member_id)
-    }
-
-    fn leader_client_urls(&self) -> Option<Vec<String>> {
-        let leader = self.leader?;
-        self.members
-            .iter()
-            .find(|member| member.id == leader)
-            .map(|member| member.client_ur_ls.clone())
     }
 }
 
@@ -103,6 +95,20 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// already has some (the first registry attached keeps them).
     fn attach_log_histograms(&self, _histograms: crate::metrics::LogHistograms) -> bool {
         false
+    }
+    /// Lets `handler` answer the leader-only calls followers forward to this member, while the
+    /// caller keeps it alive. False when the member takes none (or already has a handler).
+    fn serve_forwarded(&self, _handler: Weak<dyn consensus::ForwardHandler>) -> bool {
+        false
+    }
+    /// Hands a leader-only call to the leader (see `lease::forward`); `Unavailable` when no
+    /// leader can be reached. The caller bounds the time.
+    fn forward_to_leader(
+        &self,
+        _method: &'static str,
+        _body: Bytes,
+    ) -> impl Future<Output = Result<Bytes, tonic::Status>> + Send {
+        std::future::ready(Err(tonic::Status::unavailable("no leader")))
     }
 }
 

@@ -1,8 +1,9 @@
 //! The production member: `consensus::RaftNode` as the API's [`Backend`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
-use consensus::{ConsensusError, RaftNode};
+use bytes::Bytes;
+use consensus::{ConsensusError, ForwardHandler, RaftNode};
 use etcd_proto::etcdserverpb::Member;
 use etcd_proto::raftcmd::{RaftCommand, RaftResponse};
 use tokio::sync::{broadcast, watch};
@@ -107,5 +108,17 @@ impl Backend for RaftNode {
 
     fn attach_log_histograms(&self, histograms: crate::metrics::LogHistograms) -> bool {
         RaftNode::attach_log_histograms(self, histograms)
+    }
+
+    fn serve_forwarded(&self, handler: Weak<dyn ForwardHandler>) -> bool {
+        RaftNode::serve_forwarded(self, handler)
+    }
+
+    async fn forward_to_leader(
+        &self,
+        method: &'static str,
+        body: Bytes,
+    ) -> Result<Bytes, tonic::Status> {
+        RaftNode::forward_to_leader(self, method, body).await
     }
 }

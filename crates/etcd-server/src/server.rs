@@ -27,6 +27,7 @@ use crate::grpc::lease::LeaseApi;
 use crate::grpc::lock::LockApi;
 use crate::grpc::maintenance::MaintenanceApi;
 use crate::grpc::watch::WatchApi;
+use crate::lease::forward::ForwardedCalls;
 use crate::lease::{Clock, TokioClock};
 use crate::service::Service;
 
@@ -125,7 +126,7 @@ pub async fn serve_backend<B: Backend>(
             .clone()
             .run(lease_check_interval, stop.clone()),
     );
-    spawn_space_and_metrics_tasks(&service, clock, &stop);
+    spawn_service_tasks(&service, clock, &stop);
     let app = router(&service);
     let stop_on_signal = stop.clone();
     // Replies are several small HTTP/2 frames; without TCP_NODELAY, Nagle's algorithm holds
@@ -149,15 +150,27 @@ pub async fn serve_backend<B: Backend>(
     result.map_err(ServeError::Io)
 }
 
-/// Starts the member's metrics observer (leader changes, storage histograms, upkeep) and, when
+/// Registers the service as the member's answer to followers' forwarded lease calls, and starts
+/// the member's metrics observer (leader changes, storage histograms, upkeep) and, when
 /// configured, the auto-compactor, on the service's task tracker until `stop` is cancelled.
 /// Whoever builds a [`Service`] without [`serve_backend`] calls this next to the lease keeper.
-pub fn spawn_space_and_metrics_tasks<B: Backend>(
+pub fn spawn_service_tasks<B: Backend>(
     service: &Service<B>,
     clock: Arc<dyn Clock>,
     stop: &CancellationToken,
 ) {
     let tasks = service.tasks();
+    // Followers' lease calls reach this member's service while the service runs: the task
+    // holds the only strong reference, the member a weak one.
+    let forwarded: Arc<dyn consensus::ForwardHandler> = ForwardedCalls::new(service);
+    if !service.node().serve_forwarded(Arc::downgrade(&forwarded)) {
+        tracing::debug!("the member takes no forwarded calls, or already has a handler");
+    }
+    let held_until = stop.clone();
+    tasks.spawn(async move {
+        held_until.cancelled().await;
+        drop(forwarded);
+    });
     tasks.spawn(crate::metrics::observer::run(service.clone(), stop.clone()));
     if let Some(auto_compaction) = service.config().auto_compaction.clone() {
         tasks.spawn(crate::space::compactor::run(

@@ -230,8 +230,7 @@ async fn three_members_agree_and_followers_forward_leader_work() {
     );
     assert_eq!(event_revisions(&mut watch, 1).await, vec![written]);
 
-    // Members publish their client URLs once they run; wait until all three have
-    // (a follower finds the leader for keepalive forwarding by its client URL).
+    // Members publish their client URLs once they run; wait until all three have.
     let cluster_client = ClusterClient::new(follower_channel.clone());
     eventually("three members with client URLs", || {
         let mut cluster_client = cluster_client.clone();

@@ -57,7 +57,7 @@ pub async fn serve_all(
             .clone()
             .run(lease_check_interval, stop.clone()),
     );
-    etcd_server::server::spawn_space_and_metrics_tasks(&service, clock, &stop);
+    etcd_server::server::spawn_service_tasks(&service, clock, &stop);
     let stop_on_shutdown = stop.clone();
     let result = serve_service(listeners, &service, &tasks, &stop, async move {
         shutdown.cancelled().await;

@@ -38,6 +38,7 @@ mod three {
     use super::*;
     pgwarden_tests::against_both_targets!(super::tls_cluster() =>
         etcd_client_put_get_watch,
+        lease_keepalive_and_time_to_live_through_every_member,
         etcdctl_with_client_certificates,
         json_gateway_over_https,
         clients_without_a_trusted_certificate_are_refused,
@@ -97,6 +98,36 @@ async fn etcd_client_put_get_watch(cluster: &mut Cluster) -> anyhow::Result<()> 
         kv.key() == b"tls/w" && kv.value() == b"seen",
         "{response:?}"
     );
+    Ok(())
+}
+
+/// A lease granted through one member is kept alive and asked about through every member:
+/// a follower hands keepalive and time-to-live to the leader, which must work with TLS on the
+/// client port and `--client-cert-auth` (a follower holds no client certificate of its own).
+async fn lease_keepalive_and_time_to_live_through_every_member(
+    cluster: &mut Cluster,
+) -> anyhow::Result<()> {
+    let mut client = cluster.member_client(0).await?;
+    let lease = client.lease_grant(60, None).await?.id();
+    for index in 0..cluster.len() {
+        let mut member = cluster.member_client(index).await?;
+        let (mut keeper, mut answers) = member.lease_keep_alive(lease).await?;
+        keeper.keep_alive().await?;
+        let answer = tokio::time::timeout(Duration::from_secs(10), answers.message())
+            .await
+            .with_context(|| format!("member {index}: no keepalive answer within 10s"))??
+            .with_context(|| format!("member {index}: keepalive stream ended"))?;
+        ensure!(
+            answer.id() == lease && answer.ttl() > 0,
+            "member {index}: {answer:?}"
+        );
+        let ttl = member.lease_time_to_live(lease, None).await?;
+        ensure!(
+            ttl.ttl() > 0 && ttl.granted_ttl() == 60,
+            "member {index}: {ttl:?}"
+        );
+    }
+    client.lease_revoke(lease).await?;
     Ok(())
 }
 

@@ -1,29 +1,32 @@
-//! A follower forwards leader-only lease calls (keepalive, time-to-live) to the Raft leader over
-//! the leader's advertised client URL, with the generated etcd lease client.
+//! A follower forwards leader-only lease calls (keepalive, time-to-live) to the Raft leader
+//! over the peer transport (`consensus::ForwardHandler`), as etcd forwards lease renewals over
+//! its peer URLs: the peer channel is already open and authenticated with the member's peer
+//! certificate, whereas the leader's client URL may ask for a client certificate (or a CA) no
+//! member holds.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use etcd_proto::errors::EtcdError;
-use etcd_proto::etcdserverpb::lease_client::LeaseClient;
 use etcd_proto::etcdserverpb::{
-    LeaseKeepAliveRequest, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
-use tonic::transport::{Channel, Endpoint};
+use futures::future::BoxFuture;
+use prost::Message;
 
-use crate::backend::{NodeStatus, StatusExt};
-use crate::error::ServiceError;
+use crate::backend::Backend;
+use crate::error::{ServiceError, to_status};
+use crate::service::{AuthInfo, Service};
 
 /// gRPC metadata key marking a call already forwarded once; the receiver never forwards it
-/// again, so a stale view of the leader cannot make two members bounce a call between them.
+/// again. Forwarded calls now travel over the peer transport; the key is still honoured on the
+/// client port for members that forward there.
 pub const FORWARDED_METADATA: &str = "pgwarden-forwarded";
 
-/// Caches one channel to the current leader; a leader change replaces it.
-pub struct LeaderForwarder {
-    timeout: Duration,
-    /// (leader member ID, client) of the last leader used. Held only to clone or replace.
-    cached: Mutex<Option<(u64, LeaseClient<Channel>)>>,
-}
+/// The forwarded call names.
+const KEEPALIVE: &str = "lease/keepalive";
+const TIME_TO_LIVE: &str = "lease/timetolive";
 
 fn remote_error(status: &tonic::Status) -> ServiceError {
     match EtcdError::from_message(status.message()) {
@@ -33,86 +36,108 @@ fn remote_error(status: &tonic::Status) -> ServiceError {
     }
 }
 
+/// The follower's half: sends a call to the leader and waits at most `timeout` for it.
+pub struct LeaderForwarder {
+    timeout: Duration,
+}
+
 impl LeaderForwarder {
     pub fn new(timeout: Duration) -> Self {
-        LeaderForwarder {
-            timeout,
-            cached: Mutex::new(None),
+        LeaderForwarder { timeout }
+    }
+
+    async fn call<B: Backend, R: Message + Default>(
+        &self,
+        node: &B,
+        method: &'static str,
+        request: impl Message,
+    ) -> Result<R, ServiceError> {
+        let body = Bytes::from(request.encode_to_vec());
+        match tokio::time::timeout(self.timeout, node.forward_to_leader(method, body)).await {
+            Ok(Ok(answer)) => R::decode(answer).map_err(|error| {
+                ServiceError::Internal(format!("decode the leader's {method} answer: {error}"))
+            }),
+            Ok(Err(status)) => Err(remote_error(&status)),
+            Err(_) => Err(ServiceError::Timeout),
         }
-    }
-
-    fn client(&self, status: &NodeStatus) -> Result<LeaseClient<Channel>, ServiceError> {
-        let leader = status.leader.ok_or(ServiceError::NoLeader)?;
-        let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((cached_leader, client)) = cached.as_ref()
-            && *cached_leader == leader
-        {
-            return Ok(client.clone());
-        }
-        let url = status
-            .leader_client_urls()
-            .and_then(|urls| urls.into_iter().next())
-            .ok_or(ServiceError::NoLeader)?;
-        let endpoint = Endpoint::from_shared(url)
-            .map_err(|error| ServiceError::Internal(format!("bad leader client URL: {error}")))?
-            .connect_timeout(self.timeout)
-            .timeout(self.timeout);
-        let client = LeaseClient::new(endpoint.connect_lazy());
-        *cached = Some((leader, client.clone()));
-        Ok(client)
-    }
-
-    fn forget(&self) {
-        *self.cached.lock().unwrap_or_else(PoisonError::into_inner) = None;
-    }
-
-    fn mark<T>(message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        request.metadata_mut().insert(
-            FORWARDED_METADATA,
-            tonic::metadata::MetadataValue::from_static("true"),
-        );
-        request
     }
 
     /// Renews `id` on the leader; answers the TTL the leader granted (0 = lease gone).
-    pub async fn keepalive(&self, status: &NodeStatus, id: i64) -> Result<i64, ServiceError> {
-        let mut client = self.client(status)?;
-        let outbound = tokio_stream::once(LeaseKeepAliveRequest { id });
-        let call = async {
-            let mut responses = client
-                .lease_keep_alive(Self::mark(outbound))
-                .await?
-                .into_inner();
-            responses.message().await
-        };
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(Some(response))) => Ok(response.ttl),
-            Ok(Ok(None)) => Err(ServiceError::NoLeader),
-            Ok(Err(status)) => {
-                self.forget();
-                Err(remote_error(&status))
-            }
-            Err(_) => {
-                self.forget();
-                Err(ServiceError::Timeout)
-            }
-        }
+    pub async fn keepalive<B: Backend>(&self, node: &B, id: i64) -> Result<i64, ServiceError> {
+        let answer: LeaseKeepAliveResponse = self
+            .call(node, KEEPALIVE, LeaseKeepAliveRequest { id })
+            .await?;
+        Ok(answer.ttl)
     }
 
     /// Asks the leader for a lease's remaining TTL.
-    pub async fn time_to_live(
+    pub async fn time_to_live<B: Backend>(
         &self,
-        status: &NodeStatus,
+        node: &B,
         request: LeaseTimeToLiveRequest,
     ) -> Result<LeaseTimeToLiveResponse, ServiceError> {
-        let mut client = self.client(status)?;
-        match client.lease_time_to_live(Self::mark(request)).await {
-            Ok(response) => Ok(response.into_inner()),
-            Err(status) => {
-                self.forget();
-                Err(remote_error(&status))
+        self.call(node, TIME_TO_LIVE, request).await
+    }
+}
+
+/// The leader's half: answers forwarded calls with the service, as a call already forwarded
+/// once (a member that no longer leads refuses instead of forwarding again). The follower
+/// checked its caller; the leader acts as the store itself.
+pub struct ForwardedCalls<B: Backend> {
+    service: Service<B>,
+}
+
+impl<B: Backend> ForwardedCalls<B> {
+    pub fn new(service: &Service<B>) -> Arc<Self> {
+        Arc::new(ForwardedCalls {
+            service: service.with_caller(AuthInfo::Internal),
+        })
+    }
+
+    async fn answer(
+        service: Service<B>,
+        method: String,
+        body: Bytes,
+    ) -> Result<Bytes, ServiceError> {
+        let bad = |error: prost::DecodeError| {
+            ServiceError::Internal(format!("decode a forwarded {method} request: {error}"))
+        };
+        let answer = match method.as_str() {
+            KEEPALIVE => {
+                let request = LeaseKeepAliveRequest::decode(body).map_err(bad)?;
+                service
+                    .lease_keep_alive(request.id, true)
+                    .await?
+                    .encode_to_vec()
             }
-        }
+            TIME_TO_LIVE => {
+                let request = LeaseTimeToLiveRequest::decode(body).map_err(bad)?;
+                service
+                    .lease_time_to_live(request, true)
+                    .await?
+                    .encode_to_vec()
+            }
+            _ => {
+                return Err(ServiceError::Internal(format!(
+                    "unknown forwarded call {method:?}"
+                )));
+            }
+        };
+        Ok(Bytes::from(answer))
+    }
+}
+
+impl<B: Backend> consensus::ForwardHandler for ForwardedCalls<B> {
+    fn handle(
+        &self,
+        method: String,
+        body: Bytes,
+    ) -> BoxFuture<'static, Result<Bytes, tonic::Status>> {
+        let service = self.service.clone();
+        Box::pin(async move {
+            Self::answer(service, method, body)
+                .await
+                .map_err(|error| to_status(&error))
+        })
     }
 }

@@ -80,7 +80,7 @@ impl<B: Backend> Service<B> {
         id: i64,
         forwarded: bool,
     ) -> Result<LeaseKeepAliveResponse, ServiceError> {
-        let mut status = self.node.status();
+        let status = self.node.status();
         if status.is_leader() {
             // Confirm the leadership with a quorum before promising a TTL (etcd's
             // ensureLeadership): an isolated former leader must not renew a lease that the new
@@ -95,12 +95,11 @@ impl<B: Backend> Service<B> {
                     ttl,
                 });
             }
-            status = confirmed;
         }
         if forwarded {
             return Err(ServiceError::NoLeader);
         }
-        let ttl = self.forwarder.keepalive(&status, id).await?;
+        let ttl = self.forwarder.keepalive(&self.node, id).await?;
         Ok(LeaseKeepAliveResponse {
             header: Some(self.current_header()),
             id,
@@ -119,7 +118,7 @@ impl<B: Backend> Service<B> {
             if forwarded {
                 return Err(ServiceError::NoLeader);
             }
-            let mut response = self.forwarder.time_to_live(&status, request).await?;
+            let mut response = self.forwarder.time_to_live(&self.node, request).await?;
             response.header = Some(self.current_header());
             return Ok(response);
         }

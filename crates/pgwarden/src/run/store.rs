@@ -157,7 +157,7 @@ impl EmbeddedStore {
                 .clone()
                 .run(lease_check_interval, stop.clone()),
         );
-        etcd_server::server::spawn_space_and_metrics_tasks(&service, clock, &stop);
+        etcd_server::server::spawn_service_tasks(&service, clock, &stop);
         let listeners = vec![ClientListener {
             listener: api_listener,
             tls: client_tls,
