@@ -27,14 +27,33 @@ pub(crate) fn state_and_role<B: KvBackend>(agent: &Agent<B>) -> (String, String)
         "stopped"
     };
     let role = match &agent.facts {
-        Some(facts) if !facts.in_recovery => "primary",
-        Some(_) => "replica",
-        None if postgres::files::is_empty_dir(&agent.pg.data_dir).unwrap_or(true) => {
-            "uninitialized"
-        }
-        None => "replica",
+        Some(facts) => role_word(Some(facts.in_recovery), false, false),
+        None => role_word(
+            None,
+            postgres::files::is_empty_dir(&agent.pg.data_dir).unwrap_or(true),
+            (agent.postmaster.is_some() || agent.adopted.is_some())
+                && agent.configured_as_primary(),
+        ),
     };
     (state.to_owned(), role.to_owned())
+}
+
+/// Patroni's role word. `in_recovery`: what the last probe answered (`None`: no answer, or
+/// not running). Without an answer: an empty data directory is `uninitialized`; a running
+/// PostgreSQL whose data directory has no `standby.signal` is still the primary it was (a
+/// busy primary whose probe timed out must not read as a replica); anything else a replica.
+fn role_word(
+    in_recovery: Option<bool>,
+    empty_data_dir: bool,
+    running_without_standby_signal: bool,
+) -> &'static str {
+    match in_recovery {
+        Some(false) => "primary",
+        Some(true) => "replica",
+        None if empty_data_dir => "uninitialized",
+        None if running_without_standby_signal => "primary",
+        None => "replica",
+    }
 }
 
 pub(crate) fn replication_state<B: KvBackend>(agent: &Agent<B>) -> Option<String> {
@@ -139,5 +158,29 @@ pub fn identity(config: &crate::config::RunConfig) -> AgentIdentity {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         scope: config.scope.clone(),
         name: config.name.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::role_word;
+
+    #[test]
+    fn the_role_follows_the_probe_else_the_data_directory() {
+        // (last probe's in_recovery, empty data dir, running without standby.signal) -> role
+        let table = [
+            ((Some(false), false, false), "primary"),
+            ((Some(true), false, true), "replica"),
+            ((None, true, false), "uninitialized"),
+            ((None, false, true), "primary"),
+            ((None, false, false), "replica"),
+        ];
+        for ((in_recovery, empty, running_primary), role) in table {
+            assert_eq!(
+                role_word(in_recovery, empty, running_primary),
+                role,
+                "{in_recovery:?} {empty} {running_primary}"
+            );
+        }
     }
 }
