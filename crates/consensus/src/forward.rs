@@ -44,12 +44,7 @@ pub(crate) async fn to_leader(core: &Core, method: &str, body: Bytes) -> Result<
     if leader == core.member_id {
         return handler(core)?.handle(method.to_owned(), body).await;
     }
-    let peer_urls = core
-        .membership_nodes()
-        .into_iter()
-        .find(|(id, _, _)| *id == leader)
-        .map(|(_, node, _)| node.peer_urls)
-        .ok_or_else(no_leader)?;
+    let peer_urls = core.peer_urls_of(leader).ok_or_else(no_leader)?;
     let mut client = core
         .channels
         .client(&peer_urls)

@@ -343,14 +343,10 @@ impl Core {
         change: &MemberChange,
         deadline: Instant,
     ) -> Result<Vec<Member>, ConsensusError> {
-        let Some((_, node, _)) = self
-            .membership_nodes()
-            .into_iter()
-            .find(|(id, _, _)| *id == leader)
-        else {
+        let Some(peer_urls) = self.peer_urls_of(leader) else {
             return Err(ConsensusError::NoLeader);
         };
-        let mut client = self.channels.client(&node.peer_urls)?;
+        let mut client = self.channels.client(&peer_urls)?;
         let request = pb::JsonMessage {
             json: to_json(change).into(),
             error: String::new(),

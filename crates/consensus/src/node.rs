@@ -179,6 +179,20 @@ impl Core {
             .collect()
     }
 
+    /// The peer URLs of member `id`, when the current membership has it: where calls for the
+    /// leader (forwarded proposals, read indexes, membership changes, the layer above's calls)
+    /// go.
+    pub(crate) fn peer_urls_of(&self, id: u64) -> Option<Vec<String>> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .find(|(node_id, _)| **node_id == id)
+            .map(|(_, node)| node.peer_urls.clone())
+    }
+
     /// etcd's member list.
     pub(crate) fn members(&self) -> Vec<Member> {
         status::members_of(self.membership_nodes())

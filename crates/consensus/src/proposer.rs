@@ -177,12 +177,7 @@ async fn forward(
     encoded: &[u8],
     deadline: Instant,
 ) -> Result<Forwarded, ConsensusError> {
-    let Some(peer_urls) = core
-        .membership_nodes()
-        .into_iter()
-        .find(|(id, _, _)| *id == leader)
-        .map(|(_, node, _)| node.peer_urls)
-    else {
+    let Some(peer_urls) = core.peer_urls_of(leader) else {
         return Ok(Forwarded::Retry);
     };
     let mut client = core.channels.client(&peer_urls)?;

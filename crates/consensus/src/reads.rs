@@ -96,12 +96,7 @@ async fn remote_read_index(
     leader: u64,
     deadline: Instant,
 ) -> Result<Option<u64>, ConsensusError> {
-    let Some(peer_urls) = core
-        .membership_nodes()
-        .into_iter()
-        .find(|(id, _, _)| *id == leader)
-        .map(|(_, node, _)| node.peer_urls)
-    else {
+    let Some(peer_urls) = core.peer_urls_of(leader) else {
         return Ok(None);
     };
     let mut client = core.channels.client(&peer_urls)?;
