@@ -242,7 +242,7 @@ impl<B: KvBackend> Agent<B> {
 
     /// PostgreSQL runs (or starts) as a primary, as far as the last observation knows: it
     /// may accept writes, so the lease deadline binds it.
-    fn acting_as_primary(&self) -> bool {
+    pub(crate) fn acting_as_primary(&self) -> bool {
         let process_alive = self.postmaster.is_some() || self.adopted.is_some();
         process_alive && self.configured_as_primary()
     }

@@ -31,8 +31,7 @@ pub(crate) fn state_and_role<B: KvBackend>(agent: &Agent<B>) -> (String, String)
         None => role_word(
             None,
             postgres::files::is_empty_dir(&agent.pg.data_dir).unwrap_or(true),
-            (agent.postmaster.is_some() || agent.adopted.is_some())
-                && agent.configured_as_primary(),
+            agent.acting_as_primary(),
         ),
     };
     (state.to_owned(), role.to_owned())
