@@ -3,13 +3,29 @@
 //! uid/gid in the child with std's `CommandExt::uid/gid`, which also drops supplementary
 //! groups), and the directories it owns are chowned to that user. When the agent is not root
 //! everything runs as the current user.
+//!
+//! pgwarden turns transparent huge pages off for its own process (see the binary's `main`); the
+//! flag is inherited across fork and exec, so every command made here puts back the setting
+//! pgwarden itself was started with ([`set_children_thp_disabled`]): PostgreSQL and callbacks
+//! follow the machine's policy, not pgwarden's.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use nix::unistd::{Uid, User};
 
 use crate::error::{Error, Result, io};
+
+/// The transparent-huge-page flag children get: the one pgwarden was started with.
+static CHILDREN_THP_DISABLED: AtomicBool = AtomicBool::new(false);
+
+/// Records the transparent-huge-page flag pgwarden was started with, before it changed its own,
+/// so that PostgreSQL's programs and callbacks get that one back.
+pub fn set_children_thp_disabled(disabled: bool) {
+    CHILDREN_THP_DISABLED.store(disabled, Ordering::Relaxed);
+}
 
 /// The identity PostgreSQL processes get.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +70,17 @@ impl RunAs {
         if let Some((uid, gid, home)) = &self.switch_to {
             command.uid(*uid).gid(*gid).env("HOME", home);
         }
+        let thp_disabled = CHILDREN_THP_DISABLED.load(Ordering::Relaxed);
+        #[allow(
+            unsafe_code,
+            reason = "pre_exec runs in the forked child; prctl is async-signal-safe and allocates nothing"
+        )]
+        // SAFETY: the closure only makes one prctl system call, which is safe between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                nix::sys::prctl::set_thp_disable(thp_disabled).map_err(std::io::Error::from)
+            });
+        }
         command
     }
 
@@ -72,5 +99,40 @@ impl RunAs {
         self.chown(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
             .map_err(io("chmod", path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `THP_enabled` line of a child's /proc status, as made by [`RunAs::command`].
+    async fn child_thp_enabled() -> String {
+        let output = RunAs::current_user()
+            .command("cat")
+            .arg("/proc/self/status")
+            .output()
+            .await
+            .expect("run cat");
+        let status = String::from_utf8(output.stdout).expect("utf-8 status");
+        status
+            .lines()
+            .find(|line| line.starts_with("THP_enabled:"))
+            .expect("THP_enabled line")
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn children_get_back_the_huge_page_flag_pgwarden_was_started_with() {
+        let started_with = nix::sys::prctl::get_thp_disable().expect("read flag");
+        set_children_thp_disabled(started_with);
+        nix::sys::prctl::set_thp_disable(true).expect("turn huge pages off here");
+        let expected = if started_with { "0" } else { "1" };
+        assert_eq!(
+            child_thp_enabled().await,
+            format!("THP_enabled:\t{expected}")
+        );
+        set_children_thp_disabled(true);
+        assert_eq!(child_thp_enabled().await, "THP_enabled:\t0");
     }
 }
