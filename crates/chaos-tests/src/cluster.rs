@@ -438,11 +438,15 @@ impl Cluster {
         let mut out = String::new();
         for node in &self.nodes {
             push_tail(&mut out, &node.name, &node.log(), 40);
+            let (server, statement_errors) = server_messages(&node.postgres_log());
             push_tail(
                 &mut out,
-                &format!("{} PostgreSQL", node.name),
-                &node.postgres_log(),
-                20,
+                &format!(
+                    "{} PostgreSQL (without {statement_errors} statement errors)",
+                    node.name
+                ),
+                &server,
+                30,
             );
         }
         out
@@ -480,6 +484,35 @@ fn give_to_postgres(path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("chown {}", path.display()))
 }
 
+/// A PostgreSQL log without the clients' failed statements (an `ERROR` line and the `DETAIL`,
+/// `HINT` and `STATEMENT` lines that follow it), and how many there were: the workload's writes
+/// to a read-only member would otherwise fill the tail a failure message shows, hiding what the
+/// server itself did (recovery, the WAL receiver, timeline switches).
+fn server_messages(log: &str) -> (String, usize) {
+    let mut kept = String::new();
+    let mut dropped = 0;
+    let mut in_error = false;
+    for line in log.lines() {
+        let severity = line
+            .split_once("] ")
+            .map(|(_, rest)| rest.split(':').next().unwrap_or(""))
+            .unwrap_or("");
+        match severity {
+            "ERROR" => {
+                in_error = true;
+                dropped += 1;
+            }
+            "DETAIL" | "HINT" | "STATEMENT" | "CONTEXT" if in_error => {}
+            _ => {
+                in_error = false;
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+    }
+    (kept, dropped)
+}
+
 /// Appends the last `lines` lines of `text` to `out` under a `--- title ---` heading.
 fn push_tail(out: &mut String, title: &str, text: &str, lines: usize) {
     let tail: Vec<&str> = text.lines().rev().take(lines).collect();
@@ -487,5 +520,31 @@ fn push_tail(out: &mut String, title: &str, text: &str, lines: usize) {
     for line in tail.into_iter().rev() {
         out.push_str(line);
         out.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_messages;
+
+    #[test]
+    fn server_messages_leave_out_failed_statements() {
+        let log = "\
+2026-11-28 04:00:00.000 UTC [10] LOG:  entering standby mode
+2026-11-28 04:00:01.000 UTC [11] ERROR:  cannot execute INSERT in a read-only transaction
+2026-11-28 04:00:01.000 UTC [11] STATEMENT:  INSERT INTO t VALUES (1)
+2026-11-28 04:00:02.000 UTC [12] FATAL:  could not start WAL streaming: ERROR:  replication slot \"n3\" does not exist
+2026-11-28 04:00:02.000 UTC [10] DETAIL:  End of WAL reached on timeline 1 at 0/3000000.
+";
+        let (kept, dropped) = server_messages(log);
+        assert_eq!(dropped, 1);
+        assert_eq!(
+            kept.lines().collect::<Vec<_>>(),
+            vec![
+                "2026-11-28 04:00:00.000 UTC [10] LOG:  entering standby mode",
+                "2026-11-28 04:00:02.000 UTC [12] FATAL:  could not start WAL streaming: ERROR:  replication slot \"n3\" does not exist",
+                "2026-11-28 04:00:02.000 UTC [10] DETAIL:  End of WAL reached on timeline 1 at 0/3000000.",
+            ]
+        );
     }
 }
