@@ -110,7 +110,8 @@ pub(crate) async fn replicate(
     batch: RaftBatch,
     deadline: Instant,
 ) -> Result<RaftBatchResponse, ConsensusError> {
-    let encoded = batch.encode_to_vec();
+    // Encoded only when forwarded: the leader proposes the batch as it is.
+    let mut encoded: Option<Vec<u8>> = None;
     let mut batch = Some(batch);
     loop {
         let leader = core.wait_for_leader(deadline).await?;
@@ -134,7 +135,16 @@ pub(crate) async fn replicate(
                 }
             }
         } else {
-            match forward(core, leader, &encoded, deadline).await? {
+            let encoded = match (&mut encoded, &batch) {
+                (Some(encoded), _) => encoded,
+                (slot @ None, Some(batch)) => slot.insert(batch.encode_to_vec()),
+                (None, None) => {
+                    return Err(ConsensusError::Internal(
+                        "batch already proposed".to_string(),
+                    ));
+                }
+            };
+            match forward(core, leader, encoded, deadline).await? {
                 Forwarded::Done(responses, index) => {
                     core.wait_applied(index, deadline).await?;
                     return Ok(responses);
