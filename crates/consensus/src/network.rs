@@ -9,8 +9,12 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::Stream;
+use openraft::OptionalSend;
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::StreamAppendResult;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
     TransferLeaderResponse, VoteRequest, VoteResponse,
@@ -127,6 +131,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 }
 
 /// The connection openraft uses to replicate to one peer.
+#[derive(Clone)]
 pub(crate) struct PeerConnection {
     target: u64,
     client: Result<PeerClient<Channel>, ConsensusError>,
@@ -155,6 +160,9 @@ fn json_request<T: Serialize>(rpc: &T) -> pb::JsonMessage {
 pub(crate) fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     serde_json::from_slice(bytes).map_err(|e| format!("decode peer message: {e}"))
 }
+
+/// One answer of the replication stream.
+type StreamAnswer = Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>;
 
 fn network_error(message: impl ToString) -> RPCError<TypeConfig> {
     RPCError::Network(NetworkError::from_string(message))
@@ -214,6 +222,19 @@ impl PeerConnection {
 
 impl RaftNetworkV2<TypeConfig> for PeerConnection {
     type SnapshotData = Vec<u8>;
+
+    /// Entry-less requests do not wait for each other's answers: see [`crate::append_stream`].
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<'s, Result<BoxStream<'s, StreamAnswer>, RPCError<TypeConfig>>>
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        let connection = self.clone();
+        Box::pin(async move { Ok(crate::append_stream::stream(connection, input, option)) })
+    }
 
     async fn append_entries(
         &mut self,
