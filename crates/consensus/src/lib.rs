@@ -48,6 +48,7 @@ mod server;
 mod status;
 pub mod tls;
 mod tls_transport;
+mod whole_body;
 
 /// Generated peer-transport types (`proto/pgwarden/peer.proto`).
 #[allow(clippy::all, missing_docs)]

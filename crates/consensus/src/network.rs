@@ -29,6 +29,10 @@ use tonic::transport::{Channel, Endpoint};
 use crate::error::ConsensusError;
 use crate::pb;
 use crate::pb::peer_client::PeerClient;
+use crate::whole_body::WholeBody;
+
+/// The channel peer clients call through: each request leaves in one piece.
+type PeerChannel = WholeBody<Channel>;
 
 /// Largest peer reply accepted (forwarded batch responses can be large); every client made
 /// for a peer gets it, not only the first one.
@@ -67,7 +71,7 @@ impl PeerChannels {
     pub(crate) fn client(
         &self,
         peer_urls: &[String],
-    ) -> Result<PeerClient<Channel>, ConsensusError> {
+    ) -> Result<PeerClient<PeerChannel>, ConsensusError> {
         let url = peer_urls
             .first()
             .ok_or_else(|| ConsensusError::Internal("member has no peer URL".to_string()))?;
@@ -76,9 +80,8 @@ impl PeerChannels {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(channel) = channels.get(url) {
-            return Ok(
-                PeerClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES)
-            );
+            return Ok(PeerClient::new(WholeBody(channel.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES));
         }
         let https = url
             .get(..8)
@@ -109,7 +112,7 @@ impl PeerChannels {
             endpoint.connect_lazy()
         };
         channels.insert(url.clone(), channel.clone());
-        Ok(PeerClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        Ok(PeerClient::new(WholeBody(channel)).max_decoding_message_size(MAX_MESSAGE_BYTES))
     }
 }
 
@@ -134,7 +137,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 #[derive(Clone)]
 pub(crate) struct PeerConnection {
     target: u64,
-    client: Result<PeerClient<Channel>, ConsensusError>,
+    client: Result<PeerClient<PeerChannel>, ConsensusError>,
     /// Least time an AppendEntries carrying entries may take (the election timeout, at most
     /// 1 s). openraft's deadline for one is 3/4 of a heartbeat interval (75 ms by default): on
     /// a loaded host a follower's fsync and reply sometimes take longer, and giving up then only
@@ -169,7 +172,7 @@ fn network_error(message: impl ToString) -> RPCError<TypeConfig> {
 }
 
 impl PeerConnection {
-    fn client(&self) -> Result<PeerClient<Channel>, RPCError<TypeConfig>> {
+    fn client(&self) -> Result<PeerClient<PeerChannel>, RPCError<TypeConfig>> {
         self.client.clone().map_err(|e| {
             RPCError::Unreachable(Unreachable::from_string(format!(
                 "peer {}: {e}",
@@ -182,7 +185,7 @@ impl PeerConnection {
     async fn call<T, F, Fut>(&self, option: &RPCOption, call: F) -> Result<T, RPCError<TypeConfig>>
     where
         T: DeserializeOwned,
-        F: FnOnce(PeerClient<Channel>) -> Fut,
+        F: FnOnce(PeerClient<PeerChannel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<pb::JsonMessage>, tonic::Status>>,
     {
         self.call_within(option.soft_ttl(), call).await
@@ -196,7 +199,7 @@ impl PeerConnection {
     ) -> Result<T, RPCError<TypeConfig>>
     where
         T: DeserializeOwned,
-        F: FnOnce(PeerClient<Channel>) -> Fut,
+        F: FnOnce(PeerClient<PeerChannel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<pb::JsonMessage>, tonic::Status>>,
     {
         let client = self.client()?;
