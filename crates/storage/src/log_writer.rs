@@ -8,13 +8,18 @@
 //! while its own fsync runs, and concurrent appends share one fsync, while openraft is told an
 //! entry is written only once it is durable.
 //!
-//! The committed id costs no wake-up of its own: the writer adds the newest one (when it
-//! changed) to the next group it writes, and when the queue stays empty for [`IDLE_FLUSH`] or
+//! The committed id costs no wake-up of its own: the writer adds the newest one it has seen (when
+//! it changed) to the next group it writes, and when the queue stays empty for [`IDLE_FLUSH`] or
 //! closes it writes it alone, without an `fdatasync` — that survives the process being killed
 //! (the page cache keeps it) and becomes durable against a power cut with the next synced
 //! group. So a member restarted after a quiet moment or a clean stop re-applies everything it
 //! had applied; one killed in the middle of writes, or a power cut, only makes a restart
 //! re-apply fewer entries before the leader repeats the commit index, which is safe.
+//!
+//! The writer reads the log store's memory only after a group is durable (to record it, and to
+//! see the newest committed id for the next group), never on waking: the store queues each
+//! write while it holds that memory's lock, so a writer that took the lock on waking would wait
+//! for its own waker, two more thread switches before every `fdatasync`.
 
 use std::io;
 use std::sync::mpsc;
@@ -154,11 +159,14 @@ fn run(
     // last durable submission.
     let mut processed: u64 = 0;
     let mut written_committed = opened_committed;
+    // The newest committed id read from memory (after the last durable group, or when idle).
+    let mut seen_committed = opened_committed;
     loop {
         let first = match receiver.recv_timeout(IDLE_FLUSH) {
             Ok(op) => op,
             Err(timeout_or_closed) => {
-                let committed = changed_committed(memory, &written_committed);
+                seen_committed = committed_now(memory);
+                let committed = encode_changed(seen_committed, &written_committed);
                 if let Some((value, bytes)) = committed {
                     match wal.write(&[Record::Committed(&bytes)], Flush::PageCache) {
                         Ok(_) => written_committed = value,
@@ -179,7 +187,7 @@ fn run(
             }
         }
         processed += ops.len() as u64;
-        let committed = changed_committed(memory, &written_committed);
+        let committed = encode_changed(seen_committed, &written_committed);
         let result = write(
             wal,
             &ops,
@@ -191,7 +199,7 @@ fn run(
                 if let Some((value, _)) = committed {
                     written_committed = value;
                 }
-                after_durable(memory, stats, entries, processed);
+                seen_committed = after_durable(memory, stats, entries, processed);
                 Ok(())
             }
             Err(error) => {
@@ -213,12 +221,8 @@ fn committed_now(memory: &Mutex<LogMemory>) -> Option<LogId> {
         .committed
 }
 
-/// The committed id and its encoding, when it differs from `written`.
-fn changed_committed(
-    memory: &Mutex<LogMemory>,
-    written: &Option<LogId>,
-) -> Option<(Option<LogId>, Vec<u8>)> {
-    let now = committed_now(memory);
+/// `now` and its encoding, when it differs from `written`.
+fn encode_changed(now: Option<LogId>, written: &Option<LogId>) -> Option<(Option<LogId>, Vec<u8>)> {
     if now == *written {
         return None;
     }
@@ -281,8 +285,13 @@ fn write(
 }
 
 /// Records in memory what just became durable: the submissions through `durable_seq`,
-/// counters.
-fn after_durable(memory: &Mutex<LogMemory>, stats: &LogWriteStats, entries: u64, durable_seq: u64) {
+/// counters. Returns the committed id openraft reported last.
+fn after_durable(
+    memory: &Mutex<LogMemory>,
+    stats: &LogWriteStats,
+    entries: u64,
+    durable_seq: u64,
+) -> Option<LogId> {
     if entries > 0 {
         stats
             .append_commits
@@ -295,4 +304,5 @@ fn after_durable(memory: &Mutex<LogMemory>, stats: &LogWriteStats, entries: u64,
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     memory.durable_seq = durable_seq;
+    memory.committed
 }

@@ -69,7 +69,7 @@ async fn log_vote_committed_and_snapshot_survive_reopen() {
             .unwrap();
         let snapshot = storage.state_machine.build_snapshot().await.unwrap();
         assert_eq!(snapshot.meta.last_log_id, Some(log_id(1, 1, 10)));
-        // A vote after the committed id makes the committed id durable too.
+        // Closing the store writes the newest committed id, whether or not a later group did.
         storage.log_store.save_vote(&vote).await.unwrap();
     }
     let mut storage = Storage::open(dir.path(), 16).unwrap();
