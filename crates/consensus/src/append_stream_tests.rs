@@ -61,24 +61,31 @@ fn only_unanswered_entries_hold_back_the_next_request() {
     }
 }
 
-#[tokio::test]
-async fn a_commit_update_followed_by_entries_is_not_sent() {
+/// Runs `requests` (prev, last, commit) through a pipeline whose input then closes; returns the
+/// log ids the answers matched and what the follower received.
+async fn run_closed(requests: &[(u64, u64, u64)]) -> (Vec<u64>, Vec<(usize, u64)>) {
     let (received, send) = follower();
-    let (requests, input) = futures::channel::mpsc::unbounded();
-    requests
-        .unbounded_send(request(3, 3, 3))
-        .expect("open channel");
-    requests
-        .unbounded_send(request(3, 5, 3))
-        .expect("open channel");
-    drop(requests);
+    let (sender, input) = futures::channel::mpsc::unbounded();
+    for &(prev, last, commit) in requests {
+        sender
+            .unbounded_send(request(prev, last, commit))
+            .expect("open channel");
+    }
+    drop(sender);
     let answers =
         tokio::time::timeout(TEST_BOUND, pipeline(input, send, NEVER).collect::<Vec<_>>())
             .await
             .expect("the stream ends once its input has");
-    assert_eq!(answers.len(), 1, "{answers:?}");
-    assert_eq!(matched(answers.into_iter().next()), 5);
-    assert_eq!(*received.lock().expect("test lock"), vec![(2, 3)]);
+    let matched = answers.into_iter().map(|a| matched(Some(a))).collect();
+    let received = received.lock().expect("test lock").clone();
+    (matched, received)
+}
+
+#[tokio::test]
+async fn a_commit_update_followed_by_entries_is_not_sent() {
+    let (matched, received) = run_closed(&[(3, 3, 3), (3, 5, 3)]).await;
+    assert_eq!(matched, vec![5]);
+    assert_eq!(received, vec![(2, 3)]);
 }
 
 #[tokio::test]
@@ -114,22 +121,10 @@ async fn a_lone_commit_update_goes_out_when_its_hold_ends() {
 
 #[tokio::test]
 async fn entries_wait_for_entries_in_flight_and_keep_their_order() {
-    let (received, send) = follower();
-    let (requests, input) = futures::channel::mpsc::unbounded();
-    for (prev, last, commit) in [(0, 2, 0), (2, 4, 2), (4, 4, 4), (4, 6, 4)] {
-        requests
-            .unbounded_send(request(prev, last, commit))
-            .expect("open channel");
-    }
-    drop(requests);
-    let answers =
-        tokio::time::timeout(TEST_BOUND, pipeline(input, send, NEVER).collect::<Vec<_>>())
-            .await
-            .expect("the stream ends once its input has");
-    let matched: Vec<u64> = answers.into_iter().map(|a| matched(Some(a))).collect();
+    let (matched, received) = run_closed(&[(0, 2, 0), (2, 4, 2), (4, 4, 4), (4, 6, 4)]).await;
     assert_eq!(matched, vec![2, 4, 6]);
     assert_eq!(
-        *received.lock().expect("test lock"),
+        received,
         vec![(2, 0), (2, 2), (2, 4)],
         "the commit update between the second and third entries travels with the third"
     );
