@@ -42,7 +42,7 @@ use crate::network::PeerConnection;
 /// client's turn-around at one client (answer, next request, its append), short enough that a
 /// follower's watchers and local reads barely notice; reads through a follower do not wait for
 /// it at all, since the leader's read-index heartbeats carry the commit index.
-pub(crate) const COMMIT_UPDATE_HOLD: Duration = Duration::from_millis(2);
+const COMMIT_UPDATE_HOLD: Duration = Duration::from_millis(2);
 
 type LogId = Option<LogIdOf<TypeConfig>>;
 type Request = AppendEntriesRequest<TypeConfig>;

@@ -84,7 +84,6 @@ fn chained(taken: Vec<Frame<Bytes>>, rest: Body) -> Body {
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use tonic::codegen::http::Response;
     use tower::{Service, ServiceExt};
 
     use super::*;
