@@ -253,13 +253,18 @@ async fn connect(config: &tokio_postgres::Config) -> Option<tokio_postgres::Clie
 }
 
 /// Runs `statement` with the client deadline. Past it, cancels the statement (a commit
-/// waiting for a synchronous standby then returns, committed locally) and gives the server
-/// one more deadline to answer; `Err(true)` means the connection must be dropped.
+/// waiting for a synchronous standby then returns, committed locally), gives the server one
+/// more deadline to answer and returns `Err(())`: the attempt outlived its deadline whatever
+/// the server says, and the connection must be dropped. A cancel request travels apart from
+/// the session and PostgreSQL may deliver it more than once (to the backend and to its
+/// process group), so on a kept connection a late one can cancel the *next* statement's wait
+/// for the synchronous standby and turn it into an acknowledged commit that was never
+/// replicated.
 async fn execute(
     client: &tokio_postgres::Client,
     statement: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-) -> Result<Result<u64, tokio_postgres::Error>, bool> {
+) -> Result<Result<u64, tokio_postgres::Error>, ()> {
     let run = client.execute(statement, params);
     tokio::pin!(run);
     if let Ok(result) = tokio::time::timeout(DEADLINE, &mut run).await {
@@ -269,11 +274,8 @@ async fn execute(
         .cancel_token()
         .cancel_query(tokio_postgres::NoTls)
         .await;
-    match tokio::time::timeout(DEADLINE, &mut run).await {
-        // Whatever the server says now, the attempt outlived its deadline.
-        Ok(_) => Err(false),
-        Err(_) => Err(true),
-    }
+    let _ = tokio::time::timeout(DEADLINE, &mut run).await;
+    Err(())
 }
 
 async fn write_loop(node: usize, config: tokio_postgres::Config, writes: Arc<Mutex<Vec<Write>>>) {
@@ -300,10 +302,7 @@ async fn write_loop(node: usize, config: tokio_postgres::Config, writes: Arc<Mut
                     (Outcome::Failed, false)
                 }
                 Ok(Err(_)) => (Outcome::Indeterminate, client.is_closed()),
-                Err(drop_connection) => (
-                    Outcome::Indeterminate,
-                    drop_connection || client.is_closed(),
-                ),
+                Err(()) => (Outcome::Indeterminate, true),
             };
             if let Ok(mut writes) = writes.lock() {
                 writes.push(Write {
@@ -365,7 +364,7 @@ async fn observe_loop(node: usize, config: tokio_postgres::Config, probes: Arc<M
             match execute(connected, "INSERT INTO chaos_probe VALUES (now())", &[]).await {
                 Ok(Ok(_)) => accepted = true,
                 Ok(Err(_)) => {}
-                Err(lost) => drop_connection = lost,
+                Err(()) => drop_connection = true,
             }
         }
         record(
