@@ -1,18 +1,17 @@
 //! The replication stream to one follower (openraft's `stream_append`): AppendEntries requests in
-//! openraft's order, answered in that order, where an entry-less request does not hold back the
-//! requests after it, and a commit update that the next entries would carry is not sent at all.
+//! openraft's order, answered in that order, where an entry-less request does not wait for the
+//! answers before it, and a commit update that the next entries would carry is not sent at all.
 //!
 //! openraft sends every follower an entry-less AppendEntries each time the commit index moves
 //! (and entry-less probes), and its default stream sends one request at a time. At one client
 //! the next put's entries then wait for the previous put's commit update to travel to the
 //! follower and back. Here a request waits only for the requests with entries still in flight:
-//! those must reach the follower in order (one appended before the next is sent, as before),
-//! while an entry-less request only names a log id the follower already acknowledged, so it may
-//! be overtaken. The follower then handles it after entries that follow its `prev_log_id`, which
-//! Raft allows: an AppendEntries without entries truncates nothing and the commit index only
-//! moves forward. Every request keeps its own deadline ([`PeerConnection`]'s `append_entries`);
-//! the first failure, conflict or partial success is the last answer of the stream, and openraft
-//! starts a new one.
+//! one carrying entries is appended before the next is sent, as before, while an entry-less
+//! request only names a log id the follower already acknowledged, so it may go out behind
+//! unanswered ones. The requests travel in order on one long-lived call
+//! ([`crate::append_channel`]), and the follower hands them to openraft in that order. Every
+//! request keeps its own deadline ([`PeerConnection::append_deadline`]); the first failure,
+//! conflict or partial success is the last answer of the stream, and openraft starts a new one.
 //!
 //! A commit update (an entry-less request while openraft's request stream is still open) is held
 //! back for [`COMMIT_UPDATE_HOLD`]: openraft builds every request with the commit index current
@@ -30,12 +29,13 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::RPCError;
-use openraft::network::{RPCOption, RaftNetworkV2};
+use openraft::network::RPCOption;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, StreamAppendResult};
 use openraft::type_config::alias::LogIdOf;
 use storage::TypeConfig;
 use tokio::time::Instant;
 
+use crate::append_channel::AppendChannel;
 use crate::network::PeerConnection;
 
 /// How long a commit update waits for a request that would carry it instead. Longer than a
@@ -80,10 +80,10 @@ pub(crate) fn stream<'s, S>(
 where
     S: futures::Stream<Item = Request> + Send + Unpin + 'static,
 {
+    let mut channel = AppendChannel::open(connection.clone());
     let send = move |request: Request| -> BoxFuture<'static, Reply> {
-        let mut connection = connection.clone();
-        let option = option.clone();
-        Box::pin(async move { connection.append_entries(request, option).await })
+        let deadline = connection.append_deadline(&request, &option);
+        channel.send(request, deadline)
     };
     pipeline(input, send, COMMIT_UPDATE_HOLD)
 }

@@ -437,6 +437,15 @@ impl Peer for StandIn {
         not_started_yet().await
     }
 
+    type AppendStreamStream = futures::stream::BoxStream<'static, Result<pb::JsonMessage, Status>>;
+
+    async fn append_stream(
+        &self,
+        _request: Request<Streaming<pb::AppendEntriesRequest>>,
+    ) -> Result<Response<Self::AppendStreamStream>, Status> {
+        not_started_yet().await
+    }
+
     async fn vote(
         &self,
         _request: Request<pb::JsonMessage>,

@@ -32,6 +32,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, reason = "tests fail loudly"))]
 
+mod append_channel;
 mod append_stream;
 mod bootstrap;
 mod config;

@@ -167,12 +167,57 @@ pub(crate) fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> 
 /// One answer of the replication stream.
 type StreamAnswer = Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>;
 
-fn network_error(message: impl ToString) -> RPCError<TypeConfig> {
+pub(crate) fn network_error(message: impl ToString) -> RPCError<TypeConfig> {
     RPCError::Network(NetworkError::from_string(message))
 }
 
+/// The wire form of openraft's AppendEntries request.
+pub(crate) fn append_request(
+    rpc: &AppendEntriesRequest<TypeConfig>,
+) -> Result<pb::AppendEntriesRequest, RPCError<TypeConfig>> {
+    let mut entries = Vec::with_capacity(rpc.entries.len());
+    for entry in &rpc.entries {
+        entries.push(storage::encode_entry(entry).map_err(network_error)?.into());
+    }
+    Ok(pb::AppendEntriesRequest {
+        vote: to_json(&rpc.vote).into(),
+        prev_log_id: to_json(&rpc.prev_log_id).into(),
+        leader_commit: to_json(&rpc.leader_commit).into(),
+        entries,
+    })
+}
+
+/// openraft's answer in `reply` from peer `target`.
+pub(crate) fn append_reply(
+    target: u64,
+    reply: pb::JsonMessage,
+) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+    if !reply.error.is_empty() {
+        return Err(network_error(format!("peer {target}: {}", reply.error)));
+    }
+    from_json(&reply.json).map_err(network_error)
+}
+
 impl PeerConnection {
-    fn client(&self) -> Result<PeerClient<PeerChannel>, RPCError<TypeConfig>> {
+    pub(crate) fn target(&self) -> u64 {
+        self.target
+    }
+
+    /// How long an AppendEntries may take: heartbeats (no entries) keep openraft's deadline;
+    /// see `append_timeout`.
+    pub(crate) fn append_deadline(
+        &self,
+        rpc: &AppendEntriesRequest<TypeConfig>,
+        option: &RPCOption,
+    ) -> Duration {
+        if rpc.entries.is_empty() {
+            option.soft_ttl()
+        } else {
+            option.soft_ttl().max(self.append_timeout)
+        }
+    }
+
+    pub(crate) fn client(&self) -> Result<PeerClient<PeerChannel>, RPCError<TypeConfig>> {
         self.client.clone().map_err(|e| {
             RPCError::Unreachable(Unreachable::from_string(format!(
                 "peer {}: {e}",
@@ -244,22 +289,8 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        // Heartbeats (no entries) keep openraft's deadline; see `append_timeout`.
-        let deadline = if rpc.entries.is_empty() {
-            option.soft_ttl()
-        } else {
-            option.soft_ttl().max(self.append_timeout)
-        };
-        let mut entries = Vec::with_capacity(rpc.entries.len());
-        for entry in &rpc.entries {
-            entries.push(storage::encode_entry(entry).map_err(network_error)?.into());
-        }
-        let request = pb::AppendEntriesRequest {
-            vote: to_json(&rpc.vote).into(),
-            prev_log_id: to_json(&rpc.prev_log_id).into(),
-            leader_commit: to_json(&rpc.leader_commit).into(),
-            entries,
-        };
+        let deadline = self.append_deadline(&rpc, &option);
+        let request = append_request(&rpc)?;
         self.call_within(deadline, |mut client| async move {
             client.append_entries(request).await
         })

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use openraft::type_config::alias::VoteOf;
 use prost::Message;
@@ -14,6 +15,11 @@ use crate::network::{from_json, to_json};
 use crate::node::{Core, LeaderError};
 use crate::pb;
 use crate::pb::peer_server::Peer;
+
+/// Requests of one replication stream handed to openraft before the first unanswered one is
+/// answered; the leader sends entries only after the previous entries are answered, so this
+/// bounds commit updates and probes queued behind them.
+const STREAM_APPENDS_IN_FLIGHT: usize = 64;
 
 /// The tonic service mounted on the peer listener.
 pub(crate) struct PeerService {
@@ -57,19 +63,38 @@ impl Peer for PeerService {
         &self,
         request: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::JsonMessage>, Status> {
-        let request = request.into_inner();
-        let mut entries = Vec::with_capacity(request.entries.len());
-        for bytes in &request.entries {
-            entries.push(storage::decode_entry(bytes).map_err(|e| bad_request(e.to_string()))?);
-        }
-        let rpc = AppendEntriesRequest::<TypeConfig> {
-            vote: from_json::<VoteOf<TypeConfig>>(&request.vote).map_err(bad_request)?,
-            prev_log_id: from_json::<Option<LogId>>(&request.prev_log_id).map_err(bad_request)?,
-            leader_commit: from_json::<Option<LogId>>(&request.leader_commit)
-                .map_err(bad_request)?,
-            entries,
-        };
+        let rpc = append_request(request.into_inner()).map_err(bad_request)?;
         Ok(json_reply(self.core.raft.append_entries(rpc).await))
+    }
+
+    type AppendStreamStream = BoxStream<'static, Result<pb::JsonMessage, Status>>;
+
+    /// Each request goes to openraft in arrival order while earlier ones are still being
+    /// handled (an AppendEntries waits for its entries to be durable); answers leave in request
+    /// order. A request that cannot be decoded is answered with an error, which ends the
+    /// leader's stream. The call ends when this member stops (the peer server's graceful
+    /// shutdown waits for open calls, and an idle leader would keep this one open).
+    async fn append_stream(
+        &self,
+        request: Request<Streaming<pb::AppendEntriesRequest>>,
+    ) -> Result<Response<Self::AppendStreamStream>, Status> {
+        let stopped = self.core.cancel.clone().cancelled_owned();
+        let core = self.core.clone();
+        let answers = request
+            .into_inner()
+            .map(move |request| {
+                let core = core.clone();
+                async move {
+                    let rpc = append_request(request?);
+                    Ok(match rpc {
+                        Ok(rpc) => json_reply(core.raft.append_entries(rpc).await).into_inner(),
+                        Err(error) => json_reply::<(), _>(Err(error)).into_inner(),
+                    })
+                }
+            })
+            .buffered(STREAM_APPENDS_IN_FLIGHT)
+            .take_until(stopped);
+        Ok(Response::new(Box::pin(answers)))
     }
 
     async fn vote(
@@ -193,6 +218,22 @@ impl Peer for PeerService {
         let body = crate::forward::serve(&self.core, request.into_inner()).await?;
         Ok(Response::new(pb::ForwardResponse { body }))
     }
+}
+
+/// openraft's AppendEntries request for its wire form.
+fn append_request(
+    request: pb::AppendEntriesRequest,
+) -> Result<AppendEntriesRequest<TypeConfig>, String> {
+    let mut entries = Vec::with_capacity(request.entries.len());
+    for bytes in &request.entries {
+        entries.push(storage::decode_entry(bytes).map_err(|e| e.to_string())?);
+    }
+    Ok(AppendEntriesRequest::<TypeConfig> {
+        vote: from_json::<VoteOf<TypeConfig>>(&request.vote)?,
+        prev_log_id: from_json::<Option<LogId>>(&request.prev_log_id)?,
+        leader_commit: from_json::<Option<LogId>>(&request.leader_commit)?,
+        entries,
+    })
 }
 
 /// The leader a refused request should go to, when this member knows it (0 = unknown).

@@ -1,0 +1,161 @@
+//! The leader's half of one long-lived `AppendStream` call to a follower: each AppendEntries
+//! request is one message on the call and its answer the next message back, in request order.
+//!
+//! A unary call per request costs both members a new HTTP/2 stream each time (request headers,
+//! response headers and trailers, a server task and the service stack), and the request's
+//! headers and its message leave in two writes. On an open call a request is one DATA frame and
+//! its answer another. The call lives as long as openraft's replication stream
+//! ([`crate::append_stream`]); any failure closes it and fails every unanswered request, and
+//! openraft starts a new stream (and so a new call).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use futures::FutureExt;
+use openraft::base::BoxFuture;
+use openraft::errors::RPCError;
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse};
+use storage::TypeConfig;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+use crate::network::{PeerConnection, network_error};
+use crate::pb;
+
+type Reply = Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>>;
+
+/// What the reader answers a waiting request with: the follower's message, or why the call
+/// closed.
+type Answer = Result<pb::JsonMessage, String>;
+
+/// Requests sent and not yet answered, in order; `closed` once the call has ended (with why).
+#[derive(Default)]
+struct Waiting {
+    answers: VecDeque<oneshot::Sender<Answer>>,
+    closed: Option<String>,
+}
+
+impl Waiting {
+    /// Ends the call: every waiting request, and every later one, gets `why`.
+    fn close(&mut self, why: String) {
+        for waiter in self.answers.drain(..) {
+            let _ = waiter.send(Err(why.clone()));
+        }
+        self.closed.get_or_insert(why);
+    }
+}
+
+/// One open `AppendStream` call; dropping it ends the call.
+pub(crate) struct AppendChannel {
+    connection: PeerConnection,
+    requests: mpsc::UnboundedSender<pb::AppendEntriesRequest>,
+    waiting: Arc<Mutex<Waiting>>,
+    reader: JoinHandle<()>,
+}
+
+impl Drop for AppendChannel {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl AppendChannel {
+    /// Opens the call to the follower behind `connection` (its first message goes with the
+    /// first request).
+    pub(crate) fn open(connection: PeerConnection) -> AppendChannel {
+        let (requests, outgoing) = mpsc::unbounded_channel();
+        let waiting = Arc::new(Mutex::new(Waiting::default()));
+        let reader = tokio::spawn(read_answers(
+            connection.clone(),
+            UnboundedReceiverStream::new(outgoing),
+            waiting.clone(),
+        ));
+        AppendChannel {
+            connection,
+            requests,
+            waiting,
+            reader,
+        }
+    }
+
+    /// Sends `rpc` on the call; the future is its answer, within the request's own deadline.
+    pub(crate) fn send(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        deadline: std::time::Duration,
+    ) -> BoxFuture<'static, Reply> {
+        let target = self.connection.target();
+        let request = match crate::network::append_request(&rpc) {
+            Ok(request) => request,
+            Err(error) => return futures::future::ready(Err(error)).boxed(),
+        };
+        let (answer, answered) = oneshot::channel();
+        {
+            let mut waiting = self
+                .waiting
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(why) = &waiting.closed {
+                let error = network_error(format!("peer {target}: {why}"));
+                return futures::future::ready(Err(error)).boxed();
+            }
+            // Queued under the lock, so answers and requests keep one order.
+            if self.requests.send(request).is_err() {
+                waiting.close("replication stream closed".to_string());
+                let error = network_error(format!("peer {target}: replication stream closed"));
+                return futures::future::ready(Err(error)).boxed();
+            }
+            waiting.answers.push_back(answer);
+        }
+        Box::pin(async move {
+            let answer = tokio::time::timeout(deadline, answered)
+                .await
+                .map_err(|_| network_error(format!("peer {target}: timed out after {deadline:?}")))?
+                .unwrap_or_else(|_| Err("replication stream closed".to_string()))
+                .map_err(|why| network_error(format!("peer {target}: {why}")))?;
+            crate::network::append_reply(target, answer)
+        })
+    }
+}
+
+/// Runs the call and hands each answer to the request waiting longest; when the call ends,
+/// fails the rest.
+async fn read_answers(
+    connection: PeerConnection,
+    outgoing: UnboundedReceiverStream<pb::AppendEntriesRequest>,
+    waiting: Arc<Mutex<Waiting>>,
+) {
+    let why = match connection.client() {
+        Err(error) => error.to_string(),
+        Ok(mut client) => match client.append_stream(outgoing).await {
+            Err(status) => status.message().to_string(),
+            Ok(response) => {
+                let mut answers = response.into_inner();
+                loop {
+                    match answers.message().await {
+                        Ok(Some(answer)) => {
+                            let waiter = waiting
+                                .lock()
+                                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                                .answers
+                                .pop_front();
+                            match waiter {
+                                Some(waiter) => {
+                                    let _ = waiter.send(Ok(answer));
+                                }
+                                None => break "an answer to no request".to_string(),
+                            }
+                        }
+                        Ok(None) => break "replication stream ended".to_string(),
+                        Err(status) => break status.message().to_string(),
+                    }
+                }
+            }
+        },
+    };
+    waiting
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .close(why);
+}
