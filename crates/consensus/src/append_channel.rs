@@ -20,10 +20,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
-use crate::network::{PeerConnection, network_error};
+use crate::network::{PeerConnection, append_request, json_answer, network_error};
 use crate::pb;
 
 type Reply = Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>>;
+
+/// Why requests fail once the call has ended with no other word from it.
+const CLOSED: &str = "replication stream closed";
 
 /// What the reader answers a waiting request with: the follower's message, or why the call
 /// closed.
@@ -48,7 +51,8 @@ impl Waiting {
 
 /// One open `AppendStream` call; dropping it ends the call.
 pub(crate) struct AppendChannel {
-    connection: PeerConnection,
+    /// The follower's member id, for errors.
+    target: u64,
     requests: mpsc::UnboundedSender<pb::AppendEntriesRequest>,
     waiting: Arc<Mutex<Waiting>>,
     reader: JoinHandle<()>,
@@ -66,13 +70,14 @@ impl AppendChannel {
     pub(crate) fn open(connection: PeerConnection) -> AppendChannel {
         let (requests, outgoing) = mpsc::unbounded_channel();
         let waiting = Arc::new(Mutex::new(Waiting::default()));
+        let target = connection.target();
         let reader = tokio::spawn(read_answers(
-            connection.clone(),
+            connection,
             UnboundedReceiverStream::new(outgoing),
             waiting.clone(),
         ));
         AppendChannel {
-            connection,
+            target,
             requests,
             waiting,
             reader,
@@ -85,8 +90,11 @@ impl AppendChannel {
         rpc: AppendEntriesRequest<TypeConfig>,
         deadline: std::time::Duration,
     ) -> BoxFuture<'static, Reply> {
-        let target = self.connection.target();
-        let request = match crate::network::append_request(&rpc) {
+        let target = self.target;
+        let refused = |why: &str| -> BoxFuture<'static, Reply> {
+            futures::future::ready(Err(network_error(format!("peer {target}: {why}")))).boxed()
+        };
+        let request = match append_request(&rpc) {
             Ok(request) => request,
             Err(error) => return futures::future::ready(Err(error)).boxed(),
         };
@@ -97,14 +105,12 @@ impl AppendChannel {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             if let Some(why) = &waiting.closed {
-                let error = network_error(format!("peer {target}: {why}"));
-                return futures::future::ready(Err(error)).boxed();
+                return refused(why);
             }
             // Queued under the lock, so answers and requests keep one order.
             if self.requests.send(request).is_err() {
-                waiting.close("replication stream closed".to_string());
-                let error = network_error(format!("peer {target}: replication stream closed"));
-                return futures::future::ready(Err(error)).boxed();
+                waiting.close(CLOSED.to_string());
+                return refused(CLOSED);
             }
             waiting.answers.push_back(answer);
         }
@@ -112,9 +118,9 @@ impl AppendChannel {
             let answer = tokio::time::timeout(deadline, answered)
                 .await
                 .map_err(|_| network_error(format!("peer {target}: timed out after {deadline:?}")))?
-                .unwrap_or_else(|_| Err("replication stream closed".to_string()))
+                .unwrap_or_else(|_| Err(CLOSED.to_string()))
                 .map_err(|why| network_error(format!("peer {target}: {why}")))?;
-            crate::network::append_reply(target, answer)
+            json_answer(target, answer)
         })
     }
 }

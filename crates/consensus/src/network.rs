@@ -187,11 +187,11 @@ pub(crate) fn append_request(
     })
 }
 
-/// openraft's answer in `reply` from peer `target`.
-pub(crate) fn append_reply(
+/// The value in peer `target`'s JSON `reply`, or the error it carries.
+pub(crate) fn json_answer<T: DeserializeOwned>(
     target: u64,
     reply: pb::JsonMessage,
-) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+) -> Result<T, RPCError<TypeConfig>> {
     if !reply.error.is_empty() {
         return Err(network_error(format!("peer {target}: {}", reply.error)));
     }
@@ -258,13 +258,7 @@ impl PeerConnection {
             })?
             .map_err(|status| network_error(format!("peer {}: {}", self.target, status.message())))?
             .into_inner();
-        if !reply.error.is_empty() {
-            return Err(network_error(format!(
-                "peer {}: {}",
-                self.target, reply.error
-            )));
-        }
-        from_json(&reply.json).map_err(network_error)
+        json_answer(self.target, reply)
     }
 }
 

@@ -29,7 +29,14 @@ pub(crate) struct PeerService {
 fn json_reply<T: serde::Serialize, E: std::fmt::Display>(
     result: Result<T, E>,
 ) -> Response<pb::JsonMessage> {
-    Response::new(match result {
+    Response::new(json_message(result))
+}
+
+/// The JSON of `result`'s value, or its error.
+fn json_message<T: serde::Serialize, E: std::fmt::Display>(
+    result: Result<T, E>,
+) -> pb::JsonMessage {
+    match result {
         Ok(value) => pb::JsonMessage {
             json: to_json(&value).into(),
             error: String::new(),
@@ -38,7 +45,7 @@ fn json_reply<T: serde::Serialize, E: std::fmt::Display>(
             json: Default::default(),
             error: error.to_string(),
         },
-    })
+    }
 }
 
 fn bad_request(error: String) -> Status {
@@ -63,7 +70,7 @@ impl Peer for PeerService {
         &self,
         request: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::JsonMessage>, Status> {
-        let rpc = append_request(request.into_inner()).map_err(bad_request)?;
+        let rpc = append_rpc(request.into_inner()).map_err(bad_request)?;
         Ok(json_reply(self.core.raft.append_entries(rpc).await))
     }
 
@@ -85,10 +92,9 @@ impl Peer for PeerService {
             .map(move |request| {
                 let core = core.clone();
                 async move {
-                    let rpc = append_request(request?);
-                    Ok(match rpc {
-                        Ok(rpc) => json_reply(core.raft.append_entries(rpc).await).into_inner(),
-                        Err(error) => json_reply::<(), _>(Err(error)).into_inner(),
+                    Ok(match append_rpc(request?) {
+                        Ok(rpc) => json_message(core.raft.append_entries(rpc).await),
+                        Err(error) => json_message::<(), _>(Err(error)),
                     })
                 }
             })
@@ -220,8 +226,8 @@ impl Peer for PeerService {
     }
 }
 
-/// openraft's AppendEntries request for its wire form.
-fn append_request(
+/// openraft's AppendEntries request from its wire form (`network::append_request` makes it).
+fn append_rpc(
     request: pb::AppendEntriesRequest,
 ) -> Result<AppendEntriesRequest<TypeConfig>, String> {
     let mut entries = Vec::with_capacity(request.entries.len());
