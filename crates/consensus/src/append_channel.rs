@@ -6,7 +6,9 @@
 //! headers and its message leave in two writes. On an open call a request is one DATA frame and
 //! its answer another. The call lives as long as openraft's replication stream
 //! ([`crate::append_stream`]); any failure closes it and fails every unanswered request, and
-//! openraft starts a new stream (and so a new call).
+//! openraft starts a new stream (and so a new call). A follower that answers the call with
+//! UNIMPLEMENTED (an earlier pgwarden, during a rolling upgrade) is marked on its connection, and
+//! [`crate::append_stream`] sends it one `AppendEntries` call per request from then on.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -135,7 +137,12 @@ async fn read_answers(
     let why = match connection.client() {
         Err(error) => error.to_string(),
         Ok(mut client) => match client.append_stream(outgoing).await {
-            Err(status) => status.message().to_string(),
+            Err(status) => {
+                if status.code() == tonic::Code::Unimplemented {
+                    connection.lacks_append_stream();
+                }
+                status.message().to_string()
+            }
             Ok(response) => {
                 let mut answers = response.into_inner();
                 loop {
@@ -164,4 +171,53 @@ async fn read_answers(
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .close(why);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use openraft::Vote;
+    use openraft::network::RaftNetworkFactory;
+    use storage::MemberNode;
+    use tokio_stream::wrappers::TcpListenerStream;
+
+    use super::*;
+    use crate::network::{Network, PeerChannels};
+
+    /// A member of an earlier pgwarden serves the peer service without `AppendStream`.
+    #[tokio::test]
+    async fn a_follower_without_append_stream_is_marked_after_one_refusal() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_routes(tonic::service::Routes::default())
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+        let mut network = Network {
+            channels: PeerChannels::new(Duration::from_secs(1)),
+        };
+        let node = MemberNode {
+            name: "earlier".to_string(),
+            peer_urls: vec![format!("http://{address}")],
+            client_urls: Vec::new(),
+        };
+        let connection = network.new_client(7, &node).await;
+        assert!(connection.serves_append_stream());
+
+        let mut channel = AppendChannel::open(connection.clone());
+        let request = AppendEntriesRequest {
+            vote: Vote::new_committed(1, 1),
+            prev_log_id: None,
+            leader_commit: None,
+            entries: Vec::new(),
+        };
+        let refused = channel.send(request, Duration::from_secs(5)).await;
+        assert!(refused.is_err(), "{refused:?}");
+        assert!(!connection.serves_append_stream());
+        // Every clone (the next stream openraft starts) now sends one call per request.
+        assert!(!connection.clone().serves_append_stream());
+        server.abort();
+    }
 }

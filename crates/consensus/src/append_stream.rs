@@ -29,7 +29,7 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::RPCError;
-use openraft::network::RPCOption;
+use openraft::network::{RPCOption, RaftNetworkV2};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, StreamAppendResult};
 use openraft::type_config::alias::LogIdOf;
 use storage::TypeConfig;
@@ -80,11 +80,21 @@ pub(crate) fn stream<'s, S>(
 where
     S: futures::Stream<Item = Request> + Send + Unpin + 'static,
 {
-    let mut channel = AppendChannel::open(connection.clone());
-    let send = move |request: Request| -> BoxFuture<'static, Reply> {
-        let deadline = connection.append_deadline(&request, &option);
-        channel.send(request, deadline)
-    };
+    let send: Box<dyn FnMut(Request) -> BoxFuture<'static, Reply> + Send> =
+        if connection.serves_append_stream() {
+            let mut channel = AppendChannel::open(connection.clone());
+            Box::new(move |request: Request| {
+                let deadline = connection.append_deadline(&request, &option);
+                channel.send(request, deadline)
+            })
+        } else {
+            // A follower of an earlier pgwarden: one call per request.
+            Box::new(move |request: Request| {
+                let mut connection = connection.clone();
+                let option = option.clone();
+                Box::pin(async move { connection.append_entries(request, option).await })
+            })
+        };
     pipeline(input, send, COMMIT_UPDATE_HOLD)
 }
 

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -129,6 +130,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             client: self.channels.client(&node.peer_urls),
             append_timeout: self.channels.connect_timeout,
+            serves_append_stream: Arc::new(AtomicBool::new(true)),
         }
     }
 }
@@ -144,6 +146,10 @@ pub(crate) struct PeerConnection {
     /// sends the same entries again after a back-off, stalling every write behind them (p99 of
     /// 16-client puts ~40 ms, with "timed out after 75ms" in the leader's log).
     append_timeout: Duration,
+    /// Whether the follower serves `Peer.AppendStream`; cleared when it answers UNIMPLEMENTED
+    /// (a member of an earlier pgwarden during a rolling upgrade), after which replication to it
+    /// uses one `AppendEntries` call per request for as long as this connection lives.
+    serves_append_stream: Arc<AtomicBool>,
 }
 
 pub(crate) fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
@@ -201,6 +207,20 @@ pub(crate) fn json_answer<T: DeserializeOwned>(
 impl PeerConnection {
     pub(crate) fn target(&self) -> u64 {
         self.target
+    }
+
+    pub(crate) fn serves_append_stream(&self) -> bool {
+        self.serves_append_stream.load(Ordering::Relaxed)
+    }
+
+    /// The follower answered `AppendStream` with UNIMPLEMENTED.
+    pub(crate) fn lacks_append_stream(&self) {
+        if self.serves_append_stream.swap(false, Ordering::Relaxed) {
+            tracing::info!(
+                member_id = %format!("{:x}", self.target),
+                "peer does not serve AppendStream (an earlier pgwarden); replicating to it with one call per request"
+            );
+        }
     }
 
     /// How long an AppendEntries may take: heartbeats (no entries) keep openraft's deadline;
